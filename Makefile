@@ -1,0 +1,21 @@
+# One command does all set-up and runs the tests on a fresh machine: `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test setup clean
+
+test: setup
+	$(PY) -m pytest -q
+
+# The CPU build of torch 2.13.0 goes in first and explicitly: letting pip resolve torch
+# on its own would download a multi-GB CUDA build.
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,228 @@
+"""Attention: rotary positions, dense causal SDPA, and multi-scale attention (S2-S4).
+
+Multi-scale attention uses one set of q/k/v projections feeding three branches:
+  local     causal sliding window of `window` positions (S2);
+  global    causal sparse top-k: each query keeps only its `topk` highest-scoring keys (S3);
+  symbolic  only keys whose token is a mathematical symbol (S4);
+mixed per token and head by a learned softmax gate over the three, computed from the hidden state
+(initialised local-first, as NSA implementations start). A query with no allowed key in a branch
+(no symbol before it, say) gets exactly zero from that branch.
+
+Queries are processed in chunks of `chunk_size`, so a branch never holds more than
+chunk x keys scores per head; in training each chunk is recomputed in the backward pass
+(activation checkpointing) whenever there is more than one chunk, so memory stays bounded at
+long T instead of keeping every chunk's scores alive for autograd.
+
+Positions: every query and key carries an explicit position (int). Masks are computed from
+positions (key_pos <= query_pos; query_pos - key_pos < window). With a KV cache, a token at
+position p lives in cache slot p, so keys' positions are simply 0..S-1.
+
+Shape legend: B batch, T new tokens (queries), S keys visible (cache length, or T), H query
+heads, G key/value heads (GQA), D head dim, C model dim, c queries in a chunk, k top-k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from r1kit.config import ModelConfig
+
+BRANCHES = ("local", "global", "symbolic")
+
+
+class KVCacheLike(Protocol):
+    """All that attention needs from a KV cache; r1kit.kv_cache.KVCache is one implementation,
+    and a paged or prefix-shared cache can be another without touching this file."""
+
+    def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys/values for `layer`; return all visible ones, [B, G, S, D] each."""
+        ...
+
+
+# ----------------------------------------------------------------------------- rotary positions
+
+
+def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables [max_seq_len, head_dim] in the Hugging Face Llama layout (halves, not
+    interleaved pairs), so weights export to `LlamaForCausalLM` without permuting q/k."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x_BHTD: torch.Tensor, cos_BTD: torch.Tensor, sin_BTD: torch.Tensor) -> torch.Tensor:
+    cos, sin = cos_BTD.unsqueeze(1).to(x_BHTD.dtype), sin_BTD.unsqueeze(1).to(x_BHTD.dtype)
+    x1, x2 = x_BHTD.chunk(2, dim=-1)
+    return x_BHTD * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+# ----------------------------------------------------------------------------- per-forward context
+
+
+@dataclass
+class AttentionContext:
+    """What every layer's attention needs about this forward call; built once by the model."""
+
+    cos_BTD: torch.Tensor  # rotary tables at the queries' positions
+    sin_BTD: torch.Tensor
+    q_pos_BT: torch.Tensor  # int64 positions of the new tokens
+    k_pos_BS: torch.Tensor  # int64 positions of all visible keys
+    k_symbol_BS: torch.Tensor  # bool: key token is a maths symbol
+    standard_causal: bool  # keys are exactly the queries at positions 0..T-1: SDPA's is_causal applies
+    # per query chunk: (t0, t1, lo, hi) -- queries t0:t1 may see key slots lo:hi (local) and :hi (others)
+    chunks: list[tuple[int, int, int, int]]
+
+
+def plan_chunks(q_slot_BT: torch.Tensor | None, T: int, chunk_size: int, window: int) -> list[tuple[int, int, int, int]]:
+    """Split T queries into chunks and find, per chunk, the key slots each branch may need.
+
+    q_slot_BT: each query's own slot among the keys (its position, with a cache), or None when the
+    queries are the keys themselves (no cache): slot t. Slots must increase along T.
+    """
+    chunks = []
+    for t0 in range(0, T, chunk_size):
+        t1 = min(T, t0 + chunk_size)
+        if q_slot_BT is None:
+            first, last = t0, t1 - 1
+        else:
+            first, last = int(q_slot_BT[:, t0].min()), int(q_slot_BT[:, t1 - 1].max())
+        chunks.append((t0, t1, max(0, first - window + 1), last + 1))
+    return chunks
+
+
+# ----------------------------------------------------------------------------- branch kernels
+
+
+def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """softmax over allowed entries; rows with none allowed come out as exact zeros (no NaN)."""
+    filled = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return torch.softmax(filled, dim=-1) * allowed
+
+
+def multiscale_chunk(
+    q_BHcD: torch.Tensor,
+    k_BHSD: torch.Tensor,
+    v_BHSD: torch.Tensor,
+    q_pos_Bc: torch.Tensor,
+    k_pos_BS: torch.Tensor,
+    k_symbol_BS: torch.Tensor,
+    lo: int,
+    window: int,
+    topk: int,
+) -> torch.Tensor:
+    """The three branches for one chunk of queries against keys 0:S. Returns [3, B, H, c, D]."""
+    scale = q_BHcD.shape[-1] ** -0.5
+    scores_BHcS = (q_BHcD @ k_BHSD.transpose(-1, -2)) * scale
+    causal_Bc1S = (k_pos_BS[:, None, :] <= q_pos_Bc[:, :, None]).unsqueeze(1)
+
+    # local: only the last `window` positions, so slice the keys down to lo:S first
+    dist_BcW = q_pos_Bc[:, :, None] - k_pos_BS[:, None, lo:]
+    local_ok = ((dist_BcW >= 0) & (dist_BcW < window)).unsqueeze(1)
+    out_local = _masked_softmax(scores_BHcS[..., lo:], local_ok) @ v_BHSD[:, :, lo:]
+
+    # symbolic: causal keys whose token is a maths symbol
+    symbol_ok = causal_Bc1S & k_symbol_BS[:, None, None, :]
+    out_symbol = _masked_softmax(scores_BHcS, symbol_ok) @ v_BHSD
+
+    # global: each query's top-k causal keys; entries that are masked keys (fewer than k
+    # earlier positions) are dropped again after selection
+    k_eff = min(topk, scores_BHcS.shape[-1])
+    neg = torch.finfo(scores_BHcS.dtype).min
+    top_val_BHck, top_idx_BHck = scores_BHcS.masked_fill(~causal_Bc1S, neg).topk(k_eff, dim=-1)
+    top_ok = torch.gather(causal_Bc1S.expand_as(scores_BHcS), -1, top_idx_BHck)
+    probs_BHck = _masked_softmax(top_val_BHck, top_ok)
+    # scatter back to dense [c, S] rows and use one matmul: same memory as the scores, BLAS speed
+    probs_BHcS = torch.zeros_like(scores_BHcS).scatter(-1, top_idx_BHck, probs_BHck)
+    out_global = probs_BHcS @ v_BHSD
+
+    return torch.stack([out_local, out_global, out_symbol])
+
+
+def multiscale_attention(
+    q_BHTD: torch.Tensor, k_BHSD: torch.Tensor, v_BHSD: torch.Tensor, ctx: AttentionContext, window: int, topk: int
+) -> torch.Tensor:
+    """All chunks of the three branches: [3, B, H, T, D]."""
+    recompute = torch.is_grad_enabled() and len(ctx.chunks) > 1
+    outs = []
+    for t0, t1, lo, hi in ctx.chunks:
+        args = (
+            q_BHTD[:, :, t0:t1], k_BHSD[:, :, :hi], v_BHSD[:, :, :hi],
+            ctx.q_pos_BT[:, t0:t1], ctx.k_pos_BS[:, :hi], ctx.k_symbol_BS[:, :hi], lo, window, topk,
+        )
+        if recompute:
+            outs.append(checkpoint(multiscale_chunk, *args, use_reentrant=False))
+        else:
+            outs.append(multiscale_chunk(*args))
+    return torch.cat(outs, dim=3) if len(outs) > 1 else outs[0]
+
+
+def dense_attention(q_BHTD: torch.Tensor, k_BHSD: torch.Tensor, v_BHSD: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+    """Plain causal attention with torch's fused SDPA (the Llama reference)."""
+    if ctx.standard_causal:
+        return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, is_causal=True)
+    mask_B1TS = (ctx.k_pos_BS[:, None, :] <= ctx.q_pos_BT[:, :, None]).unsqueeze(1)
+    return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, attn_mask=mask_B1TS)
+
+
+# ----------------------------------------------------------------------------- the module
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.kind = cfg.attention.kind
+        self.window, self.topk = cfg.attention.window, cfg.attention.topk
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        if self.kind == "multiscale":
+            # gate logits per (head, branch) from the hidden state; the bias sets the local-first start
+            self.gate = nn.Linear(cfg.dim, cfg.n_heads * len(BRANCHES), bias=True)
+        # mean gate weight per branch over the last forward's tokens and heads (for reports)
+        self.last_gate_mean: torch.Tensor | None = None
+
+    def _kv(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None):
+        B, T, _ = x_BTC.shape
+        k_BGTD = self.k_proj(x_BTC).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v_BGTD = self.v_proj(x_BTC).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        k_BGTD = apply_rope(k_BGTD, ctx.cos_BTD, ctx.sin_BTD)
+        if cache is not None:
+            return cache.update(self.layer_idx, k_BGTD, v_BGTD)
+        return k_BGTD, v_BGTD
+
+    def write_cache_only(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike) -> None:
+        """For a skipped attention layer: still store this step's keys/values, so that later steps
+        that do run the layer see a complete history. Costs two small projections."""
+        self._kv(x_BTC, ctx, cache)
+
+    def forward(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None = None) -> torch.Tensor:
+        B, T, _ = x_BTC.shape
+        q_BHTD = self.q_proj(x_BTC).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        q_BHTD = apply_rope(q_BHTD, ctx.cos_BTD, ctx.sin_BTD)
+        k_BGSD, v_BGSD = self._kv(x_BTC, ctx, cache)
+
+        if self.kind == "dense":
+            out_BHTD = dense_attention(q_BHTD, *self._repeat_kv(k_BGSD, v_BGSD), ctx)
+        else:
+            branches_3BHTD = multiscale_attention(q_BHTD, *self._repeat_kv(k_BGSD, v_BGSD), ctx, self.window, self.topk)
+            gate_BTH3 = torch.softmax(self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float(), dim=-1)
+            self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
+            gate_3BHT1 = gate_BTH3.to(q_BHTD.dtype).permute(3, 0, 2, 1).unsqueeze(-1)
+            out_BHTD = (gate_3BHT1 * branches_3BHTD).sum(dim=0)
+        return self.o_proj(out_BHTD.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+    def _repeat_kv(self, k_BGSD: torch.Tensor, v_BGSD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rep = self.n_heads // self.n_kv_heads
+        if rep == 1:
+            return k_BGSD, v_BGSD
+        return k_BGSD.repeat_interleave(rep, dim=1), v_BGSD.repeat_interleave(rep, dim=1)

@@ -1,0 +1,74 @@
+"""A static KV cache (gpt-fast style): preallocated buffers, one `update` per layer.
+
+The token at position p of row b lives in slot p of row b, so rows of a batch can sit at
+different positions (ragged prompts, right-padded): a row's query at position p sees slots 0..p,
+which it has all written itself. Slots beyond a row's position may hold stale values (padding,
+an abandoned branch); causal masking never lets a query see them, and they are overwritten when
+the row gets there.
+
+Usage per forward call: `start(positions_BT, is_symbol_BT)` once (the model does it), then each
+layer's attention calls `update(layer, k, v)` and receives the visible keys and values.
+
+Shape legend: L layers, B rows, G key/value heads, S_max capacity, S visible slots, T new tokens, D head dim.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        max_seq_len: int,
+        n_kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
+        shape = (n_layers, batch_size, n_kv_heads, max_seq_len, head_dim)
+        self.k_LBGSD = torch.zeros(shape, dtype=dtype, device=device)
+        self.v_LBGSD = torch.zeros(shape, dtype=dtype, device=device)
+        self.is_symbol_BS = torch.zeros(batch_size, max_seq_len, dtype=torch.bool, device=device)
+        self.max_seq_len = max_seq_len
+        self.length = 0  # visible slots this step: 1 + the largest position written so far
+        self._rows_BT: torch.Tensor | None = None
+        self._positions_BT: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, model, batch_size: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
+        cfg = model.config
+        param = next(model.parameters())
+        return cls(cfg.n_layers, batch_size, max_seq_len or cfg.max_seq_len, cfg.kv_heads, cfg.head_dim,
+                   dtype=dtype or param.dtype, device=param.device)
+
+    @property
+    def batch_size(self) -> int:
+        return self.k_LBGSD.shape[1]
+
+    def start(self, positions_BT: torch.Tensor, is_symbol_BT: torch.Tensor) -> None:
+        """Begin a forward step that writes tokens at `positions_BT` (int64, [B, T])."""
+        B, T = positions_BT.shape
+        if B != self.batch_size:
+            raise ValueError(f"cache holds {self.batch_size} rows but the input has {B}")
+        last = int(positions_BT.max())
+        if int(positions_BT.min()) < 0 or last >= self.max_seq_len:
+            raise ValueError(f"positions must lie in [0, {self.max_seq_len}) for this cache, got up to {last}")
+        self._rows_BT = torch.arange(B, device=positions_BT.device)[:, None].expand(B, T)
+        self._positions_BT = positions_BT
+        self.is_symbol_BS[self._rows_BT, positions_BT] = is_symbol_BT
+        self.length = max(self.length, last + 1)
+
+    def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # advanced indexing on (row, slot) puts those dims first: the values go in as [B, T, G, D]
+        self.k_LBGSD[layer][self._rows_BT, :, self._positions_BT] = k_BGTD.transpose(1, 2).to(self.k_LBGSD.dtype)
+        self.v_LBGSD[layer][self._rows_BT, :, self._positions_BT] = v_BGTD.transpose(1, 2).to(self.v_LBGSD.dtype)
+        return self.k_LBGSD[layer, :, :, : self.length], self.v_LBGSD[layer, :, :, : self.length]
+
+    def visible_symbols(self) -> torch.Tensor:
+        return self.is_symbol_BS[:, : self.length]
+
+    def reset(self) -> None:
+        self.length = 0

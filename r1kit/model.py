@@ -1,0 +1,182 @@
+"""The r1kit transformer: decoder-only, pre-norm RMSNorm, rotary positions, SwiGLU, no biases.
+
+With `attention.kind = "dense"` and `moe.n_experts = 0` it is exactly the Llama architecture.
+Otherwise attention is multi-scale (attention.py) and feed-forward layers are mixtures of
+experts (moe.py).
+
+    logits = model(ids_BT, positions_BT=None, cache=None, skip=None)
+
+- positions: int64 [B, T]; default 0..T-1 (or, with a cache, continuing after what it holds is
+  the caller's job: the engine passes them). Positions must increase along T.
+- cache: an explicit KV cache object (kv_cache.KVCache or anything with its interface).
+- skip: a LayerSkip naming blocks to skip entirely or only their attention (the dynamic engine
+  uses this); training applies stochastic layer drop (config.layer_drop) so skipping degrades
+  gracefully.
+- The vocabulary's symbol flags (which token ids are maths symbols) are a buffer, set with
+  `set_symbol_flags` from the tokenizer and saved with the checkpoint; the symbolic attention
+  branch reads them.
+The model knows nothing of training, tokenizers or HTTP. Trainers call `update_balancing()` after
+each optimiser step and add `aux_loss()` to their loss.
+
+Shape legend: B batch, T tokens, C model dim, V vocabulary, S visible keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from r1kit.attention import Attention, AttentionContext, KVCacheLike, plan_chunks, rope_tables
+from r1kit.config import ModelConfig
+from r1kit.moe import MoEFeedForward, SwiGLU
+
+
+@dataclass(frozen=True)
+class LayerSkip:
+    """Blocks to skip this forward: `layers` entirely, or only the attention of `attention`."""
+
+    layers: frozenset[int] = field(default_factory=frozenset)
+    attention: frozenset[int] = field(default_factory=frozenset)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn = Attention(cfg, layer_idx)
+        self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.ffn = MoEFeedForward(cfg) if cfg.moe.n_experts else SwiGLU(cfg.dim, cfg.dense_hidden)
+
+    def forward(self, h_BTC, ctx: AttentionContext, cache: KVCacheLike | None, skip_attention: bool = False):
+        if skip_attention:
+            if cache is not None:
+                self.attn.write_cache_only(self.attn_norm(h_BTC), ctx, cache)
+        else:
+            h_BTC = h_BTC + self.attn(self.attn_norm(h_BTC), ctx, cache)
+        return h_BTC + self.ffn(self.ffn_norm(h_BTC))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.register_buffer("symbol_flags_V", torch.zeros(cfg.vocab_size, dtype=torch.bool))
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ set-up
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        cfg = self.config
+        std = cfg.init_std
+        # output projections feed the residual stream: scale so its variance does not grow with depth
+        out_std = std / math.sqrt(2 * cfg.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif name.endswith(("o_proj.weight", "down_proj.weight", "down_proj_ECF")):
+                nn.init.normal_(p, std=out_std)
+            elif name.endswith("attn.gate.weight"):
+                nn.init.zeros_(p)  # the gate starts from its bias alone, the same for every token
+            elif name.endswith("attn.gate.bias"):
+                bias_H3 = p.view(cfg.n_heads, 3)
+                bias_H3.zero_()
+                bias_H3[:, 0] = cfg.attention.gate_local_bias  # branch 0 is local
+            else:
+                nn.init.normal_(p, std=std)
+
+    def set_symbol_flags(self, flags_V: torch.Tensor) -> None:
+        """Which vocabulary ids are maths symbols (digits, operators, '=', brackets, '.')."""
+        if flags_V.shape != (self.config.vocab_size,):
+            raise ValueError(f"symbol flags must have shape ({self.config.vocab_size},), got {tuple(flags_V.shape)}")
+        self.symbol_flags_V.copy_(flags_V.to(torch.bool))
+
+    def num_params(self, active: bool = False) -> int:
+        """All parameters, or (active=True) those one token uses: top_k of the routed experts."""
+        total = sum(p.numel() for p in self.parameters())
+        if active and self.config.moe.n_experts:
+            mc = self.config.moe
+            per_expert = 3 * self.config.dim * self.config.expert_hidden
+            total -= self.config.n_layers * (mc.n_experts - mc.top_k) * per_expert
+        return total
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        ids_BT: torch.Tensor,
+        positions_BT: torch.Tensor | None = None,
+        cache: KVCacheLike | None = None,
+        skip: LayerSkip | None = None,
+    ) -> torch.Tensor:
+        B, T = ids_BT.shape
+        if positions_BT is None:
+            if cache is not None:
+                raise ValueError("pass positions_BT with a cache: the model cannot guess where each row continues")
+            positions_BT = torch.arange(T, device=ids_BT.device).expand(B, T)
+        if positions_BT.shape != (B, T):
+            raise ValueError(f"positions_BT must have shape {(B, T)}, got {tuple(positions_BT.shape)}")
+        ctx = self._context(ids_BT, positions_BT, cache)
+
+        h_BTC = self.embed(ids_BT)
+        for i, block in enumerate(self.layers):
+            if skip is not None and i in skip.layers:
+                if cache is not None:  # keep the cache complete for later steps that run this layer
+                    block.attn.write_cache_only(block.attn_norm(h_BTC), ctx, cache)
+                continue
+            if self.training and self.config.layer_drop > 0 and torch.rand(()) < self.config.layer_drop:
+                continue
+            h_BTC = block(h_BTC, ctx, cache, skip_attention=skip is not None and i in skip.attention)
+        return self.lm_head(self.norm(h_BTC))
+
+    def _context(self, ids_BT: torch.Tensor, positions_BT: torch.Tensor, cache: KVCacheLike | None) -> AttentionContext:
+        cfg = self.config
+        if int(positions_BT.max()) >= cfg.max_seq_len:
+            raise ValueError(f"position {int(positions_BT.max())} is beyond max_seq_len={cfg.max_seq_len}")
+        symbol_BT = self.symbol_flags_V[ids_BT]
+        if cache is None:
+            k_pos_BS, k_symbol_BS, q_slot_BT = positions_BT, symbol_BT, None
+            standard = bool((positions_BT == torch.arange(positions_BT.shape[1], device=positions_BT.device)).all())
+        else:
+            cache.start(positions_BT, symbol_BT)
+            S = cache.length
+            k_pos_BS = torch.arange(S, device=ids_BT.device).expand(ids_BT.shape[0], S)
+            k_symbol_BS, q_slot_BT, standard = cache.visible_symbols(), positions_BT, False
+        chunks = plan_chunks(q_slot_BT, ids_BT.shape[1], cfg.attention.chunk_size, cfg.attention.window)
+        return AttentionContext(
+            cos_BTD=self.rope_cos[positions_BT], sin_BTD=self.rope_sin[positions_BT],
+            q_pos_BT=positions_BT, k_pos_BS=k_pos_BS, k_symbol_BS=k_symbol_BS,
+            standard_causal=standard, chunks=chunks,
+        )
+
+    # ------------------------------------------------------------------ MoE hooks for trainers
+
+    def moe_layers(self) -> list[MoEFeedForward]:
+        return [b.ffn for b in self.layers if isinstance(b.ffn, MoEFeedForward)]
+
+    def update_balancing(self) -> None:
+        """Call after each optimiser step: applies the load EMA and bias updates (S1)."""
+        for moe in self.moe_layers():
+            moe.update_balancing()
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """Sum of the last training forward's auxiliary balance losses (aux_loss mode), else None."""
+        losses = [m.aux_loss for m in self.moe_layers() if m.aux_loss is not None]
+        return torch.stack(losses).sum() if losses else None
+
+    def routing_stats(self) -> list[dict]:
+        return [m.routing_stats() for m in self.moe_layers()]
+
+    def gate_stats(self) -> list[list[float] | None]:
+        """Mean gate weight per branch (local, global, symbolic) per layer, last forward."""
+        return [None if b.attn.last_gate_mean is None else b.attn.last_gate_mean.tolist() for b in self.layers]

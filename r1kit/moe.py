@@ -1,0 +1,170 @@
+"""Feed-forward layers: the dense SwiGLU (Llama) and a mixture of experts with load-aware routing (S1).
+
+Routing. The router scores expert i for token x as s_i = x . e_i (e_i a learned expert embedding).
+Balancing modes (MoEConfig.balancing):
+  none          probs = softmax(s); the top-k of probs process the token.
+  load_penalty  the article's: adjusted = s - alpha * load; probs = softmax(adjusted); top-k.
+                load_i is the running (EMA) share of tokens routed to expert i, scaled so that a
+                uniform load is 1. It comes from earlier optimiser steps only, so no token's
+                routing depends on other tokens of its batch: routing stays causal and a token
+                routes the same in training, cached decoding and batch inference.
+  aux_loss      Switch Transformer: probs = softmax(s); the layer also returns
+                coef * E * sum_i f_i * P_i (f_i share of assignments, P_i mean router prob),
+                which the trainer adds to its loss.
+  bias          DeepSeek-V3 auxiliary-loss-free: top-k of (probs + b) chooses the experts, the
+                weights still come from probs; b_i += gamma * sign(1 - load_i) after each step.
+Loads and biases change only through `update_balancing()`, which a trainer calls after each
+optimiser step with the counts gathered by training forwards since the last call; inference
+uses them frozen. Both are buffers, saved with the checkpoint.
+
+Dispatch is batched: assignments are sorted by expert and each expert runs one matmul over its
+tokens (a loop over experts, never over tokens); results are scattered back with index_add.
+Dropless by default; an optional capacity factor drops overflow assignments in training
+(which makes a token's output depend on its batch, hence off by default).
+
+Shape legend: N tokens (B*T flattened), C model dim, E routed experts, K experts per token,
+F hidden width of one expert, A assignments (N*K, fewer after capacity drops).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from r1kit.config import ModelConfig
+
+
+class SwiGLU(nn.Module):
+    """The Llama feed-forward: down(silu(gate(x)) * up(x)), no biases."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def balance_metrics(tokens_per_expert_E: torch.Tensor) -> dict[str, float]:
+    """utilisation = exp(entropy(load share)) / E (1 = perfectly even, 1/E = one expert takes all);
+    max_vio = max_i load_i / mean load - 1 (0 = perfectly even)."""
+    counts = tokens_per_expert_E.double()
+    total = counts.sum()
+    if total <= 0:
+        return {"utilisation": float("nan"), "max_vio": float("nan")}
+    share = counts / total
+    entropy = -(share * share.clamp_min(1e-30).log()).sum()
+    return {
+        "utilisation": float(entropy.exp() / counts.numel()),
+        "max_vio": float(counts.max() / counts.mean() - 1),
+    }
+
+
+class MoEFeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        mc = cfg.moe
+        self.n_experts, self.top_k, self.balancing = mc.n_experts, mc.top_k, mc.balancing
+        self.alpha, self.load_momentum, self.bias_gamma = mc.alpha, mc.load_momentum, mc.bias_gamma
+        self.aux_loss_coef, self.capacity_factor = mc.aux_loss_coef, mc.capacity_factor
+        # with top_k = 1 renormalising makes every weight 1 and cuts the router off from the gradient
+        self.norm_topk_prob = mc.norm_topk_prob and mc.top_k > 1
+        E, C, Fh = mc.n_experts, cfg.dim, cfg.expert_hidden
+
+        self.expert_embed_EC = nn.Parameter(torch.empty(E, C))  # router: s = x @ e.T
+        # stacked expert weights, one slice per expert (same layout as SwiGLU's Linear weights)
+        self.gate_proj_EFC = nn.Parameter(torch.empty(E, Fh, C))
+        self.up_proj_EFC = nn.Parameter(torch.empty(E, Fh, C))
+        self.down_proj_ECF = nn.Parameter(torch.empty(E, C, Fh))
+        self.shared = SwiGLU(C, mc.n_shared * Fh) if mc.n_shared else None
+
+        # routing state, saved with checkpoints
+        self.register_buffer("load_E", torch.ones(E))  # EMA load, 1 = uniform share
+        self.register_buffer("expert_bias_E", torch.zeros(E))
+        # counts since the last update_balancing() (training forwards only) and of the last forward
+        self.register_buffer("pending_counts_E", torch.zeros(E), persistent=False)
+        self.register_buffer("last_counts_E", torch.zeros(E), persistent=False)
+        self.aux_loss: torch.Tensor | None = None
+        # the last forward's expert choices [N, K], for routing analysis and replay
+        self.last_topk_NK: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, x_NC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Choose experts. Returns (expert ids [N, K], weights [N, K], router probs [N, E])."""
+        scores_NE = (x_NC @ self.expert_embed_EC.t()).float()
+        if self.balancing == "load_penalty":
+            scores_NE = scores_NE - self.alpha * self.load_E
+        probs_NE = torch.softmax(scores_NE, dim=-1)
+        selection_NE = probs_NE + self.expert_bias_E if self.balancing == "bias" else probs_NE
+        topk_NK = selection_NE.topk(self.top_k, dim=-1).indices
+        weights_NK = probs_NE.gather(-1, topk_NK)
+        if self.norm_topk_prob:
+            weights_NK = weights_NK / weights_NK.sum(dim=-1, keepdim=True)
+        return topk_NK, weights_NK.to(x_NC.dtype), probs_NE
+
+    def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
+        B, T, C = x_BTC.shape
+        x_NC = x_BTC.reshape(-1, C)
+        topk_NK, weights_NK, probs_NE = self.route(x_NC)
+        counts_E = torch.bincount(topk_NK.flatten(), minlength=self.n_experts).to(self.last_counts_E.dtype)
+
+        with torch.no_grad():
+            self.last_counts_E.copy_(counts_E)
+            self.last_topk_NK = topk_NK
+            if self.training:
+                self.pending_counts_E += counts_E
+        if self.balancing == "aux_loss" and self.training:
+            share_E = counts_E / counts_E.sum()
+            self.aux_loss = self.aux_loss_coef * self.n_experts * (share_E * probs_NE.mean(dim=0)).sum()
+        else:
+            self.aux_loss = None
+
+        out_NC = self._dispatch(x_NC, topk_NK, weights_NK)
+        if self.shared is not None:
+            out_NC = out_NC + self.shared(x_NC)
+        return out_NC.view(B, T, C)
+
+    def _dispatch(self, x_NC: torch.Tensor, topk_NK: torch.Tensor, weights_NK: torch.Tensor) -> torch.Tensor:
+        N, K = topk_NK.shape
+        expert_A = topk_NK.flatten()
+        order_A = expert_A.argsort(stable=True)  # assignments grouped by expert, token order kept
+        counts = torch.bincount(expert_A, minlength=self.n_experts)
+        if self.capacity_factor is not None and self.training:
+            capacity = math.ceil(self.capacity_factor * N * K / self.n_experts)
+            start_E = torch.cumsum(counts, 0) - counts
+            rank_A = torch.arange(N * K, device=x_NC.device) - start_E[expert_A[order_A]]
+            order_A = order_A[rank_A < capacity]
+            counts = counts.clamp(max=capacity)
+        token_A = order_A // K
+        x_AC = x_NC[token_A]
+        outs = []
+        for e, x_eC in enumerate(x_AC.split(counts.tolist())):
+            h_eF = F.silu(x_eC @ self.gate_proj_EFC[e].t()) * (x_eC @ self.up_proj_EFC[e].t())
+            outs.append(h_eF @ self.down_proj_ECF[e].t())
+        y_AC = torch.cat(outs) * weights_NK.flatten()[order_A, None]
+        return torch.zeros_like(x_NC).index_add_(0, token_A, y_AC)
+
+    # ------------------------------------------------------------------ balancing state
+
+    @torch.no_grad()
+    def update_balancing(self) -> None:
+        """Apply the counts gathered since the last call: EMA load (all modes; routing uses it only
+        in load_penalty) and, in bias mode, the bias nudge. Call once after each optimiser step."""
+        total = self.pending_counts_E.sum()
+        if total <= 0:
+            return
+        load_E = self.pending_counts_E * self.n_experts / total
+        self.load_E.lerp_(load_E, self.load_momentum)
+        if self.balancing == "bias":
+            self.expert_bias_E += self.bias_gamma * torch.sign(1.0 - load_E)
+        self.pending_counts_E.zero_()
+
+    def routing_stats(self) -> dict:
+        """The last forward's tokens per expert with its utilisation and MaxVio."""
+        return {"tokens_per_expert": self.last_counts_E.tolist(), **balance_metrics(self.last_counts_E)}

@@ -1,0 +1,70 @@
+"""Checkpoints: bit-exact round trip, clear errors on mismatch, atomic writes."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_model
+from r1kit.checkpoint import CheckpointError, load_pretrained, save_pretrained
+
+
+def test_round_trip_is_bit_exact_including_routing_state(tmp_path):
+    model = make_model(moe=dict(balancing="bias"))
+    model.train()
+    model(torch.randint(0, 64, (2, 16)))
+    model.update_balancing()  # non-trivial loads and biases must survive the trip
+    save_pretrained(model, tmp_path / "ckpt")
+    loaded = load_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(b["layers.0.ffn.expert_bias_E"], torch.zeros(4))
+    assert torch.equal(b["symbol_flags_V"], model.symbol_flags_V)
+    model.eval(), loaded.eval()
+    ids = torch.randint(0, 64, (2, 16))
+    assert torch.equal(model(ids), loaded(ids))
+
+
+def test_mismatched_tensors_are_listed(tmp_path):
+    save_pretrained(make_model(), tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["layers.1.attn.q_proj.weight"]
+    tensors["layers.0.attn.k_proj.weight"] = torch.zeros(3, 3)
+    tensors["extra.weight"] = torch.zeros(1)
+    save_file(tensors, weights)
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained(tmp_path / "ckpt")
+    msg = str(err.value)
+    assert "missing tensors (1): layers.1.attn.q_proj.weight" in msg
+    assert "unexpected tensors (1): extra.weight" in msg
+    assert "layers.0.attn.k_proj.weight: checkpoint (3, 3) vs model (32, 32)" in msg
+
+
+def test_bad_directories_fail_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"dim": 32, "n_layerz": 2}))
+    with pytest.raises(ValueError, match="unknown key 'n_layerz'"):
+        load_pretrained(tmp_path)
+
+
+def test_failed_save_leaves_last_good_checkpoint_intact(tmp_path):
+    first = make_model(seed=1)
+    save_pretrained(first, tmp_path / "ckpt")
+
+    def crash(_dir):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_pretrained(make_model(seed=2), tmp_path / "ckpt", extra=crash)
+    loaded = load_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded.embed.weight, first.embed.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary debris
+
+    save_pretrained(make_model(seed=2), tmp_path / "ckpt", extra=lambda d: (d / "note.txt").write_text("hi"))
+    assert (tmp_path / "ckpt" / "note.txt").read_text() == "hi"
+    assert not torch.equal(load_pretrained(tmp_path / "ckpt").embed.weight, first.embed.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
