@@ -8,10 +8,11 @@ mixed per token and head by a learned softmax gate over the three, computed from
 (initialised local-first, as NSA implementations start). A query with no allowed key in a branch
 (no symbol before it, say) gets exactly zero from that branch.
 
-Queries are processed in chunks of `chunk_size`, so a branch never holds more than
-chunk x keys scores per head; in training each chunk is recomputed in the backward pass
-(activation checkpointing) whenever there is more than one chunk, so memory stays bounded at
-long T instead of keeping every chunk's scores alive for autograd.
+Each branch is torch's fused SDPA under a boolean mask, so no score matrix is kept for autograd;
+the global branch picks its top-k keys from a chunk's scores without gradient. Queries are
+processed in chunks of `chunk_size`, so no branch holds more than chunk x keys scores per head,
+and in training each chunk is recomputed in the backward pass (activation checkpointing) when
+there is more than one, so the masks of all chunks are never alive at once.
 
 Positions: every query and key carries an explicit position (int). Masks are computed from
 positions (key_pos <= query_pos; query_pos - key_pos < window). With a KV cache, a token at
@@ -37,11 +38,21 @@ BRANCHES = ("local", "global", "symbolic")
 
 
 class KVCacheLike(Protocol):
-    """All that attention needs from a KV cache; r1kit.kv_cache.KVCache is one implementation,
-    and a paged or prefix-shared cache can be another without touching this file."""
+    """All that the model needs from a KV cache; r1kit.kv_cache.KVCache is one implementation,
+    and a paged or prefix-shared cache can be another without touching model code."""
+
+    length: int  # visible key slots after `start`: 1 + the largest position written
+
+    def start(self, positions_BT: torch.Tensor, is_symbol_BT: torch.Tensor) -> None:
+        """Begin a forward step writing tokens at these positions (the model calls it once)."""
+        ...
 
     def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's keys/values for `layer`; return all visible ones, [B, G, S, D] each."""
+        ...
+
+    def visible_symbols(self) -> torch.Tensor:
+        """[B, S] bool: which visible keys are maths-symbol tokens."""
         ...
 
 
@@ -100,12 +111,6 @@ def plan_chunks(q_slot_BT: torch.Tensor | None, T: int, chunk_size: int, window:
 # ----------------------------------------------------------------------------- branch kernels
 
 
-def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """softmax over allowed entries; rows with none allowed come out as exact zeros (no NaN)."""
-    filled = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=-1) * allowed
-
-
 def multiscale_chunk(
     q_BHcD: torch.Tensor,
     k_BHSD: torch.Tensor,
@@ -117,30 +122,36 @@ def multiscale_chunk(
     window: int,
     topk: int,
 ) -> torch.Tensor:
-    """The three branches for one chunk of queries against keys 0:S. Returns [3, B, H, c, D]."""
-    scale = q_BHcD.shape[-1] ** -0.5
-    scores_BHcS = (q_BHcD @ k_BHSD.transpose(-1, -2)) * scale
-    causal_Bc1S = (k_pos_BS[:, None, :] <= q_pos_Bc[:, :, None]).unsqueeze(1)
+    """The three branches for one chunk of queries against keys 0:S. Returns [3, B, H, c, D].
+
+    Each branch is torch's fused SDPA under a boolean mask, so no branch keeps a score matrix
+    for autograd. SDPA returns exact zeros for a query whose mask row is empty (torch >= 2.5),
+    which is the "no allowed key gives zero" rule; a test guards it.
+    """
+    causal_BcS = k_pos_BS[:, None, :] <= q_pos_Bc[:, :, None]
 
     # local: only the last `window` positions, so slice the keys down to lo:S first
     dist_BcW = q_pos_Bc[:, :, None] - k_pos_BS[:, None, lo:]
-    local_ok = ((dist_BcW >= 0) & (dist_BcW < window)).unsqueeze(1)
-    out_local = _masked_softmax(scores_BHcS[..., lo:], local_ok) @ v_BHSD[:, :, lo:]
+    local_B1cW = ((dist_BcW >= 0) & (dist_BcW < window)).unsqueeze(1)
+    out_local = F.scaled_dot_product_attention(q_BHcD, k_BHSD[:, :, lo:], v_BHSD[:, :, lo:], attn_mask=local_B1cW)
 
     # symbolic: causal keys whose token is a maths symbol
-    symbol_ok = causal_Bc1S & k_symbol_BS[:, None, None, :]
-    out_symbol = _masked_softmax(scores_BHcS, symbol_ok) @ v_BHSD
+    symbol_B1cS = (causal_BcS & k_symbol_BS[:, None, :]).unsqueeze(1)
+    out_symbol = F.scaled_dot_product_attention(q_BHcD, k_BHSD, v_BHSD, attn_mask=symbol_B1cS)
 
-    # global: each query's top-k causal keys; entries that are masked keys (fewer than k
-    # earlier positions) are dropped again after selection
-    k_eff = min(topk, scores_BHcS.shape[-1])
-    neg = torch.finfo(scores_BHcS.dtype).min
-    top_val_BHck, top_idx_BHck = scores_BHcS.masked_fill(~causal_Bc1S, neg).topk(k_eff, dim=-1)
-    top_ok = torch.gather(causal_Bc1S.expand_as(scores_BHcS), -1, top_idx_BHck)
-    probs_BHck = _masked_softmax(top_val_BHck, top_ok)
-    # scatter back to dense [c, S] rows and use one matmul: same memory as the scores, BLAS speed
-    probs_BHcS = torch.zeros_like(scores_BHcS).scatter(-1, top_idx_BHck, probs_BHck)
-    out_global = probs_BHcS @ v_BHSD
+    # global: each query's top-k causal keys. The selection is discrete, so it needs no gradient;
+    # the softmax over the selected keys' scores (inside SDPA) carries it, exactly as a masked
+    # softmax over top-k values would.
+    S = k_BHSD.shape[2]
+    if S <= topk:  # every causal key is among the top k
+        top_BHcS = causal_BcS.unsqueeze(1)
+    else:
+        with torch.no_grad():
+            scores_BHcS = (q_BHcD @ k_BHSD.transpose(-1, -2)).masked_fill_(~causal_BcS.unsqueeze(1), float("-inf"))
+            top_idx_BHck = scores_BHcS.topk(topk, dim=-1, sorted=False).indices
+            top_BHcS = torch.zeros_like(scores_BHcS, dtype=torch.bool).scatter_(-1, top_idx_BHck, True)
+            top_BHcS &= causal_BcS.unsqueeze(1)  # fewer than k earlier keys: -inf entries were picked too
+    out_global = F.scaled_dot_product_attention(q_BHcD, k_BHSD, v_BHSD, attn_mask=top_BHcS)
 
     return torch.stack([out_local, out_global, out_symbol])
 

@@ -62,3 +62,17 @@ def test_bad_files_fail_clearly(tmp_path, text):
         load_model_config(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_model_config(overrides=["dim"])
+
+
+def test_readme_configuration_reference_matches_the_code():
+    """The README's table lists every field with its current default."""
+    from pathlib import Path
+
+    from r1kit.config import AttentionConfig, MoEConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for prefix, cls in (("", ModelConfig), ("attention.", AttentionConfig), ("moe.", MoEConfig)):
+        for name, field in cls.model_fields.items():
+            if name in ("attention", "moe"):
+                continue
+            assert f"| `{prefix}{name}` | `{field.default}` |" in readme, f"README lacks {prefix}{name} = {field.default}"
