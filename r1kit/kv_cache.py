@@ -72,3 +72,10 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep (or repeat) rows in the given order: drops finished sequences from the batch, or
+        copies a prompt's cache into several samples."""
+        self.k_LBGSD = self.k_LBGSD.index_select(1, rows)
+        self.v_LBGSD = self.v_LBGSD.index_select(1, rows)
+        self.is_symbol_BS = self.is_symbol_BS.index_select(0, rows)

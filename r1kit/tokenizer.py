@@ -1,0 +1,154 @@
+"""Tokenizer: byte-level BPE (the `tokenizers` library), special tokens, the chat format and the
+per-token maths-symbol flags. Knows no model.
+
+Every digit is its own token (numbers are spelled digit by digit, so arithmetic has a fixed
+vocabulary); the rest is byte-level BPE trained on the corpus, so names and items of a small
+corpus become single tokens.
+
+Chat format (one, fixed; `CHAT_TEMPLATE` is the same as a Jinja template for other tools):
+
+    <|bos|><|user|>{question}<|assistant|><think>
+    {reasoning}
+    </think>
+    {answer}<|eos|>
+
+The prompt ends with `<|assistant|><think>` (as DeepSeek-R1's template does), so generation
+starts inside the reasoning. `{answer}` is the final answer in the one fixed form
+`#### N` (r1kit.verify extracts it, and the common other forms too).
+
+Symbol flags: a token is a maths symbol when, without surrounding spaces, it is non-empty and
+made only of digits, operators (+ - * / × ÷ ^), '=', brackets and the decimal point. A
+sentence's full stop is the same token as a decimal point, so it is flagged too. The flags are
+saved with the tokenizer and copied into the model (`Transformer.set_symbol_flags`).
+
+Files (inside a checkpoint directory): `tokenizer.json` (the `tokenizers` file) and
+`tokenizer_config.json` (special tokens, chat template, symbol flags).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+USER, ASSISTANT = "<|user|>", "<|assistant|>"
+THINK, END_THINK = "<think>", "</think>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, USER, ASSISTANT, THINK, END_THINK]  # PAD first: id 0
+
+SYMBOL_CHARS = set("0123456789+-*/×÷^=()[]{}.")
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}<|eos|>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}"
+)
+
+
+def format_prompt(question: str) -> str:
+    return f"{BOS}{USER}{question.strip()}{ASSISTANT}{THINK}\n"
+
+
+def format_response(reasoning: str, answer: str) -> str:
+    """The part after the prompt: reasoning, </think>, the final answer, EOS."""
+    return f"{reasoning.strip()}\n{END_THINK}\n#### {answer}{EOS}"
+
+
+def is_symbol_token(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and all(ch in SYMBOL_CHARS for ch in text)
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    n_prompt: int  # the first n_prompt ids are the prompt; the rest is the response
+
+
+class Tokenizer:
+    """A thin wrapper over `tokenizers.Tokenizer` that knows r1kit's special tokens and format."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        missing = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
+        if missing:
+            raise TokenizerError(f"tokenizer lacks the special tokens {missing}")
+        self.pad_id, self.bos_id, self.eos_id = (backend.token_to_id(t) for t in (PAD, BOS, EOS))
+        self.think_id, self.end_think_id = backend.token_to_id(THINK), backend.token_to_id(END_THINK)
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 512, min_frequency: int = 2) -> "Tokenizer":
+        from tokenizers import Tokenizer as Backend
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        backend = Backend(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        )
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        )
+        backend.train_from_iterator(texts, trainer)
+        return cls(backend)
+
+    # ------------------------------------------------------------------ use
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int], skip_special: bool = False) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special)
+
+    def encode_prompt(self, question: str) -> list[int]:
+        return self.encode(format_prompt(question))
+
+    def encode_example(self, question: str, reasoning: str, answer: str) -> Encoded:
+        prompt = self.encode_prompt(question)
+        return Encoded(prompt + self.encode(format_response(reasoning, answer)), len(prompt))
+
+    def symbol_flags(self) -> list[bool]:
+        """One flag per id: is this token a maths symbol (digits, operators, '=', brackets, '.')?"""
+        flags = []
+        for i in range(self.vocab_size):
+            token = self.backend.id_to_token(i)
+            special = token in SPECIAL_TOKENS
+            flags.append(not special and is_symbol_token(self.backend.decode([i])))
+        return flags
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.backend.save(str(directory / TOKENIZER_FILE))
+        config = {
+            "bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
+            "additional_special_tokens": [USER, ASSISTANT, THINK, END_THINK],
+            "chat_template": CHAT_TEMPLATE,
+            "symbol_flags": self.symbol_flags(),
+        }
+        (directory / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Tokenizer":
+        from tokenizers import Tokenizer as Backend
+
+        file = Path(directory) / TOKENIZER_FILE
+        if not file.is_file():
+            raise TokenizerError(f"no {TOKENIZER_FILE} in {directory}")
+        return cls(Backend.from_file(str(file)))
