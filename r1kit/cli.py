@@ -50,6 +50,139 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
+def cmd_reward(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from r1kit import verify
+
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+        if len(weights) != 3:
+            raise ValueError(f"--weights takes three numbers (accuracy,step_validity,efficiency), got {args.weights!r}")
+        config = verify.RewardConfig(*weights, efficiency=args.efficiency, last_number_fallback=not args.no_fallback,
+                                     think_in_prompt=args.think_in_prompt)
+        if args.jsonl:
+            if args.answer is not None or args.question is not None or args.optimal_steps is not None:
+                raise ValueError("--answer, --question and --optimal-steps go with --completion; rows of --jsonl carry their own")
+            for row in verify.read_scoring_rows(args.jsonl):
+                print(json.dumps(verify.score(**row, config=config).to_dict()))
+            return
+        if args.answer is None:
+            raise ValueError("--completion needs --answer")
+        completion = args.completion
+        try:  # a completion's text may be too long to be a path at all (OSError), so it is text
+            if Path(completion).is_file():
+                completion = Path(completion).read_text(encoding="utf-8")
+        except OSError:
+            pass
+        result = verify.score(completion, args.answer, args.question, args.optimal_steps, config)
+        print(json.dumps(result.to_dict(), indent=2))
+    except ValueError as e:  # bad input, including verify.RowError (file:line: what is wrong)
+        print(f"r1kit reward: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _steps_arg(text: str) -> tuple[int, int]:
+    """'2-3' -> (2, 3); '3' -> (3, 3)."""
+    lo, _, hi = text.partition("-")
+    try:
+        return int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a step count or a range such as 2-3, got {text!r}") from None
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from r1kit import data
+
+    try:
+        if args.data_command == "inspect":
+            examples, skipped = data.load_examples(args.file, skip_bad=args.skip_bad)
+            print(f"{args.file}: {len(examples)} examples, {skipped} malformed line(s) skipped")
+            by_steps = Counter(e.optimal_steps for e in examples)
+            print("optimal steps: " + ", ".join(f"{k}: {by_steps[k]}" for k in sorted(by_steps)))
+            by_kind = Counter(e.meta.get("template", e.meta.get("source", "unknown")) for e in examples)
+            print("templates: " + ", ".join(f"{k}: {v}" for k, v in sorted(by_kind.items())))
+            lengths = [len(e.question) for e in examples]
+            print(f"question length: mean {sum(lengths) / len(lengths):.0f} characters, max {max(lengths)}")
+            return
+        if args.steps and (args.min_steps is not None or args.max_steps is not None):
+            raise ValueError("give --steps or --min-steps/--max-steps, not both")
+        if args.steps:
+            steps = args.steps
+        else:
+            steps = (data.MIN_STEPS if args.min_steps is None else args.min_steps,
+                     data.MAX_STEPS if args.max_steps is None else args.max_steps)
+        if (args.test_n is None) != (args.test_out is None):
+            raise ValueError("--test-n and --test-out go together")
+        templates = args.templates.split(",") if args.templates else None
+        exclude = {data.question_hash(e.question) for f in args.exclude for e in data.load_examples(f).examples}
+        knobs = dict(steps=steps, max_operand=args.max_operand, templates=templates)
+        outputs = []
+        if args.test_n is not None:
+            train, test = data.synth_splits(args.n, args.test_n, args.seed, exclude=exclude, **knobs)
+            outputs = [(train, args.out), (test, args.test_out)]
+        else:
+            outputs = [(data.synth(args.n, args.seed, exclude=exclude, **knobs), args.out)]
+        for examples, path in outputs:
+            data.write_jsonl(path, examples)
+            used = sorted({e.meta["template"] for e in examples})
+            print(f"wrote {len(examples)} problems ({steps[0]}-{steps[1]} steps, max operand {args.max_operand}, "
+                  f"{len(used)} templates: {', '.join(used)}) to {path}")
+    except ValueError as e:  # bad knobs, or a malformed file (data.DataError: FILE:LINE: why)
+        print(f"r1kit data {args.data_command}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from r1kit.data import load_examples
+    from r1kit.sft import training_corpus
+    from r1kit.tokenizer import Tokenizer
+
+    examples, _ = load_examples(args.data)
+    tok = Tokenizer.train(training_corpus(examples), vocab_size=args.vocab_size)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    tok.save(args.out)
+    n_symbols = sum(tok.symbol_flags())
+    print(f"trained a {tok.vocab_size}-token BPE ({n_symbols} maths-symbol tokens) on {len(examples)} examples -> {args.out}")
+
+
+def cmd_train_sft(args: argparse.Namespace) -> None:
+    from r1kit.sft import load_run_config, train_sft
+
+    model_cfg, sft_cfg = load_run_config(args.config, args.overrides)
+    final = train_sft(model_cfg, sft_cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from r1kit.checkpoint import load_pretrained
+    from r1kit.data import load_examples
+    from r1kit.evaluate import evaluate, print_table
+    from r1kit.tokenizer import Tokenizer
+
+    model, tok = load_pretrained(args.checkpoint), Tokenizer.load(args.checkpoint)
+    examples, _ = load_examples(args.data)
+    result = evaluate(model, tok, examples[: args.n], batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    print_table(result.summary(), title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
+    if args.out:
+        from r1kit.data import write_jsonl
+
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps({"checkpoint": str(args.checkpoint), "data": str(args.data), **result.summary()}, indent=2))
+        tmp.replace(out)
+        if args.rows_out:
+            write_jsonl(args.rows_out, result.rows)
+        print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1kit", description="Build, train and serve small reasoning language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -67,6 +200,71 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint: parameter counts and configuration")
     p.add_argument("checkpoint", help="checkpoint directory")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("reward", help="score completions with the verifier's composite reward; JSON out")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--completion", help="a completion's text, or a file holding it")
+    source.add_argument("--jsonl", help="a JSONL file of rows {completion, answer, question?, optimal_steps?}; "
+                        "prints one breakdown per row, in order")
+    p.add_argument("--answer", help="the gold answer (with --completion)")
+    p.add_argument("--question", help="the question; without it, steps are not checked for grounding")
+    p.add_argument("--optimal-steps", type=int, help="the optimal step count; without it, no efficiency term")
+    p.add_argument("--efficiency", choices=("article", "bounded"), default="article",
+                   help="article: 1 - steps/optimal (SPEC S11, can go negative); bounded: min(1, optimal/steps)")
+    p.add_argument("--weights", default="0.6,0.3,0.1", help="accuracy,step_validity,efficiency (default: SPEC S11's)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="no answer unless marked (####, \\boxed, 'the answer is', 'A:'); by default the last number counts")
+    p.add_argument("--think-in-prompt", action="store_true",
+                   help="the prompt ended with <think> (r1kit's chat template): no answer before </think>")
+    p.set_defaults(func=cmd_reward)
+
+    p = sub.add_parser("data", help="make or inspect maths datasets (JSONL)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    q = data_sub.add_parser("synth", help="write synthetic verifiable word problems (docs/data.md)")
+    q.add_argument("--n", type=int, required=True, help="number of problems")
+    q.add_argument("--seed", type=int, default=0, help="same seed and knobs, same problems")
+    q.add_argument("--out", required=True, help="JSONL file to write")
+    q.add_argument("--steps", type=_steps_arg, help="steps per problem, e.g. 3 or 2-3 (default 1-6)")
+    q.add_argument("--min-steps", type=int, help="fewest steps (default 1)")
+    q.add_argument("--max-steps", type=int, help="most steps (default 6)")
+    q.add_argument("--max-operand", type=int, default=100, help="largest number drawn for a question (default 100)")
+    q.add_argument("--templates", help="comma-separated template names (default: all; see docs/data.md)")
+    q.add_argument("--test-n", type=int, help="also write this many held-out problems sharing no question with --out")
+    q.add_argument("--test-out", help="JSONL file for the held-out problems")
+    q.add_argument("--exclude", action="append", default=[], metavar="FILE",
+                   help="a JSONL file whose questions must not be generated (repeatable), e.g. an existing test set")
+    q.set_defaults(func=cmd_data)
+    q = data_sub.add_parser("inspect", help="count a JSONL dataset's examples by steps and template")
+    q.add_argument("file", help="JSONL file (r1kit or GSM8K schema)")
+    q.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of failing")
+    q.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer")
+    tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    q = tsub.add_parser("train", help="train a BPE (digits single, r1kit's special tokens) on a JSONL corpus")
+    q.add_argument("--data", required=True, help="JSONL of problems (synthetic schema or GSM8K)")
+    q.add_argument("--vocab-size", type=int, default=512)
+    q.add_argument("--out", required=True, help="directory for tokenizer.json and tokenizer_config.json")
+    q.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("train", help="train a model: sft (stage one)")
+    tsub = p.add_subparsers(dest="train_command", metavar="STAGE", required=True)
+    q = tsub.add_parser("sft", help="supervised fine-tuning on reasoning traces")
+    q.add_argument("--config", help="YAML/JSON file with model: and sft: sections")
+    q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. sft.max_steps=200 model.dim=64")
+    q.set_defaults(func=cmd_train_sft)
+
+    p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use")
+    p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
+    p.add_argument("--data", required=True, help="JSONL of held-out problems")
+    p.add_argument("--n", type=int, default=500, help="first N problems")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--out", help="write the summary as JSON here")
+    p.add_argument("--rows-out", help="also write every problem's completion and score as JSONL here")
+    p.set_defaults(func=cmd_eval)
 
     # (further sub-commands register here)
     return parser

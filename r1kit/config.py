@@ -177,12 +177,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def build(cls: type[C], data: dict[str, Any]) -> C:
-    """Validate `data` into `cls`, turning pydantic's errors into one ConfigError naming each key."""
+def build(cls: type[C], data: dict[str, Any], section: str = "") -> C:
+    """Validate `data` into `cls`, turning pydantic's errors into one ConfigError naming each key
+    (prefixed with `section.` when the data is one section of a larger file)."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_explain(cls, e)) from None
+        raise ConfigError(_explain(cls, e, section)) from None
 
 
 def load(cls: type[C], path: str | Path | None = None, overrides: list[str] = (), section: str | None = None) -> C:
@@ -218,10 +219,10 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _explain(cls: type[BaseModel], err: ValidationError) -> str:
+def _explain(cls: type[BaseModel], err: ValidationError, section: str = "") -> str:
     lines = [f"invalid {cls.__name__}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join([section] * bool(section) + [str(p) for p in e["loc"]]) or "(top level)"
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(cls, e["loc"][:-1])
             hint = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1)

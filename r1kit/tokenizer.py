@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from r1kit.verify import format_answer
+
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 THINK, END_THINK = "<think>", "</think>"
@@ -55,7 +57,7 @@ def format_prompt(question: str) -> str:
 
 def format_response(reasoning: str, answer: str) -> str:
     """The part after the prompt: reasoning, </think>, the final answer, EOS."""
-    return f"{reasoning.strip()}\n{END_THINK}\n#### {answer}{EOS}"
+    return f"{reasoning.strip()}\n{END_THINK}\n{format_answer(answer)}{EOS}"
 
 
 def is_symbol_token(text: str) -> bool:

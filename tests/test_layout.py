@@ -16,6 +16,10 @@ ALLOWED = {
     "kv_cache": set(),
     "model": {"config", "attention", "moe"},
     "checkpoint": {"config", "model"},
+    "tokenizer": {"verify"},
+    "verify": set(),
+    "data": set(),
+    "engine": {"kv_cache", "model"},
 }
 
 

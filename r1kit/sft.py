@@ -1,0 +1,352 @@
+"""Supervised fine-tuning (S10): teach a small model to reason step by step, readable top to bottom.
+
+    r1kit train sft --config configs/demo.yaml [sft.max_steps=2000 model.dim=192 ...]
+
+What one run does:
+  1. reads the training and evaluation JSONL files (synthetic schema or GSM8K, r1kit.data);
+  2. trains a byte-level BPE tokenizer on the training text (or loads `sft.tokenizer`);
+  3. builds the model from the `model:` section, its vocabulary size taken from the tokenizer and
+     its symbol flags from the tokenizer's vocabulary;
+  4. trains with AdamW, linear warm-up then cosine decay, gradient clipping and accumulation, on
+     right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
+     tokens count with weight `prompt_loss_weight`, 0 by default);
+  5. after each optimiser step applies the MoE balancing updates; layer drop happens in the
+     model's training forward;
+  6. logs metrics as JSONL, evaluates greedy accuracy on held-out problems every `eval_every`
+     steps, and writes `last/` (with trainer state, for --resume) every `save_every` steps and
+     `final/` at the end, each atomically.
+
+Determinism: the batch order is a pure function of (seed, step), and the trainer state holds
+the optimiser's tensors and torch's RNG state, so `--resume` reproduces the uninterrupted run's
+losses exactly (a test checks it). Nothing is pickled: tensors go to safetensors, the rest to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+
+from r1kit import config as config_mod
+from r1kit.checkpoint import load_pretrained, save_pretrained
+from r1kit.config import ModelConfig
+from r1kit.data import Example, load_examples
+from r1kit.evaluate import evaluate
+from r1kit.model import Transformer
+from r1kit.tokenizer import Tokenizer, format_response
+
+
+class SFTConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    train_data: str = Field(..., description="training JSONL (synthetic schema or GSM8K)")
+    eval_data: str | None = Field(None, description="held-out JSONL for periodic greedy evaluation; None = no evaluation")
+    out_dir: str = Field("runs/sft", description="where checkpoints and metrics go")
+    tokenizer: str | None = Field(None, description="directory holding tokenizer.json; None = train a BPE on the training text")
+    vocab_size: int = Field(512, ge=64, description="BPE size when training a tokenizer; ~500 makes names and items single tokens on toy maths")
+    max_len: int = Field(256, ge=16, description="examples longer than this many tokens are dropped (and counted)")
+    batch_size: int = Field(32, ge=1, description="sequences per micro-batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the cosine schedule")
+    max_minutes: float | None = Field(None, gt=0, description="optional wall-clock stop (training time, evaluation excluded); the schedule still follows max_steps")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * this")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps; Adam's moment estimates settle first")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on matrices only (not norms, biases)")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
+    prompt_loss_weight: float = Field(0.0, ge=0, le=1, description="weight of the question's tokens in the loss (0 = response only)")
+    dtype: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast for GPUs; on a CPU without bf16 units fp32 is ~13x faster")
+    seed: int = Field(0, description="one seed for initialisation, batch order and layer drop")
+    log_every: int = Field(10, ge=1, description="steps between metric lines")
+    eval_every: int = Field(0, ge=0, description="steps between evaluations; 0 = only at the end")
+    eval_n: int = Field(200, ge=1, description="held-out problems per evaluation")
+    eval_batch_size: int = Field(64, ge=1, description="prompts decoded together in evaluation")
+    max_new_tokens: int = Field(128, ge=1, description="generation budget per problem in evaluation")
+    save_every: int = Field(500, ge=1, description="steps between last/ checkpoints")
+
+
+def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig, SFTConfig]:
+    """The `model:` and `sft:` sections of a config file, with `model.x=..` / `sft.y=..` overrides."""
+    data = config_mod.read_file(path) if path else {}
+    unknown = set(data) - {"model", "sft"}
+    if unknown:
+        raise config_mod.ConfigError(f"unknown section(s) {sorted(unknown)} in {path}; allowed: model, sft")
+    bad = [o for o in overrides if not o.startswith(("model.", "sft."))]
+    if bad:
+        raise config_mod.ConfigError(f"overrides must name their section (model.dim=128, sft.lr=1e-3): {bad}")
+    data = config_mod.apply_overrides(data, overrides)
+    model_data = data.get("model") or {}
+    name = model_data.pop("preset", None)
+    if name:
+        model_data = config_mod._merge(config_mod.preset(name).model_dump(), model_data)
+    return config_mod.build(ModelConfig, model_data, "model"), config_mod.build(SFTConfig, data.get("sft") or {}, "sft")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def reasoning_text(example: Example) -> str:
+    return "\n".join(example.steps)
+
+
+def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int) -> tuple[list[tuple[list[int], int]], int]:
+    """(ids, n_prompt) per example; examples over max_len tokens are dropped and counted."""
+    encoded, dropped = [], 0
+    for ex in examples:
+        enc = tok.encode_example(ex.question, reasoning_text(ex), ex.answer)
+        if len(enc.ids) > max_len:
+            dropped += 1
+        else:
+            encoded.append((enc.ids, enc.n_prompt))
+    return encoded, dropped
+
+
+def batch_indices(n_examples: int, batch_size: int, micro_step: int, seed: int) -> list[int]:
+    """Examples of one micro-batch: a pure function of the global micro-step, so resuming needs no
+    data-loader state. Each epoch is a fresh seeded permutation."""
+    out = []
+    start = micro_step * batch_size
+    for k in range(start, start + batch_size):
+        epoch, pos = divmod(k, n_examples)
+        out.append(_permutation(n_examples, seed, epoch)[pos])
+    return out
+
+
+_PERM_CACHE: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _permutation(n: int, seed: int, epoch: int) -> list[int]:
+    key = (n, seed, epoch)
+    if key not in _PERM_CACHE:
+        _PERM_CACHE.clear()  # one epoch at a time is enough
+        order = list(range(n))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        _PERM_CACHE[key] = order
+    return _PERM_CACHE[key]
+
+
+def make_batch(encoded: list[tuple[list[int], int]], indices: list[int], pad_id: int, prompt_weight: float):
+    """Right-padded inputs, targets and per-target loss weights ([B, T-1] each)."""
+    longest = max(len(encoded[i][0]) for i in indices)
+    ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
+    weights = torch.zeros(len(indices), longest)
+    for r, i in enumerate(indices):
+        seq, n_prompt = encoded[i]
+        ids[r, : len(seq)] = torch.tensor(seq)
+        weights[r, :n_prompt] = prompt_weight
+        weights[r, n_prompt : len(seq)] = 1.0
+    # target t+1 is predicted at t; the first token (BOS) is never a target
+    return ids[:, :-1], ids[:, 1:], weights[:, 1:]
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(model: Transformer, cfg: SFTConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine down to lr * min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def weighted_loss(model: Transformer, inputs, targets, weights, dtype: str) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        logits = model(inputs)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    loss = (ce * weights.flatten()).sum() / weights.sum().clamp_min(1e-9)
+    aux = model.aux_loss()
+    return loss if aux is None else loss + aux
+
+
+# ----------------------------------------------------------------------------- trainer state
+
+
+def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: int) -> None:
+    directory.mkdir()
+    state = optimizer.state_dict()
+    tensors = {"torch_rng": torch.get_rng_state()}
+    scalars: dict[str, dict] = {}
+    for idx, per_param in state["state"].items():
+        for name, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{idx}.{name}"] = value.contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    save_file(tensors, str(directory / "state.safetensors"))
+    meta = {"step": step, "param_groups": state["param_groups"], "scalars": scalars}
+    (directory / "state.json").write_text(json.dumps(meta))
+
+
+def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> int:
+    meta = json.loads((directory / "state.json").read_text())
+    tensors = load_file(str(directory / "state.safetensors"))
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, idx, name = key.split(".", 2)
+            per_param.setdefault(int(idx), {})[name] = value
+    for idx, values in meta["scalars"].items():
+        per_param.setdefault(int(idx), {}).update(values)
+    optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["torch_rng"])
+    return meta["step"]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_sft(
+    model_cfg: ModelConfig, cfg: SFTConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None
+) -> Path:
+    """Run SFT; returns the final checkpoint directory. `stop_at` ends the run after that step as
+    an interruption would (last/ written, no final/): tests use it to check --resume."""
+    out = Path(cfg.out_dir)
+    last, final, metrics_path = out / "last", out / "final", out / "metrics.jsonl"
+    torch.manual_seed(cfg.seed)
+
+    train_examples, _ = load_examples(cfg.train_data)
+    eval_examples = load_examples(cfg.eval_data)[0][: cfg.eval_n] if cfg.eval_data else []
+
+    if resume:
+        if not (last / "trainer_state").is_dir():
+            raise FileNotFoundError(f"--resume: no {last}/trainer_state to resume from")
+        tok = Tokenizer.load(last)
+        model = load_pretrained(last)
+    else:
+        if cfg.tokenizer:
+            tok = Tokenizer.load(cfg.tokenizer)
+        else:
+            tok = Tokenizer.train(training_corpus(train_examples), vocab_size=cfg.vocab_size)
+        model = Transformer(model_cfg.model_copy(update={"vocab_size": tok.vocab_size}))
+        model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+    encoded, dropped = encode_examples(tok, train_examples, cfg.max_len)
+    if not encoded:
+        raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")
+
+    optimizer = make_optimizer(model, cfg)
+    step = 0
+    if resume:
+        step = load_trainer_state(last / "trainer_state", optimizer)
+        _truncate_metrics(metrics_path, step)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        metrics_path.write_text("")
+        _log(metrics_path, {"event": "start", "examples": len(encoded), "dropped_too_long": dropped,
+                            "params": model.num_params(), "active_params": model.num_params(active=True),
+                            "vocab_size": tok.vocab_size, "model": model.config.model_dump(), "sft": cfg.model_dump()})
+
+    def save(directory: Path, with_state: bool) -> None:
+        def extra(d: Path) -> None:
+            tok.save(d)
+            if with_state:
+                save_trainer_state(d / "trainer_state", optimizer, step)
+
+        save_pretrained(model, directory, extra=extra)
+
+    bar = _progress(cfg.max_steps, step, progress)
+    train_time, tokens_seen, window_loss, window_tokens, window_time = 0.0, 0, 0.0, 0, 0.0
+    model.train()
+    while step < cfg.max_steps:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            idx = batch_indices(len(encoded), cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed)
+            inputs, targets, weights = make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight)
+            loss = weighted_loss(model, inputs, targets, weights, cfg.dtype)
+            (loss / cfg.grad_accum).backward()
+            step_loss += loss.item() / cfg.grad_accum
+            window_tokens += int((targets != tok.pad_id).sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.update_balancing()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        train_time += elapsed
+        window_time += elapsed
+        window_loss += step_loss
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            n = (step - 1) % cfg.log_every + 1
+            routing = model.routing_stats()
+            record = {"step": step, "loss": window_loss / n, "lr": lr, "grad_norm": float(grad_norm),
+                      "tokens_per_s": window_tokens / window_time, "train_minutes": train_time / 60}
+            if routing:
+                record["utilisation"] = sum(r["utilisation"] for r in routing) / len(routing)
+                record["max_vio"] = max(r["max_vio"] for r in routing)
+            _log(metrics_path, record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
+                            util=f"{record.get('utilisation', float('nan')):.2f}")
+            window_loss, window_tokens, window_time = 0.0, 0, 0.0
+        bar.update(1)
+        stop_for_time = cfg.max_minutes is not None and train_time >= cfg.max_minutes * 60
+        if eval_examples and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not stop_for_time:
+            _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
+        if step % cfg.save_every == 0 and step < cfg.max_steps:
+            save(last, with_state=True)
+        if stop_for_time:
+            break
+        if stop_at is not None and step >= stop_at:
+            bar.close()
+            save(last, with_state=True)
+            return last
+    bar.close()
+    save(last, with_state=True)
+    save(final, with_state=False)
+    if eval_examples:
+        _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
+    return final
+
+
+def _evaluate_and_log(model, tok, examples, cfg: SFTConfig, step: int, train_time: float, path: Path) -> None:
+    result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+    model.train()
+    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
+
+
+def training_corpus(examples: list[Example]):
+    """The texts a tokenizer is trained on: questions and responses as the model will see them."""
+    for ex in examples:
+        yield ex.question
+        yield format_response(reasoning_text(ex), ex.answer)
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint being resumed."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="sft", dynamic_ncols=True)

@@ -1,0 +1,528 @@
+"""The verifier: answer extraction and equivalence, step extraction, validity and grounding, the safe
+evaluator's limits, efficiency, the composite reward, the `r1kit reward` CLI, and the GSM8K
+measurements the issue asks for (docs/verifier.md reports the figures)."""
+
+import json
+import random
+import re
+import threading
+import time
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from r1kit import verify
+from r1kit.cli import main
+from r1kit.verify import (
+    MAX_CLAIMS,
+    MAX_EXPRESSION_CHARS,
+    MAX_RESULT_BITS,
+    ExpressionError,
+    RewardConfig,
+    answers_match,
+    check_steps,
+    composite_reward,
+    efficiency,
+    evaluate,
+    extract_answer,
+    extract_steps,
+    format_response,
+    format_reward,
+    question_numbers,
+    score,
+    score_batch,
+)
+
+GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
+NATALIA = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+           "How many clips did Natalia sell altogether in April and May?")
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+TRICKY_ANSWERS = [
+    # (completion, gold, matches)
+    ("#### 1,234", "1234", True),
+    ("#### $1,234.00", "1234", True),
+    ("#### 1,234", "1,234", True),
+    ("The answer is 25%.", "25", True),
+    ("\\boxed{\\frac{1}{2}}", "0.5", True),
+    ("#### 0.50", "1/2", True),
+    ("#### 1/2", "\\frac{1}{2}", True),
+    ("The answer is $\\frac{3}{4}$.", "0.75", True),
+    ("The answer is 72.", "72", True),  # trailing period
+    ("The final answer is: **72**", "72", True),
+    ("#### 72 clips", "72", True),
+    ("#### 5\n#### 7", "7", True),  # several ####: the last counts
+    ("#### 5\n#### 7", "5", False),
+    ("#### 72\n####", "72", True),  # an empty last marker is skipped
+    ("#### -3", "-3", True),
+    ("#### −3", "-3", True),  # unicode minus
+    ("#### -$3", "-3", True),
+    ("#### 72.0", "72", True),
+    ("#### 72.4", "72", False),
+    ("#### 0.33", "1/3", True),  # a gold with no finite decimal: rounded to the places written
+    ("#### 0.3", "1/3", False),  # ... to at least two places
+    ("#### 0.33", "0.333", False),  # a finite gold is exact
+    ("A: 72", "72", True),
+    ("Q: what?\nA: 71", "72", False),
+    ("the final answer is 15 gallons\nA: 120", "120", True),  # the later phrase wins
+    ("So she has 72 apples left", "72", True),  # last-number fallback
+    ("<think>so #### 99</think>\n#### 72", "72", True),  # reasoning is not the answer
+    ("<think>so #### 72</think>\n#### 99", "72", False),
+    ("<think>the answer is 72", "72", False),  # an unclosed <think> has no answer
+    ("<think>72</think>I am not sure.", "72", False),
+    ("\\boxed{72} and later #### 71", "71", True),  # #### before \\boxed
+]
+
+
+@pytest.mark.parametrize("completion, gold, matches", TRICKY_ANSWERS)
+def test_tricky_answer_formats(completion, gold, matches):
+    assert answers_match(extract_answer(completion), gold) is matches
+
+
+def test_last_number_fallback_is_configurable():
+    assert extract_answer("so she has 72 apples") == "72"
+    assert extract_answer("so she has 72 apples", last_number_fallback=False) is None
+    assert extract_answer("The answer is 72", last_number_fallback=False) == "72"
+    assert score("so 72", "72", config=RewardConfig(last_number_fallback=False)).accuracy == 0.0
+
+
+def test_think_opened_by_the_prompt():
+    # r1kit's chat template ends the prompt with <think>: a completion cut off before </think> is
+    # all reasoning, and its last number is not an answer
+    truncated, finished = "48/2 = 24\n48 + 24 = 72", "48/2 = 24\n48 + 24 = 72\n</think>\n#### 72<|eos|>"
+    assert extract_answer(truncated) == "72" and extract_answer(truncated, think_in_prompt=True) is None
+    assert extract_answer(finished, think_in_prompt=True) == "72"
+    config = RewardConfig(think_in_prompt=True)
+    assert (score(truncated, "72", config=config).accuracy, score(finished, "72", config=config).accuracy) == (0.0, 1.0)
+    assert format_reward([finished.removesuffix("<|eos|>")], think_in_prompt=True) == [1.0]
+
+
+def test_symbolic_answers_go_to_math_verify():
+    assert answers_match("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}")
+    assert answers_match(extract_answer("\\boxed{x+1}"), "1+x")
+    assert not answers_match("x+2", "x+1")
+    # a tower of powers never reaches sympy: it compares as text and is simply wrong
+    assert not answers_match("9^{9^{9^{9}}}", "1")
+
+
+def test_math_verify_outside_the_main_thread_does_not_raise():
+    # math-verify times out with SIGALRM, which only the main thread may use
+    results = []
+    worker = threading.Thread(target=lambda: results.append(answers_match("\\frac{x}{2}", "x/2")))
+    worker.start()
+    worker.join()
+    assert results == [True]
+
+
+def test_response_format_round_trips():
+    response = format_response("48/2 = 24\n48 + 24 = 72", 72)
+    assert response.endswith("</think>\n#### 72") and response.startswith("<think>\n")
+    assert extract_answer(response, last_number_fallback=False) == "72"
+    others = ["#### 72", "<think>x</think> 72", "<think><think>x</think>\n#### 1"]
+    assert format_reward([response, *others]) == [1.0, 0.0, 0.0, 0.0]
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+STEPS = [
+    # (text, [(expression, value, correct)])
+    ("4 * 7 = 28", [("4 * 7", "28", True)]),
+    ("$4 x 7 = $28", [("$4 x 7", "$28", True)]),
+    ("3 + 4 + 5 = 12", [("3 + 4 + 5", "12", True)]),
+    ("2*3 = 6 + 1 = 7", [("2 * 3", "6 + 1", True), ("6 + 1", "7", True)]),
+    ("2*3 + 1 = 6 + 1 = 7", [("2 * 3 + 1", "6 + 1", True), ("6 + 1", "7", True)]),
+    ("<<48/2=24>>", [("48/2", "24", True)]),
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips.", [("48/2", "24", True)]),  # prose restates it
+    ("In 7 weeks 5*7 = <<35=35>>35 die.", [("5 * 7", "35", True)]),  # no-op annotation: the prose claims
+    ("4 * 7 = 29", [("4 * 7", "29", False)]),
+    ("10/3 = 3.33", [("10 / 3", "3.33", True)]),  # rounded to the places written
+    ("2/3 = 0.66", [("2 / 3", "0.66", False)]),  # truncated is wrong
+    ("100/3 = 33", [("100 / 3", "33", False)]),  # an integer must be exact
+    ("17/20 = 85%", [("17 / 20", "85%", True)]),
+    ("100 - 15 = 85%", [("100 - 15", "85%", True)]),
+    ("2(3+4) = 14", [("2 ( 3 + 4 )", "14", True)]),
+    ("8 x 1 1/2 = 12 rolls", [("8 x 1 1/2", "12", True)]),
+    ("\\(4 \\times 7 = 28\\)", [("4 * 7", "28", True)]),
+    ("2x + 30 = 160", []),  # algebra is not arithmetic
+    ("100/5 = 5A/5", []),
+    ("Total = 72", []),  # no operator, no claim
+    ("It costs $5. 2 + 2 = 4, 3 * 3 = 9.", [("2 + 2", "4", True), ("3 * 3", "9", True)]),
+    ("4 * 7 = 28\nagain 4*7=28", [("4 * 7", "28", True)]),  # a repeated claim counts once
+]
+
+
+@pytest.mark.parametrize("text, expected", STEPS)
+def test_step_extraction_and_correctness(text, expected):
+    checks = check_steps(extract_steps(text))
+    assert [(c.step.expression, c.step.value, c.correct) for c in checks] == expected
+
+
+def test_grounded_steps_come_from_the_question_or_earlier_steps():
+    checks = check_steps(extract_steps("48/2 = 24 in May, so 48 + 24 = 72"), NATALIA)
+    assert [c.valid for c in checks] == [True, True]
+    # 7 is not in the question: that claim is ungrounded, but it uses 48, so later claims may build on it
+    checks = check_steps(extract_steps("48 * 7 = 336\n336 + 48 = 384"), NATALIA)
+    assert [(c.correct, c.grounded) for c in checks] == [(True, False), (True, True)]
+    assert "7" in checks[0].reason
+    # a claim with no number from the question grounds nothing after it
+    checks = check_steps(extract_steps("7 * 13 = 91\n91 + 48 = 139"), NATALIA)
+    assert [(c.correct, c.grounded) for c in checks] == [(True, False), (True, False)]
+
+
+def test_padding_with_constants_is_never_grounded():
+    question = "Tom has 5 apples and buys 3 more. How many apples does he have?"
+    checks = check_steps(extract_steps("<<1+1=2>> <<2*2=4>> <<5+3=8>>"), question)
+    assert [(c.correct, c.grounded) for c in checks] == [(True, False), (True, False), (True, True)]
+    result = score("<<1+1=2>> <<2*2=4>> <<5+3=8>>\n#### 8", "8", question, optimal_steps=1)
+    assert (result.steps, result.valid_steps, result.correct_steps, result.ungrounded_steps) == (3, 1, 3, 2)
+
+
+@pytest.mark.parametrize("question, completion", [
+    ("She buys three boxes of a dozen eggs and her sister buys twice as many.", "3 * 12 = 36\n36 * 2 = 72"),
+    ("He drove for four and a half hours.", "4.5 * 60 = 270"),
+    ("A third of the 30 pupils walk; 20% of the rest cycle.", "30 / 3 = 10\n30 - 10 = 20\n20 * 0.2 = 4"),
+    ("10 apples are shared by 3 children.", "10/3 = 3.33\n3.33 * 3 = 9.99"),
+    ("Two-thirds of 90 pages, and 50 cents a page.", "2/3 * 90 = 60\n60 * 0.5 = 30"),
+    ("It rained for 30 minutes.", "30 / 60 = 0.5"),
+])
+def test_numbers_in_words_and_units_ground_steps(question, completion):
+    checks = check_steps(extract_steps(completion), question)
+    assert checks and all(c.valid for c in checks), [c.reason for c in checks]
+
+
+@pytest.mark.parametrize("question, includes", [
+    ("three boxes and twenty-five pens", {3, 25}),
+    ("half as many", {Fraction(1, 2), 2}),
+    ("a dozen eggs and half a dozen rolls", {12, 6}),
+    ("twice, triple and a pair", {2, 3}),
+    ("two-thirds of them", {Fraction(2, 3), 3}),
+    ("four and a half hours", {Fraction(9, 2), 270}),
+    ("1 1/2 cups and 3/4 of it", {Fraction(3, 2), Fraction(3, 4), 4}),
+    ("20% off $1,200.50", {20, Fraction(1, 5), Fraction(4, 5), Fraction(6, 5), Fraction("1200.5")}),
+    ("5 million people", {5, 5_000_000}),
+])
+def test_question_numbers(question, includes):
+    assert includes <= question_numbers(question)
+
+
+def test_without_a_question_grounding_is_not_checked():
+    result = score("48 * 7 = 336\n#### 336", "336")
+    assert (result.grounding_checked, result.step_validity, result.ungrounded_steps) == (False, 1.0, 0)
+
+
+# --- the safe evaluator ------------------------------------------------------------------------
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+@st.composite
+def _expression(draw, depth=0):
+    """(text, exact value or None when evaluation must fail, precedence) of a random expression,
+    parenthesised only where precedence and left associativity need it."""
+    kind = draw(st.sampled_from(["num", "dec"] if depth >= 4 else ["num", "dec", "bin", "bin", "neg", "pow"]))
+    if kind == "num":
+        n = draw(st.integers(0, 10**6))
+        return (f"{n:,}" if draw(st.booleans()) else str(n)), Fraction(n), 9
+    if kind == "dec":
+        text = f"{draw(st.integers(0, 9999))}.{draw(st.integers(0, 999)):03d}"
+        return text, Fraction(text), 9
+    if kind == "neg":
+        text, value, prec = draw(_expression(depth + 1))
+        return "-" + (text if prec >= 3 else f"({text})"), None if value is None else -value, 2.5
+    if kind == "pow":
+        text, value, prec = draw(_expression(depth + 1))
+        exponent = draw(st.integers(0, 3))
+        base = text if prec == 9 else f"({text})"
+        result = None if value is None else value**exponent
+        return f"{base}{draw(st.sampled_from(['^', '**']))}{exponent}", result, 3
+    op = draw(st.sampled_from("+-*/"))
+    (lt, lv, lp), (rt, rv, rp) = draw(_expression(depth + 1)), draw(_expression(depth + 1))
+    left = lt if lp >= _PRECEDENCE[op] else f"({lt})"
+    right = rt if rp > _PRECEDENCE[op] else f"({rt})"
+    symbol = {"*": draw(st.sampled_from(["*", "×", "x" if right[0] in "0123456789(" else "*"]))}.get(op, op)
+    if lv is None or rv is None or (op == "/" and rv == 0):
+        value = None
+    else:
+        value = {"+": lv + rv, "-": lv - rv, "*": lv * rv, "/": lv / rv if rv else None}[op]
+    return f"{left} {symbol} {right}", value, _PRECEDENCE[op]
+
+
+def _fits(value: Fraction) -> bool:
+    return max(value.numerator.bit_length(), value.denominator.bit_length()) <= MAX_RESULT_BITS
+
+
+@settings(max_examples=300, deadline=None)
+@given(_expression())
+def test_random_expressions_evaluate_to_the_exact_fraction(expression):
+    text, value, _ = expression
+    if value is None or len(text) > MAX_EXPRESSION_CHARS or not _fits(value):
+        with pytest.raises(ExpressionError):
+            evaluate(text)
+    else:
+        assert evaluate(text) == value
+
+
+def test_evaluator_precedence_and_limits():
+    assert evaluate("2 + 3 * 4") == 14
+    assert evaluate("-2^2") == -4 and evaluate("2^3^2") == 512 and evaluate("2**-1") == Fraction(1, 2)
+    assert evaluate("7 // 2") == 3 and evaluate("$1,200 * 5%") == 60
+    for bad in ("9**9**9**9", "1/0", "2^0.5", "2^65", "((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))))",
+                "1" * 30, "1 +", "(1", "__import__('os')", "x"):
+        with pytest.raises(ExpressionError):
+            evaluate(bad)
+
+
+ADVERSARIAL = {
+    "tower": "9**9**9**9 = 5\n#### 9**9**9**9",
+    "tower in an annotation": "<<9**9**9**9=5>>\n#### 5",
+    "tower as an answer": "#### 9^{9^{9^{9}}}",
+    "a million digits": "1" * 1_000_000 + " + 1 = 2",
+    "a million-digit answer": "#### " + "9" * 1_000_000,
+    "1 MB of text": "a" * 2**20,
+    "60k digits inside the cap": "9" * 60_000 + " + 1 = 2\n#### 7",
+    "power over the size limit": " * ".join(["2^64"] * 17) + " = 5",
+    "deep parentheses": "(" * 60_000 + "1" + ")" * 4_000 + " = 1",
+    "many runs": "a(" * 32_000 + "=1",
+    "many claims": ("1+1=2 " * 20_000)[:65_000],
+    "many boxes": "\\boxed{" * 9_000,
+    "many answer phrases": "the answer is " * 4_600,
+    "many markers": "#### " * 13_000,
+    "unclosed think tags": "<think>" * 9_000,
+}
+
+
+def _timed_score(text: str, **kwargs) -> tuple[verify.RewardBreakdown, float]:
+    """The result and the best of three times: a bound on the work, not on a noisy neighbour."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        result = score(text, "72", NATALIA, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+@pytest.mark.parametrize("name", ADVERSARIAL)
+def test_adversarial_inputs_score_invalid_within_the_time_bound(name):
+    result, seconds = _timed_score(ADVERSARIAL[name], optimal_steps=3)
+    assert result.accuracy == 0.0 and result.step_validity == 0.0 and result.valid_steps == 0
+    assert seconds < 0.05, f"{name}: {seconds * 1000:.1f} ms"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["9", "99", "12345"]), st.integers(2, 200), st.sampled_from(["**", "^"]),
+       st.sampled_from(["{} = 5", "<<{}=5>>", "#### {}", "\\boxed{{{}}}"]))
+def test_generated_towers_score_invalid_within_the_time_bound(base, height, power, template):
+    result, seconds = _timed_score(template.format(power.join([base] * height)))
+    assert result.accuracy == 0.0 and result.valid_steps == 0
+    assert seconds < 0.05
+
+
+ARITHMETIC_TEXT = st.text(alphabet="0123456789+-*/=()<>#$%.,x^ \n\\{}boxedthinkA:answeris", max_size=400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=2000), ARITHMETIC_TEXT), st.one_of(st.none(), st.text(max_size=200)))
+def test_arbitrary_text_never_raises(completion, question):
+    result = score(completion, "72", question, optimal_steps=3, config=RewardConfig(efficiency="bounded"))
+    assert 0 <= result.accuracy <= 1 and 0 <= result.step_validity <= 1 and 0 <= result.efficiency <= 1
+    assert result.valid_steps <= result.correct_steps <= result.steps
+    assert result.total == pytest.approx(0.6 * result.accuracy + 0.3 * result.step_validity + 0.1 * result.efficiency)
+
+
+# --- efficiency and the composite reward -------------------------------------------------------
+
+@pytest.mark.parametrize("steps, article, bounded", [
+    (0, 1.0, 1.0), (2, 1 / 3, 1.0), (3, 0.0, 1.0), (6, -1.0, 0.5), (30, -9.0, 0.1)])
+def test_efficiency_variants(steps, article, bounded):
+    assert efficiency(steps, 3, "article") == pytest.approx(article)
+    assert efficiency(steps, 3, "bounded") == pytest.approx(bounded)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: efficiency(1, 0), lambda: efficiency(1, 2.5), lambda: efficiency(1, 3, "linear"),
+    lambda: RewardConfig(accuracy_weight=-1), lambda: RewardConfig(efficiency="linear"),
+    lambda: score("#### 1", "1", optimal_steps=0),
+])
+def test_bad_arguments_raise_clear_errors(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_composite_reward_weights_and_breakdown():
+    completion = format_response("48/2 = 24 clips in May.\n48 + 24 = 72 altogether.", 72)
+    result = score(completion, "72", NATALIA, optimal_steps=2)
+    assert (result.accuracy, result.step_validity, result.efficiency, result.steps, result.total) == (1.0, 1.0, 0.0, 2, 0.9)
+    wrong = score(completion.replace("#### 72", "#### 71"), "72", NATALIA, optimal_steps=1)
+    assert (wrong.accuracy, wrong.efficiency, wrong.total) == (0.0, -1.0, pytest.approx(0.3 - 0.1))
+    custom = score(completion, "72", NATALIA, 4, RewardConfig(1.0, 0.0, 1.0, efficiency="bounded"))
+    assert custom.total == 2.0
+    assert score(completion, "72", NATALIA).efficiency is None  # no optimal_steps, no efficiency term
+
+
+def test_too_many_claims_score_zero_validity():
+    text = "".join(f"{i} + 1 = {i + 1}\n" for i in range(MAX_CLAIMS + 5)) + "#### 72"
+    result = score(text, "72", optimal_steps=2)
+    assert (result.steps, result.step_validity, result.accuracy) == (MAX_CLAIMS + 1, 0.0, 1.0)
+
+
+def test_batch_api_with_extra_rewards_in_trl_signature():
+    completions = [format_response("48/2 = 24\n48 + 24 = 72", 72), "#### 71", "72"]
+    seen = {}
+
+    def length_penalty(completions, answer, **columns):
+        seen.update(columns, answer=answer)
+        return [-len(c) / 100 for c in completions]
+
+    results = score_batch(completions, ["72"] * 3, [NATALIA] * 3, 2, extra_rewards={"length": (0.5, length_penalty)},
+                          source=["a", "b", "c"])
+    assert seen["source"] == ["a", "b", "c"] and seen["answer"] == ["72"] * 3 and seen["question"] == [NATALIA] * 3
+    for completion, result in zip(completions, results):
+        assert result.extra["length"] == -len(completion) / 100
+        assert result.total == pytest.approx(score(completion, "72", NATALIA, 2).total - 0.5 * len(completion) / 100)
+    with pytest.raises(ValueError, match="length"):
+        score_batch(completions, ["72"] * 3, extra_rewards={"length": (1.0, lambda completions, **_: [0.0])})
+    with pytest.raises(ValueError, match="answers"):
+        score_batch(completions, ["72"] * 2)
+
+
+def test_composite_reward_takes_trl_columns_and_chat_completions():
+    chat = [[{"role": "assistant", "content": "#### 72"}], [{"role": "assistant", "content": "#### 7"}]]
+    rewards = composite_reward(chat, answer=["72", "72"], prompts=["q", "q"], completion_ids=[[1], [2]])
+    assert rewards == [0.6, 0.0]
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+def test_cli_scores_one_completion(capsys, tmp_path):
+    args = ["reward", "--answer", "72", "--question", NATALIA, "--optimal-steps", "2"]
+    assert main([*args, "--completion", "48/2 = 24 and 48 + 24 = 72\n#### 72"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: out[k] for k in ("accuracy", "step_validity", "efficiency", "steps", "optimal_steps", "total")} == {
+        "accuracy": 1.0, "step_validity": 1.0, "efficiency": 0.0, "steps": 2, "optimal_steps": 2, "total": 0.9}
+    assert main(["reward", "--answer", "72", "--completion", "48 + 24 = 72", "--think-in-prompt"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == 0.0  # cut off inside the reasoning
+    path = tmp_path / "completion.txt"
+    path.write_text("48/2 = 24\n48 + 24 = 72\n48 * 9 = 432\n#### 72")
+    assert main([*args, "--completion", str(path), "--efficiency", "bounded", "--weights", "1,1,1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["steps"], out["ungrounded_steps"], out["efficiency"]) == (3, 1, pytest.approx(2 / 3))
+    assert out["total"] == pytest.approx(1 + 2 / 3 + 2 / 3)
+
+
+def test_cli_scores_a_jsonl_file_in_order(capsys, tmp_path):
+    rows = [{"completion": "#### 72", "answer": "72"}, {"completion": "#### 5", "answer": 6, "note": "x"},
+            {"completion": "4 * 7 = 28\n#### 28", "answer": "28", "question": "4 boxes of 7", "optimal_steps": 1}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    assert main(["reward", "--jsonl", str(path)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["accuracy"] for o in out] == [1.0, 0.0, 1.0]
+    assert out[2]["total"] == 0.9 and out[2]["grounding_checked"] is True
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"completion": "#### 1", "answer": "1"}', '{"completion": "#### 1", "answer": '], ":2: not valid JSON"),
+    (['{"completion": "#### 1"}'], ":1: missing field 'answer'"),
+    (['', '[1, 2]'], ":2: expected a JSON object"),
+    (['{"completion": 5, "answer": "1"}'], ":1: field 'completion' must be a string"),
+    (['{"completion": "x", "answer": "1", "optimal_steps": 0}'], ":1: field 'optimal_steps' must be a positive integer"),
+])
+def test_cli_bad_rows_exit_2_naming_file_and_line(capsys, tmp_path, lines, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reward", "--jsonl", str(path)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{path}{message}" in captured.err
+
+
+def test_cli_usage_errors_exit_2(capsys, tmp_path):
+    assert main(["reward", "--jsonl", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    for args in (["--completion", "#### 1"], ["--completion", "#### 1", "--answer", "1", "--weights", "1,2"],
+                 ["--completion", "#### 1", "--answer", "1", "--optimal-steps", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["reward", *args])
+        assert exit_info.value.code == 2 and "r1kit reward: error:" in capsys.readouterr().err
+
+
+# --- GSM8K: the measurements of docs/verifier.md -------------------------------------------------
+
+def _perturb(solution: str, rng: random.Random) -> tuple[str, verify.Step] | None:
+    """The solution with one annotated claim's result changed (and its restatement after >>), and
+    the claim as it was; None when the solution has no annotated claim."""
+    claims = [m for m in re.finditer(r"<<([^<>=]+)=([^<>=]+)>>", solution) if extract_steps(m.group())]
+    if not claims:
+        return None
+    m = rng.choice(claims)
+    old = m.group(2)
+    new = str(Decimal(old) + rng.choice((-3, -2, -1, 1, 2, 3, 10)))
+    after = solution[m.end():]
+    after = new + after[len(old):] if after.startswith(old) else after
+    return f"{solution[:m.start()]}<<{m.group(1)}={new}>>{after}", extract_steps(m.group())[0]
+
+
+@pytest.fixture(scope="module")
+def gsm8k():
+    if not GSM8K.is_file():
+        pytest.skip(f"GSM8K not found at {GSM8K} (the shared data folder beside the repository)")
+    rows = [json.loads(line) for line in GSM8K.open()]
+    rng = random.Random(0)
+    stats = dict(rows=len(rows), extracted=0, variants=0, steps=0, correct=0, valid=0, perturbed=0,
+                 correct_drops=0, validity_drops=0, changed_step_was_valid=0, validity_drops_when_it_was=0)
+    for row in rows:
+        solution, question = row["answer"], row["question"]
+        gold = solution.rsplit("####", 1)[1].strip()
+        reasoning = solution.rsplit("####", 1)[0].strip()
+        stats["extracted"] += answers_match(extract_answer(solution, last_number_fallback=False), gold)
+        variants = [format_response(reasoning, gold), f"{reasoning}\n\\boxed{{{gold}}}",
+                    f"<think>\n{reasoning}\n#### 999999\n</think>\nThe answer is {gold}.", f"{reasoning}\nA: {gold}"]
+        stats["variants"] += all(answers_match(extract_answer(v, last_number_fallback=False), gold) for v in variants)
+        checks = check_steps(extract_steps(solution), question)
+        stats["steps"] += len(checks)
+        stats["correct"] += sum(c.correct for c in checks)
+        stats["valid"] += sum(c.valid for c in checks)
+        if (perturbation := _perturb(solution, rng)) is None:
+            continue
+        perturbed, changed = perturbation
+        after = check_steps(extract_steps(perturbed), question)
+        stats["perturbed"] += 1
+        stats["correct_drops"] += _share(after, "correct") < _share(checks, "correct")
+        validity_drops = _share(after, "valid") < _share(checks, "valid")
+        stats["validity_drops"] += validity_drops
+        if next(c.valid for c in checks if c.step == changed):
+            stats["changed_step_was_valid"] += 1
+            stats["validity_drops_when_it_was"] += validity_drops
+    print(f"GSM8K: {stats}")  # the figures docs/verifier.md reports (pytest -s shows them)
+    return stats
+
+
+def _share(checks: list, attribute: str) -> float:
+    return sum(getattr(c, attribute) for c in checks) / len(checks)
+
+
+def test_gsm8k_answer_extraction_recovers_every_gold_answer(gsm8k):
+    assert gsm8k["extracted"] == gsm8k["rows"]
+    assert gsm8k["variants"] == gsm8k["rows"]  # in every accepted form, reasoning not mistaken for it
+
+
+def test_gsm8k_gold_steps_are_valid_and_grounded(gsm8k):
+    assert gsm8k["correct"] / gsm8k["steps"] >= 0.99, gsm8k
+    assert gsm8k["valid"] / gsm8k["steps"] >= 0.95, gsm8k
+
+
+def test_gsm8k_a_changed_step_result_is_detected(gsm8k):
+    # 95 solutions have no annotation and a few only no-op ones (<<35=35>>): nothing to change
+    assert gsm8k["perturbed"] >= 0.97 * gsm8k["rows"]
+    # arithmetic validity (correct claims / claims) drops in >= 99% of rows
+    assert gsm8k["correct_drops"] / gsm8k["perturbed"] >= 0.99, gsm8k
+    # step validity (correct and grounded) drops in every row where the changed claim was valid;
+    # where it was already ungrounded it has nothing to lose (docs/verifier.md gives the share)
+    assert gsm8k["validity_drops_when_it_was"] == gsm8k["changed_step_was_valid"], gsm8k
