@@ -94,9 +94,13 @@ def _steps_arg(text: str) -> tuple[int, int]:
 def cmd_data(args: argparse.Namespace) -> None:
     from collections import Counter
 
-    from r1kit import data
+    from r1kit import data, synth
 
     try:
+        if args.data_command == "drills":
+            n = data.write_jsonl(args.out, synth.drills(args.n, args.seed, args.max_operand))
+            print(f"wrote {n} arithmetic drills (max operand {args.max_operand}) to {args.out}")
+            return
         if args.data_command == "inspect":
             examples, skipped = data.load_examples(args.file, skip_bad=args.skip_bad)
             print(f"{args.file}: {len(examples)} examples, {skipped} malformed line(s) skipped")
@@ -121,10 +125,10 @@ def cmd_data(args: argparse.Namespace) -> None:
         knobs = dict(steps=steps, max_operand=args.max_operand, templates=templates)
         outputs = []
         if args.test_n is not None:
-            train, test = data.synth_splits(args.n, args.test_n, args.seed, exclude=exclude, **knobs)
+            train, test = synth.synth_splits(args.n, args.test_n, args.seed, exclude=exclude, **knobs)
             outputs = [(train, args.out), (test, args.test_out)]
         else:
-            outputs = [(data.synth(args.n, args.seed, exclude=exclude, **knobs), args.out)]
+            outputs = [(synth.synth(args.n, args.seed, exclude=exclude, **knobs), args.out)]
         for examples, path in outputs:
             data.write_jsonl(path, examples)
             used = sorted({e.meta["template"] for e in examples})
@@ -220,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="make or inspect maths datasets (JSONL)")
     data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    q = data_sub.add_parser("drills", help="write one-step arithmetic drills to mix into SFT data")
+    q.add_argument("--n", type=int, required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--max-operand", type=int, default=100)
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("synth", help="write synthetic verifiable word problems (docs/data.md)")
     q.add_argument("--n", type=int, required=True, help="number of problems")
     q.add_argument("--seed", type=int, default=0, help="same seed and knobs, same problems")

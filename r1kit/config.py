@@ -205,7 +205,9 @@ def load_model_config(path: str | Path | None = None, overrides: list[str] = (),
     data = read_file(path) if path is not None else {}
     if "model" in data:
         data = data["model"] or {}
-    data = apply_overrides(data, list(overrides))
+    # `model.dim=64` (as in training commands) and `dim=64` both name the model's dim
+    overrides = [o.removeprefix("model.") for o in overrides]
+    data = apply_overrides(data, overrides)
     name = data.pop("preset", None) or preset_name
     if name:
         data = _merge(preset(name).model_dump(), data)

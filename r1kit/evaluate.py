@@ -15,7 +15,10 @@ from r1kit.engine import SamplingParams, generate
 from r1kit.model import Transformer
 from r1kit.moe import balance_metrics
 from r1kit.tokenizer import Tokenizer
-from r1kit.verify import score
+from r1kit.verify import RewardConfig, score
+
+# r1kit's prompt ends inside <think>: a completion cut off before </think> has no answer yet
+SCORING = RewardConfig(think_in_prompt=True)
 
 
 @dataclass
@@ -62,9 +65,11 @@ def evaluate(
             for h in hooks:
                 h.remove()
         for i, ids in zip(chunk, outs):
-            completions[i] = tok.decode(ids, skip_special=False)
+            if ids and ids[-1] == tok.eos_id:  # keep </think> and the rest; drop only the stop token
+                ids = ids[:-1]
+            completions[i] = tok.decode(ids)
     for i, ex in enumerate(examples):
-        breakdown = score(completions[i], ex.answer, question=ex.question, optimal_steps=ex.optimal_steps)
+        breakdown = score(completions[i], ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=SCORING)
         rows.append({"question": ex.question, "gold": ex.answer, "completion": completions[i], **breakdown.to_dict()})
     routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c)} for c in counts]
     return EvalResult(rows=rows, routing=routing)

@@ -55,6 +55,7 @@ class SFTConfig(BaseModel):
     max_len: int = Field(256, ge=16, description="examples longer than this many tokens are dropped (and counted)")
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    length_window: int = Field(8, ge=1, description="micro-batches whose examples are grouped by length (1 = plain shuffle); less padding, same epoch")
     max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the cosine schedule")
     max_minutes: float | None = Field(None, gt=0, description="optional wall-clock stop (training time, evaluation excluded); the schedule still follows max_steps")
     lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
@@ -111,15 +112,23 @@ def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int) -> tu
     return encoded, dropped
 
 
-def batch_indices(n_examples: int, batch_size: int, micro_step: int, seed: int) -> list[int]:
+def batch_indices(lengths: list[int], batch_size: int, micro_step: int, seed: int, window: int = 1) -> list[int]:
     """Examples of one micro-batch: a pure function of the global micro-step, so resuming needs no
-    data-loader state. Each epoch is a fresh seeded permutation."""
-    out = []
-    start = micro_step * batch_size
-    for k in range(start, start + batch_size):
-        epoch, pos = divmod(k, n_examples)
-        out.append(_permutation(n_examples, seed, epoch)[pos])
-    return out
+    data-loader state. Each epoch is a fresh seeded permutation. With window > 1, the examples of
+    `window` consecutive micro-batches are sorted by length and regrouped (in a seeded order), so
+    short and long examples pad less; every example is still seen once per epoch."""
+    group, slot = divmod(micro_step, window)
+    pool = []
+    start = group * window * batch_size
+    for k in range(start, start + window * batch_size):
+        epoch, pos = divmod(k, len(lengths))
+        pool.append(_permutation(len(lengths), seed, epoch)[pos])
+    if window > 1:
+        pool.sort(key=lambda i: lengths[i])
+        order = list(range(window))
+        random.Random(f"{seed}:{group}").shuffle(order)
+        slot = order[slot]
+    return pool[slot * batch_size : (slot + 1) * batch_size]
 
 
 _PERM_CACHE: dict[tuple[int, int, int], list[int]] = {}
@@ -242,6 +251,7 @@ def train_sft(
     if not encoded:
         raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")
 
+    lengths = [len(ids) for ids, _ in encoded]
     optimizer = make_optimizer(model, cfg)
     step = 0
     if resume:
@@ -263,7 +273,7 @@ def train_sft(
         save_pretrained(model, directory, extra=extra)
 
     bar = _progress(cfg.max_steps, step, progress)
-    train_time, tokens_seen, window_loss, window_tokens, window_time = 0.0, 0, 0.0, 0, 0.0
+    train_time, window_loss, window_tokens, window_time = 0.0, 0.0, 0, 0.0
     model.train()
     while step < cfg.max_steps:
         t0 = time.perf_counter()
@@ -272,7 +282,7 @@ def train_sft(
             group["lr"] = lr
         step_loss = 0.0
         for micro in range(cfg.grad_accum):
-            idx = batch_indices(len(encoded), cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed)
+            idx = batch_indices(lengths, cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed, cfg.length_window)
             inputs, targets, weights = make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight)
             loss = weighted_loss(model, inputs, targets, weights, cfg.dtype)
             (loss / cfg.grad_accum).backward()
@@ -320,10 +330,27 @@ def train_sft(
     return final
 
 
+@torch.no_grad()
+def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int) -> float:
+    """Mean response-token cross-entropy on held-out examples (teacher forcing): a smoother
+    signal than greedy accuracy early in training."""
+    model.eval()
+    encoded, _ = encode_examples(tok, examples, max_len=model.config.max_seq_len)
+    total, count = 0.0, 0.0
+    for start in range(0, len(encoded), batch_size):
+        inputs, targets, weights = make_batch(encoded, list(range(start, min(start + batch_size, len(encoded)))), tok.pad_id, 0.0)
+        ce = F.cross_entropy(model(inputs).float().flatten(0, 1), targets.flatten(), reduction="none")
+        total += float((ce * weights.flatten()).sum())
+        count += float(weights.sum())
+    return total / max(count, 1.0)
+
+
 def _evaluate_and_log(model, tok, examples, cfg: SFTConfig, step: int, train_time: float, path: Path) -> None:
+    loss = heldout_loss(model, tok, examples, cfg.eval_batch_size)
     result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     model.train()
-    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
+    summary = {"loss": loss, **result.summary()}
+    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in summary.items()}})
 
 
 def training_corpus(examples: list[Example]):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from r1kit import data
+from r1kit import data, synth
 from r1kit.cli import main
 from r1kit.data import DataError, Example
 
@@ -48,25 +48,25 @@ def check_example(ex: Example, max_operand: int) -> None:
 
 def test_same_seed_same_problems_and_global_rng_untouched():
     state = random.getstate()
-    a = [e.to_json() for e in data.synth(60, seed=3)]
+    a = [e.to_json() for e in synth.synth(60, seed=3)]
     assert random.getstate() == state
-    assert a == [e.to_json() for e in data.synth(60, seed=3)]
-    assert a != [e.to_json() for e in data.synth(60, seed=4)]
+    assert a == [e.to_json() for e in synth.synth(60, seed=3)]
+    assert a != [e.to_json() for e in synth.synth(60, seed=4)]
 
 
 def test_every_template_makes_every_step_count_it_declares_exactly_and_grounded():
-    assert len(data.TEMPLATES) >= 20
+    assert len(synth.TEMPLATES) >= 20
     for max_operand in (100, 1000):
-        for name, template in data.TEMPLATES.items():
+        for name, template in synth.TEMPLATES.items():
             for k in template.steps:
-                examples = data.synth(6, seed=k, steps=k, max_operand=max_operand, templates=[name])
+                examples = synth.synth(6, seed=k, steps=k, max_operand=max_operand, templates=[name])
                 for ex in examples:
                     assert ex.meta["template"] == name
                     check_example(ex, max_operand)
 
 
 def test_default_mix_uses_at_least_20_templates_and_questions_are_distinct():
-    examples = data.synth(1500, seed=0)
+    examples = synth.synth(1500, seed=0)
     assert len({e.meta["template"] for e in examples}) >= 20
     assert len({data.question_hash(e.question) for e in examples}) == len(examples)
     assert Counter(len(e.steps) for e in examples).keys() == {1, 2, 3, 4, 5, 6}
@@ -76,22 +76,22 @@ def test_default_mix_uses_at_least_20_templates_and_questions_are_distinct():
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6])
 def test_requested_step_count_is_respected(k):
-    examples = data.synth(40, seed=k, steps=k)
+    examples = synth.synth(40, seed=k, steps=k)
     assert {len(e.steps) for e in examples} == {k}
     assert len({e.meta["template"] for e in examples}) > 1
 
 
 def test_step_range_forms():
-    assert {len(e.steps) for e in data.synth(80, seed=1, steps=(2, 3))} == {2, 3}
-    assert {len(e.steps) for e in data.synth(80, seed=1, steps=range(4, 6))} == {4, 5}
+    assert {len(e.steps) for e in synth.synth(80, seed=1, steps=(2, 3))} == {2, 3}
+    assert {len(e.steps) for e in synth.synth(80, seed=1, steps=range(4, 6))} == {4, 5}
     for bad in (0, 7, (3, 2), (0, 2), "2-3", True):
         with pytest.raises(ValueError, match="steps"):
-            data.synth(5, seed=0, steps=bad)
+            synth.synth(5, seed=0, steps=bad)
 
 
 @pytest.mark.parametrize("max_operand", [10, 100, 1000])
 def test_max_operand_bounds_every_drawn_number(max_operand):
-    examples = data.synth(400, seed=7, max_operand=max_operand)
+    examples = synth.synth(400, seed=7, max_operand=max_operand)
     for ex in examples:
         check_example(ex, max_operand)
     drawn = [int(x) for e in examples for x in NUMBER.findall(e.question) if int(x) not in e.meta["facts"]]
@@ -100,13 +100,13 @@ def test_max_operand_bounds_every_drawn_number(max_operand):
 
 def test_bad_knobs_fail_clearly():
     with pytest.raises(ValueError, match="max_operand"):
-        data.synth(5, seed=0, max_operand=5)
+        synth.synth(5, seed=0, max_operand=5)
     with pytest.raises(ValueError, match="unknown template"):
-        data.synth(5, seed=0, templates=["shopping", "ages"])
+        synth.synth(5, seed=0, templates=["shopping", "ages"])
     with pytest.raises(ValueError, match=r"\[1\]-step"):
-        data.synth(5, seed=0, steps=1, templates=["percent_of"])
+        synth.synth(5, seed=0, steps=1, templates=["percent_of"])
     with pytest.raises(ValueError, match="distinct"):  # 10-bounded percentages: only a handful exist
-        data.synth(50, seed=0, steps=2, max_operand=10, templates=["percent_of"])
+        synth.synth(50, seed=0, steps=2, max_operand=10, templates=["percent_of"])
 
 
 def test_question_hash_normalises_case_and_whitespace():
@@ -117,16 +117,16 @@ def test_question_hash_normalises_case_and_whitespace():
 def test_train_and_test_share_no_question():
     # a small problem space (1-step, numbers up to 10), so collisions happen and must be excluded
     knobs = dict(steps=1, max_operand=10)
-    train, test = data.synth_splits(1500, 300, seed=0, **knobs)
+    train, test = synth.synth_splits(1500, 300, seed=0, **knobs)
     assert (len(train), len(test)) == (1500, 300)
     train_hashes = {data.question_hash(e.question) for e in train}
     test_hashes = {data.question_hash(e.question) for e in test}
     assert len(train_hashes) == 1500 and len(test_hashes) == 300
     assert not train_hashes & test_hashes
-    unfiltered = {data.question_hash(e.question) for e in data.synth(1500, seed=0, **knobs)}
+    unfiltered = {data.question_hash(e.question) for e in synth.synth(1500, seed=0, **knobs)}
     assert unfiltered & test_hashes, "this space should produce collisions, or the test proves nothing"
     # the test set does not depend on how much training data is asked for
-    assert [e.question for e in data.synth_splits(10, 300, seed=0, **knobs)[1]] == [e.question for e in test]
+    assert [e.question for e in synth.synth_splits(10, 300, seed=0, **knobs)[1]] == [e.question for e in test]
 
 
 def test_gsm8k_loader_maps_every_row():
@@ -192,7 +192,7 @@ def test_empty_dataset_fails_clearly(tmp_path):
 
 
 def test_write_jsonl_round_trips_and_is_atomic(tmp_path):
-    examples = data.synth(20, seed=5)
+    examples = synth.synth(20, seed=5)
     path = tmp_path / "sub" / "train.jsonl"
     assert data.write_jsonl(path, examples) == 20
     assert [e.to_json() for e in data.load_examples(path).examples] == [e.to_json() for e in examples]
@@ -209,7 +209,7 @@ def test_write_jsonl_round_trips_and_is_atomic(tmp_path):
 
 
 def test_drop_long_counts_what_it_drops():
-    examples = data.synth(50, seed=2, steps=(1, 6))
+    examples = synth.synth(50, seed=2, steps=(1, 6))
     limit = sorted(data.example_chars(e) for e in examples)[29]
     kept, dropped = data.drop_long(examples, limit)
     assert len(kept) >= 30 and len(kept) + dropped == 50
@@ -256,3 +256,18 @@ def test_cli_data_errors_exit_2_with_message(tmp_path, capsys):
     assert f"{bad}:2:" in capsys.readouterr().err
     assert main(["data", "inspect", str(bad), "--skip-bad"]) == 0
     assert "1 malformed" in capsys.readouterr().out
+
+
+def test_drills_are_exact_one_step_problems_within_the_knobs():
+    examples = synth.drills(400, seed=0, max_operand=50)
+    assert [e.to_json() for e in examples] == [e.to_json() for e in synth.drills(400, seed=0, max_operand=50)]
+    ops = Counter()
+    for e in examples:
+        a, op, b, _, c = e.steps[0].split()
+        ops[op] += 1
+        value = {"+": Fraction(int(a)) + int(b), "-": Fraction(int(a)) - int(b),
+                 "*": Fraction(int(a)) * int(b), "/": Fraction(int(a), int(b))}[op]
+        assert value == int(c) and value >= 0 and e.answer == c and e.optimal_steps == 1
+        assert e.question == f"Work out {a} {op} {b}."
+        assert int(b) <= 50 and int(a) <= (500 if op in "+-" else 50 * 10)
+    assert set(ops) == set("+-*/") and min(ops.values()) > 60

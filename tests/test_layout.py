@@ -19,6 +19,8 @@ ALLOWED = {
     "tokenizer": {"verify"},
     "verify": set(),
     "data": set(),
+    "synth": {"data"},
+    "evaluate": {"data", "engine", "model", "moe", "tokenizer", "verify"},
     "engine": {"kv_cache", "model"},
 }
 

@@ -8,7 +8,8 @@ import torch
 
 from r1kit.checkpoint import load_pretrained
 from r1kit.cli import main
-from r1kit.data import synth, write_jsonl
+from r1kit.data import write_jsonl
+from r1kit.synth import synth
 from r1kit.sft import SFTConfig, batch_indices, lr_at, load_run_config, make_batch, train_sft
 from r1kit.tokenizer import Tokenizer
 
@@ -43,11 +44,17 @@ def test_batches_mask_prompt_and_padding():
     assert weights.tolist() == [[0.25, 0.25, 1, 1], [0.25, 1, 0, 0]]
 
 
-def test_batch_order_is_a_function_of_step_covering_each_epoch():
-    first_epoch = [i for s in range(4) for i in batch_indices(10, 5, s, seed=3)[: 5]][:10]
-    assert sorted(first_epoch) == list(range(10))
-    assert batch_indices(10, 5, 7, seed=3) == batch_indices(10, 5, 7, seed=3)
-    assert batch_indices(10, 5, 0, seed=3) != batch_indices(10, 5, 0, seed=4)
+@pytest.mark.parametrize("window", [1, 4])
+def test_batch_order_is_a_function_of_step_covering_each_epoch(window):
+    lengths = [7, 3, 9, 1, 5, 8, 2, 6, 4, 10, 11, 12]
+    epoch = [i for s in range(4) for i in batch_indices(lengths, 3, s, seed=3, window=window)]
+    assert sorted(epoch) == list(range(12))  # 4 micro-batches of 3 cover the 12 examples once
+    assert batch_indices(lengths, 3, 7, seed=3, window=window) == batch_indices(lengths, 3, 7, seed=3, window=window)
+    assert batch_indices(lengths, 3, 0, seed=3, window=window) != batch_indices(lengths, 3, 0, seed=4, window=window)
+    if window > 1:  # within a window, batches hold examples of similar length
+        batches = [batch_indices(lengths, 3, s, seed=3, window=window) for s in range(4)]
+        spans = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in batches)
+        assert all(hi < next_lo for (_, hi), (next_lo, _) in zip(spans, spans[1:]))
 
 
 def test_schedule_warms_up_then_decays_to_floor():
