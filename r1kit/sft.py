@@ -41,7 +41,7 @@ from r1kit.config import ModelConfig
 from r1kit.data import Example, load_examples
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
-from r1kit.tokenizer import Tokenizer, format_response
+from r1kit.tokenizer import Tokenizer, format_completion
 
 
 class SFTConfig(BaseModel):
@@ -357,7 +357,7 @@ def training_corpus(examples: list[Example]):
     """The texts a tokenizer is trained on: questions and responses as the model will see them."""
     for ex in examples:
         yield ex.question
-        yield format_response(reasoning_text(ex), ex.answer)
+        yield format_completion(reasoning_text(ex), ex.answer)
 
 
 def _log(path: Path, record: dict) -> None:

@@ -55,7 +55,7 @@ def format_prompt(question: str) -> str:
     return f"{BOS}{USER}{question.strip()}{ASSISTANT}{THINK}\n"
 
 
-def format_response(reasoning: str, answer: str) -> str:
+def format_completion(reasoning: str, answer: str) -> str:
     """The part after the prompt: reasoning, </think>, the final answer, EOS."""
     return f"{reasoning.strip()}\n{END_THINK}\n{format_answer(answer)}{EOS}"
 
@@ -122,7 +122,7 @@ class Tokenizer:
 
     def encode_example(self, question: str, reasoning: str, answer: str) -> Encoded:
         prompt = self.encode_prompt(question)
-        return Encoded(prompt + self.encode(format_response(reasoning, answer)), len(prompt))
+        return Encoded(prompt + self.encode(format_completion(reasoning, answer)), len(prompt))
 
     def symbol_flags(self) -> list[bool]:
         """One flag per id: is this token a maths symbol (digits, operators, '=', brackets, '.')?"""
