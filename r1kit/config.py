@@ -186,16 +186,6 @@ def build(cls: type[C], data: dict[str, Any], section: str = "") -> C:
         raise ConfigError(_explain(cls, e, section)) from None
 
 
-def load(cls: type[C], path: str | Path | None = None, overrides: list[str] = (), section: str | None = None) -> C:
-    """Load `cls` from an optional file (its `section` if given), then apply overrides on top."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = read_file(path)
-        if section is not None:
-            data = data.get(section) or {}
-    return build(cls, apply_overrides(data, list(overrides)))
-
-
 def load_model_config(path: str | Path | None = None, overrides: list[str] = (), preset_name: str | None = None) -> ModelConfig:
     """A ModelConfig from a file's `model:` section (or the whole file), a preset and overrides.
 
@@ -207,11 +197,17 @@ def load_model_config(path: str | Path | None = None, overrides: list[str] = (),
         data = data["model"] or {}
     # `model.dim=64` (as in training commands) and `dim=64` both name the model's dim
     overrides = [o.removeprefix("model.") for o in overrides]
-    data = apply_overrides(data, overrides)
+    return model_config_from(apply_overrides(data, overrides), preset_name)
+
+
+def model_config_from(data: dict[str, Any], preset_name: str | None = None, section: str = "") -> ModelConfig:
+    """Validate a model section; a `preset: NAME` key (else `preset_name`) is the base it refines.
+    `section` prefixes the keys named in errors (`model` inside a training config)."""
+    data = dict(data)
     name = data.pop("preset", None) or preset_name
     if name:
         data = _merge(preset(name).model_dump(), data)
-    return build(ModelConfig, data)
+    return build(ModelConfig, data, section)
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -86,11 +86,8 @@ def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig
     if bad:
         raise config_mod.ConfigError(f"overrides must name their section (model.dim=128, sft.lr=1e-3): {bad}")
     data = config_mod.apply_overrides(data, overrides)
-    model_data = data.get("model") or {}
-    name = model_data.pop("preset", None)
-    if name:
-        model_data = config_mod._merge(config_mod.preset(name).model_dump(), model_data)
-    return config_mod.build(ModelConfig, model_data, "model"), config_mod.build(SFTConfig, data.get("sft") or {}, "sft")
+    model_cfg = config_mod.model_config_from(data.get("model") or {}, section="model")
+    return model_cfg, config_mod.build(SFTConfig, data.get("sft") or {}, "sft")
 
 
 # ----------------------------------------------------------------------------- data
