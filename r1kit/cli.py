@@ -187,6 +187,108 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {out}")
 
 
+def _sampling_params(args: argparse.Namespace):
+    from r1kit.engine import SamplingParams
+
+    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, seed=args.seed, n=getattr(args, "n", 1), stop=tuple(args.stop or ()))
+
+
+class _Painter:
+    """Reasoning dimmed on a terminal; marked with a prefix when output is piped."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream, self.tty, self.channel = stream, stream.isatty(), None
+
+    def write(self, text: str, channel: str) -> None:
+        if channel != self.channel:
+            if self.tty:
+                self.stream.write("\x1b[2m" if channel == "reasoning" else "\x1b[0m")
+            elif channel == "reasoning":
+                self.stream.write("[reasoning] ")
+            elif self.channel == "reasoning":
+                self.stream.write("\n[answer] ")
+            self.channel = channel
+        self.stream.write(text)
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\x1b[0m")
+        self.stream.write("\n")
+        self.stream.flush()
+        self.channel = None
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from r1kit.engine import Engine
+
+    engine = Engine.from_checkpoint(args.checkpoint)
+    params = _sampling_params(args)
+    if args.json or params.n > 1:
+        out = engine.generate([args.prompt], params)[0]
+        print(json.dumps(asdict(out), indent=2))
+        return
+    painter = _Painter()
+    for delta in engine.stream(args.prompt, params):
+        painter.write(delta.text, delta.channel)
+    painter.end()
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from r1kit.engine import Engine
+    from r1kit.tokenizer import format_chat
+
+    engine = Engine.from_checkpoint(args.checkpoint)
+    params = _sampling_params(args)
+    messages: list[dict] = []
+    painter = _Painter()
+    print("r1kit chat: type a question; /reset forgets the conversation, /exit or Ctrl-D leaves.")
+    while True:
+        try:
+            line = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/reset":
+            messages = []
+            print("(conversation forgotten)")
+            continue
+        if not line:
+            continue
+        messages.append({"role": "user", "content": line})
+        prompt = engine.tokenizer.encode(format_chat(messages))
+        if len(prompt) + 1 >= engine.max_seq_len:  # keep the newest turns that fit
+            while len(messages) > 1 and len(engine.tokenizer.encode(format_chat(messages))) + 1 >= engine.max_seq_len:
+                messages = messages[2:]
+            prompt = engine.tokenizer.encode(format_chat(messages))
+            print("(older turns dropped: the context is full)")
+        answer = []
+        try:
+            for delta in engine.stream(prompt, params):
+                painter.write(delta.text, delta.channel)
+                if delta.channel == "answer":
+                    answer.append(delta.text)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            messages.pop()
+            continue
+        painter.end()
+        # as DeepSeek-R1's template does, history keeps the answers, not the reasoning
+        messages.append({"role": "assistant", "content": "".join(answer).strip()})
+
+
+def cmd_export_hf(args: argparse.Namespace) -> None:
+    from r1kit.export import export_hf
+
+    out = export_hf(args.checkpoint, args.out_dir)  # a non-dense model: ExportError, reported by main()
+    print(f"wrote a Hugging Face Llama model to {out} (LlamaForCausalLM.from_pretrained({str(out)!r}))")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1kit", description="Build, train and serve small reasoning language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -276,6 +378,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-out", help="also write every problem's completion and score as JSONL here")
     p.set_defaults(func=cmd_eval)
 
+    def add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
+        p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+        p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+        p.add_argument("--top-k", type=int, default=None)
+        p.add_argument("--top-p", type=float, default=None)
+        p.add_argument("--seed", type=int, default=None, help="same seed, same samples")
+        p.add_argument("--stop", action="append", help="stop string (repeatable); the text is cut before it")
+
+    p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")
+    p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
+    p.add_argument("--prompt", required=True, help="the question; it is put in the chat format")
+    p.add_argument("--n", type=int, default=1, help="samples (sharing one prefill); n > 1 prints JSON")
+    p.add_argument("--json", action="store_true", help="print ids, log-probabilities, text and finish reasons as JSON")
+    add_sampling(p, max_new_tokens=256, temperature=0.0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="interactive multi-turn chat in the terminal, streamed")
+    p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
+    add_sampling(p, max_new_tokens=256, temperature=0.0)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("export-hf", help="export a dense checkpoint to the Hugging Face Llama format")
+    p.add_argument("checkpoint", help="checkpoint directory (dense attention, no MoE)")
+    p.add_argument("out_dir", help="directory to write (config.json, model.safetensors, tokenizer files)")
+    p.set_defaults(func=cmd_export_hf)
+
     # (further sub-commands register here)
     return parser
 
@@ -286,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"r1kit {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,46 +1,436 @@
-"""Generation: batched, KV-cached decoding with greedy or sampled tokens. Token ids in and out.
+"""Generation engine: batched, KV-cached decoding with continuous batching. Token ids in, tokens,
+log-probabilities and (with a tokenizer) text out.
 
-One prefill for the whole batch (prompts right-padded, each row at its own positions), then one
-decode step per token for the live rows; a row that finishes (EOS or a stop id) leaves the
-batch, so finished sequences stop costing compute.
+    engine = Engine.from_checkpoint("runs/demo/final")
+    out = engine.generate(["Tom has 3 apples ..."], SamplingParams(temperature=0.8, n=4, seed=1))
+    for delta in engine.stream("Tom has ..."):  # token by token, reasoning apart from the answer
+        print(delta.text, end="")
 
-Shape legend: B live rows, P longest prompt, V vocabulary.
+How a step works (`Engine.step`): waiting requests join the running batch while the step's token
+budget allows (`max_batch_tokens`: the new prompts' tokens plus one per running sequence) and the
+batch has rows free (`max_batch_size`). Joining requests are prefilled together, once per prompt;
+a request with n samples then copies its prompt's cache rows n times. Then every running sequence
+samples one token from its pending logits; finished sequences leave the batch (their cache rows are
+dropped, so they stop costing compute); the rest run one decode forward together. Requests can be
+added between steps, from a server or an RL loop, and join as others finish.
+
+The cache is r1kit.kv_cache.KVCache (slot = position, so rows at different positions share one
+batch); the engine uses only its KVCacheLike methods plus `select_rows` and `append_rows`, so a
+paged or prefix-sharing cache can replace it without touching the model.
+
+Sampling: greedy (temperature 0), temperature, top-k, top-p. Each sample with a seed draws from
+its own generator, seeded from (request seed, sample index), so its tokens do not depend on what
+else is in the batch. Reported log-probabilities are those of the model's distribution (raw
+logits, before temperature / top-k / top-p), as RL importance ratios and evaluation need.
+
+Shape legend: B running rows, P longest new prompt, V vocabulary.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import torch
 
 from r1kit.kv_cache import KVCache
 from r1kit.model import Transformer
 
+if TYPE_CHECKING:  # the engine works on ids alone; a tokenizer only adds text and stop strings
+    from r1kit.tokenizer import Tokenizer
+
+FinishReason = Literal["stop", "length"]
+
 
 @dataclass
 class SamplingParams:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
+    top_k: int | None = None  # keep the k most likely tokens (None = all)
+    top_p: float | None = None  # keep the smallest set reaching this probability (None = all)
+    seed: int | None = None  # None: the engine's own generator (reproducible only run to run)
+    n: int = 1  # samples per prompt, sharing one prefill (RL draws a group per prompt)
+    stop: Sequence[str] = ()  # stop strings (need a tokenizer); the text is cut before them
+    stop_token_ids: Sequence[int] = ()  # stop tokens besides the tokenizer's EOS (kept in token_ids)
+
+    def check(self) -> None:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top_k must be >= 1 or None, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            problems.append(f"top_p must lie in (0, 1], got {self.top_p}")
+        if self.n < 1:
+            problems.append(f"n must be >= 1, got {self.n}")
+        if isinstance(self.stop, str):
+            problems.append("stop takes a list of strings, not one string")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
-def sample_next(logits_BV: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    if params.temperature <= 0:
-        return logits_BV.argmax(dim=-1)
-    logits_BV = logits_BV.float() / params.temperature
-    if params.top_k is not None and params.top_k < logits_BV.shape[-1]:
-        kth = logits_BV.topk(params.top_k, dim=-1).values[:, -1:]
-        logits_BV = logits_BV.masked_fill(logits_BV < kth, float("-inf"))
+@dataclass
+class Sample:
+    """One completion of a request."""
+
+    index: int
+    token_ids: list[int] = field(default_factory=list)  # the stop token included when one ended it
+    logprobs: list[float] = field(default_factory=list)  # per token, under the model's distribution
+    finish_reason: FinishReason | None = None
+    text: str | None = None  # with a tokenizer: specials dropped, cut before a stop string
+
+
+@dataclass
+class RequestOutput:
+    request_id: int
+    prompt_ids: list[int]
+    samples: list[Sample]
+
+    @property
+    def finished(self) -> bool:
+        return all(s.finish_reason is not None for s in self.samples)
+
+
+@dataclass
+class TokenEvent:
+    """One token produced by `Engine.step` for sample `index` of request `request_id`."""
+
+    request_id: int
+    index: int
+    token_id: int
+    logprob: float
+    finish_reason: FinishReason | None  # set on a sample's last token
+
+
+@dataclass
+class StreamDelta:
+    """A piece of streamed text. channel: "reasoning" (inside <think>) or "answer"."""
+
+    text: str
+    channel: Literal["reasoning", "answer"]
+    token_id: int
+    finish_reason: FinishReason | None = None
+
+
+@dataclass
+class _Request:
+    request_id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    output: RequestOutput
+    stop_ids: frozenset[int]
+    total_len: int  # prompt + the most new tokens that fit
+
+
+@dataclass
+class _Sequence:
+    """A running sample: its row in the batch is its index in Engine._running."""
+
+    request: _Request
+    sample: Sample
+    position: int  # where the next token will be written
+    generator: torch.Generator | None
+
+
+class Engine:
+    """Continuous-batching generation for one model (and optionally its tokenizer)."""
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer | None = None,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        seed: int = 0,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        # rows decoded together; 64 keeps a CPU decode step near its best tokens/s for small models
+        self.max_batch_size = max_batch_size
+        # new prompt tokens + running rows per step; bounds one step's prefill latency and memory
+        self.max_batch_tokens = max_batch_tokens
+        self.max_seq_len = model.config.max_seq_len
+        self.device = next(model.parameters()).device
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._ids = itertools.count()
+        self._waiting: deque[_Request] = deque()
+        self._running: list[_Sequence] = []
+        self._cache: KVCache | None = None
+        self._next_logits_BV: torch.Tensor | None = None
+        self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> "Engine":
+        from r1kit.checkpoint import load_pretrained
+        from r1kit.tokenizer import Tokenizer
+
+        return cls(load_pretrained(path), Tokenizer.load(path), **kwargs)
+
+    # ------------------------------------------------------------------ requests
+
+    def encode(self, prompt: str | Sequence[int]) -> list[int]:
+        """A question (str, put in the chat format) or ready token ids."""
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("a text prompt needs a tokenizer; pass token ids or build the Engine with one")
+            return self.tokenizer.encode_prompt(prompt)
+        return [int(t) for t in prompt]
+
+    def add_request(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> int:
+        """Queue a request; it joins the running batch at a later `step`. Returns its id."""
+        params = params or SamplingParams()
+        params.check()
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop strings need a tokenizer")
+        prompt_ids = self.encode(prompt)
+        if not prompt_ids:
+            raise ValueError("a prompt needs at least one token")
+        if len(prompt_ids) >= self.max_seq_len:
+            raise ValueError(
+                f"a prompt of {len(prompt_ids)} tokens leaves no room in the model's context of {self.max_seq_len}")
+        bad = [t for t in prompt_ids if not 0 <= t < self.model.config.vocab_size]
+        if bad:
+            raise ValueError(f"token ids {bad[:5]} lie outside the vocabulary of {self.model.config.vocab_size}")
+        stop_ids = set(params.stop_token_ids)
+        if self.tokenizer is not None:
+            stop_ids.add(self.tokenizer.eos_id)
+        request_id = next(self._ids)
+        output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)])
+        total_len = min(self.max_seq_len, len(prompt_ids) + params.max_new_tokens)
+        self._waiting.append(_Request(request_id, prompt_ids, params, output, frozenset(stop_ids), total_len))
+        self._outputs[request_id] = output
+        return request_id
+
+    def pop_output(self, request_id: int) -> RequestOutput:
+        """A request's output (finished or not), forgotten by the engine once taken."""
+        return self._outputs.pop(request_id)
+
+    def has_unfinished(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    @property
+    def num_running(self) -> int:
+        """Sequences (samples) in the running batch."""
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        """Requests queued, not yet admitted."""
+        return len(self._waiting)
+
+    # ------------------------------------------------------------------ the step
+
+    @torch.no_grad()
+    def step(self) -> list[TokenEvent]:
+        """Admit and prefill waiting requests, sample one token for every running sequence, drop the
+        finished ones, and run one decode forward for the rest."""
+        self._admit()
+        if not self._running:
+            return []
+        tokens_B, logprobs_B = self._sample()
+        events, keep = [], []
+        for row, (seq, token, logprob) in enumerate(zip(self._running, tokens_B.tolist(), logprobs_B.tolist())):
+            seq.sample.token_ids.append(token)
+            seq.sample.logprobs.append(logprob)
+            reason = self._finish_reason(seq, token)
+            if reason is not None:
+                seq.sample.finish_reason = reason
+                self._finalise_text(seq)
+            else:
+                keep.append(row)
+            events.append(TokenEvent(seq.request.request_id, seq.sample.index, token, logprob, reason))
+
+        if len(keep) < len(self._running):
+            self._running = [self._running[r] for r in keep]
+            if not keep:
+                self._cache, self._next_logits_BV = None, None
+                return events
+            rows = torch.tensor(keep, device=self.device)
+            self._cache.select_rows(rows)
+            tokens_B = tokens_B[rows]
+        positions_B = torch.tensor([s.position for s in self._running], device=self.device)
+        self._next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache)[:, 0]
+        for seq in self._running:
+            seq.position += 1
+        return events
+
+    def _admit(self) -> None:
+        """Move waiting requests into the batch while the token budget and free rows allow; prefill them."""
+        joining: list[_Request] = []
+        budget = self.max_batch_tokens - len(self._running)
+        rows = len(self._running)
+        while self._waiting:
+            request = self._waiting[0]
+            fits = len(request.prompt_ids) <= budget and rows + request.params.n <= self.max_batch_size
+            if not fits and (joining or self._running):  # an idle engine takes one request whatever its size
+                break
+            joining.append(self._waiting.popleft())
+            budget -= len(request.prompt_ids)
+            rows += request.params.n
+        if joining:
+            self._prefill(joining)
+
+    def _prefill(self, requests: list[_Request]) -> None:
+        """One forward over the new prompts (right-padded, each row at its own positions), then each
+        prompt's cache rows and last logits copied once per sample."""
+        B, P = len(requests), max(len(r.prompt_ids) for r in requests)
+        ids_BP = torch.zeros((B, P), dtype=torch.long, device=self.device)
+        for row, request in enumerate(requests):
+            ids_BP[row, : len(request.prompt_ids)] = torch.tensor(request.prompt_ids, device=self.device)
+        cache = KVCache.for_model(self.model, B, max_seq_len=self.max_seq_len)
+        logits_BPV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache)
+        last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
+        logits_BV = logits_BPV[torch.arange(B, device=self.device), last_B]
+
+        copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
+        if len(copies) != B:
+            cache.select_rows(copies)
+            logits_BV = logits_BV[copies]
+        for request in requests:
+            for sample in request.output.samples:
+                generator = None
+                if request.params.seed is not None:
+                    generator = torch.Generator(device=self.device).manual_seed(request.params.seed * 65_537 + sample.index)
+                self._running.append(_Sequence(request, sample, len(request.prompt_ids), generator))
+        if self._cache is None:
+            self._cache, self._next_logits_BV = cache, logits_BV
+        else:
+            self._cache.append_rows(cache)
+            self._next_logits_BV = torch.cat([self._next_logits_BV, logits_BV])
+
+    def _sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per running row, with its log-probability under the model's distribution."""
+        logits_BV = self._next_logits_BV.float()
+        logprobs_BV = torch.log_softmax(logits_BV, dim=-1)
+        tokens_B = logits_BV.argmax(dim=-1)
+        for row, seq in enumerate(self._running):
+            params = seq.request.params
+            if params.temperature > 0:
+                probs_V = sampling_probs(logits_BV[row], params)
+                generator = seq.generator or self._generator
+                tokens_B[row] = torch.multinomial(probs_V, 1, generator=generator)[0]
+        return tokens_B, logprobs_BV.gather(-1, tokens_B[:, None])[:, 0]
+
+    def _finish_reason(self, seq: _Sequence, token: int) -> FinishReason | None:
+        request = seq.request
+        if token in request.stop_ids:
+            return "stop"
+        if request.params.stop and self._stop_string_at(seq) is not None:
+            return "stop"
+        if len(seq.sample.token_ids) >= request.params.max_new_tokens or seq.position + 1 >= request.total_len:
+            return "length"
+        return None
+
+    def _stop_string_at(self, seq: _Sequence) -> int | None:
+        text = self.tokenizer.decode(seq.sample.token_ids, skip_special=True)
+        hits = [i for i in (text.find(s) for s in seq.request.params.stop if s) if i >= 0]
+        return min(hits) if hits else None
+
+    def _finalise_text(self, seq: _Sequence) -> None:
+        if self.tokenizer is None:
+            return
+        ids = seq.sample.token_ids
+        if ids and ids[-1] in seq.request.stop_ids:
+            ids = ids[:-1]
+        text = self.tokenizer.decode(ids, skip_special=False)
+        if seq.request.params.stop:
+            cut = self._stop_string_at(seq)
+            if cut is not None:  # stop strings are matched in the text without special tokens
+                text = self.tokenizer.decode(ids, skip_special=True)[:cut]
+        seq.sample.text = text
+
+    # ------------------------------------------------------------------ blocking and streaming calls
+
+    def generate(
+        self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | Sequence[SamplingParams] | None = None
+    ) -> list[RequestOutput]:
+        """Run every prompt to completion (continuous batching under the engine's budgets); outputs
+        in the prompts' order."""
+        if not prompts:
+            return []
+        if params is None or isinstance(params, SamplingParams):
+            params = [params or SamplingParams()] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
+        ids = [self.add_request(p, sp) for p, sp in zip(prompts, params)]
+        while not all(self._outputs[i].finished for i in ids):
+            self.step()
+        return [self._outputs.pop(i) for i in ids]
+
+    def stream(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> Iterator[StreamDelta]:
+        """Text as it is generated, for one prompt with n = 1: the reasoning (inside <think>) and
+        the answer come on separate channels; the <think> markers themselves are not shown. Text
+        that could be the start of a stop string is held back until it is known not to be one."""
+        if self.tokenizer is None:
+            raise ValueError("streaming text needs a tokenizer")
+        params = params or SamplingParams()
+        if params.n != 1:
+            raise ValueError("stream() follows one sample; use generate() for n > 1")
+        tok = self.tokenizer
+        prompt_ids = self.encode(prompt)
+        request_id = self.add_request(prompt_ids, params)
+        channel = "reasoning" if _inside_think(prompt_ids, tok.think_id, tok.end_think_id) else "answer"
+        content: list[int] = []  # this channel's text tokens so far
+        shown = ""
+        finished = False
+        while not finished:
+            for event in self.step():
+                if event.request_id != request_id:
+                    continue
+                finished, token = event.finish_reason is not None, event.token_id
+                if token in (tok.think_id, tok.end_think_id):
+                    channel = "reasoning" if token == tok.think_id else "answer"
+                    content, shown = [], ""
+                elif token not in (tok.eos_id, tok.pad_id, tok.bos_id) and token not in params.stop_token_ids:
+                    content.append(token)
+                text = _cut_at_stop(tok.decode(content, skip_special=True), params.stop, finished)
+                if text.endswith("\ufffd") and not finished:  # half a UTF-8 character: wait for the rest
+                    continue
+                delta, shown = text[len(shown):], max(text, shown, key=len)
+                if delta or finished:
+                    yield StreamDelta(delta, channel, token, event.finish_reason)
+        self._outputs.pop(request_id, None)
+
+
+def _inside_think(prompt_ids: list[int], think_id: int, end_think_id: int) -> bool:
+    """Does the prompt end inside a <think> block (r1kit's prompts do)?"""
+    for token in reversed(prompt_ids):
+        if token == end_think_id:
+            return False
+        if token == think_id:
+            return True
+    return False
+
+
+def _cut_at_stop(text: str, stops: Sequence[str], finished: bool) -> str:
+    """Text up to the first stop string; while generating, also hold back a tail that may be
+    the start of one."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    if hits:
+        return text[: min(hits)]
+    if not finished:
+        held = max((k for s in stops for k in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:k])), default=0)
+        return text[: len(text) - held]
+    return text
+
+
+def sampling_probs(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The distribution a sample draws from: temperature, then top-k, then top-p (nucleus)."""
+    logits_V = logits_V.float() / params.temperature
+    if params.top_k is not None and params.top_k < logits_V.shape[-1]:
+        kth = logits_V.topk(params.top_k).values[-1]
+        logits_V = logits_V.masked_fill(logits_V < kth, float("-inf"))
     if params.top_p is not None and params.top_p < 1:
-        sorted_BV, order_BV = logits_BV.sort(dim=-1, descending=True)
-        cum = sorted_BV.softmax(-1).cumsum(-1)
-        drop = cum - sorted_BV.softmax(-1) > params.top_p  # keep the smallest prefix reaching top_p
-        sorted_BV = sorted_BV.masked_fill(drop, float("-inf"))
-        logits_BV = torch.full_like(logits_BV, float("-inf")).scatter(-1, order_BV, sorted_BV)
-    probs_BV = logits_BV.softmax(dim=-1)
-    return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+        sorted_V, order_V = logits_V.sort(descending=True)
+        probs_sorted_V = sorted_V.softmax(-1)
+        drop_V = probs_sorted_V.cumsum(-1) - probs_sorted_V >= params.top_p  # keep the smallest prefix reaching top_p
+        logits_V = logits_V.index_put((order_V[drop_V],), torch.tensor(float("-inf")))
+    return logits_V.softmax(-1)
 
 
 @torch.no_grad()
@@ -50,46 +440,17 @@ def generate(
     params: SamplingParams,
     stop_ids: set[int],
     pad_id: int = 0,
+    max_batch_size: int = 256,
 ) -> list[list[int]]:
-    """Completions (token ids, the stop token included when one ended it) for each prompt."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    max_len = model.config.max_seq_len
-    longest = max(len(p) for p in prompts)
-    if longest >= max_len:
-        raise ValueError(f"a prompt of {longest} tokens leaves no room in the model's context of {max_len}")
-    total_len = min(max_len, longest + params.max_new_tokens)
-    device = next(model.parameters()).device
-    generator = None
-    if params.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(params.seed)
-
-    B = len(prompts)
-    ids_BP = torch.full((B, longest), pad_id, dtype=torch.long, device=device)
-    for r, p in enumerate(prompts):
-        ids_BP[r, : len(p)] = torch.tensor(p, device=device)
-    lengths_B = torch.tensor([len(p) for p in prompts], device=device)
-    cache = KVCache.for_model(model, B, max_seq_len=total_len)
-    logits_BPV = model(ids_BP, torch.arange(longest, device=device).expand(B, longest), cache)
-    next_logits_BV = logits_BPV[torch.arange(B, device=device), lengths_B - 1]
-
-    rows = list(range(B))  # original index of each live row
-    outputs: list[list[int]] = [[] for _ in range(B)]
-    positions_B = lengths_B.clone()
-    for _ in range(params.max_new_tokens):
-        tokens_B = sample_next(next_logits_BV, params, generator)
-        keep = []
-        for i, (row, tok, pos) in enumerate(zip(rows, tokens_B.tolist(), positions_B.tolist())):
-            outputs[row].append(tok)
-            if tok not in stop_ids and pos + 1 < total_len:  # pos: where this token sits
-                keep.append(i)
-        if not keep:
-            break
-        if len(keep) < len(rows):
-            idx = torch.tensor(keep, device=device)
-            cache.select_rows(idx)
-            rows = [rows[i] for i in keep]
-            tokens_B, positions_B = tokens_B[idx], positions_B[idx]
-        next_logits_BV = model(tokens_B[:, None], positions_B[:, None], cache)[:, 0]
-        positions_B = positions_B + 1
-    return outputs
+    """Token ids of one completion per prompt (the stop token included when one ended it); a thin
+    call of Engine for code that has ids and no tokenizer. Prompt r is sampled with seed
+    `params.seed + r`, so equal prompts in one call still give different samples."""
+    del pad_id  # the engine pads with 0 and masks padding by position; kept for callers' signature
+    engine = Engine(model, max_batch_size=max_batch_size, max_batch_tokens=1 << 30)
+    per_prompt = []
+    for r in range(len(prompts)):
+        seed = None if params.seed is None else params.seed + r
+        per_prompt.append(SamplingParams(
+            max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_k=params.top_k,
+            top_p=params.top_p, seed=seed, n=1, stop_token_ids=tuple(stop_ids) + tuple(params.stop_token_ids)))
+    return [out.samples[0].token_ids for out in engine.generate(prompts, per_prompt)]

@@ -34,6 +34,7 @@ class KVCache:
         self.is_symbol_BS = torch.zeros(batch_size, max_seq_len, dtype=torch.bool, device=device)
         self.max_seq_len = max_seq_len
         self.length = 0  # visible slots this step: 1 + the largest position written so far
+        self.row_length_B = torch.zeros(batch_size, dtype=torch.long)  # per row: 1 + its largest position written
         self._rows_BT: torch.Tensor | None = None
         self._positions_BT: torch.Tensor | None = None
 
@@ -59,6 +60,7 @@ class KVCache:
         self._rows_BT = torch.arange(B, device=positions_BT.device)[:, None].expand(B, T)
         self._positions_BT = positions_BT
         self.is_symbol_BS[self._rows_BT, positions_BT] = is_symbol_BT
+        self.row_length_B = torch.maximum(self.row_length_B, positions_BT.max(dim=1).values.cpu() + 1)
         self.length = max(self.length, last + 1)
 
     def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,10 +74,24 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+        self.row_length_B.zero_()
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep (or repeat) rows in the given order: drops finished sequences from the batch, or
-        copies a prompt's cache into several samples."""
+        copies a prompt's cache into several samples. The visible length shrinks to the longest
+        row kept, so a long finished row stops costing attention."""
         self.k_LBGSD = self.k_LBGSD.index_select(1, rows)
         self.v_LBGSD = self.v_LBGSD.index_select(1, rows)
         self.is_symbol_BS = self.is_symbol_BS.index_select(0, rows)
+        self.row_length_B = self.row_length_B.index_select(0, rows.cpu())
+        self.length = int(self.row_length_B.max()) if len(self.row_length_B) else 0
+
+    def append_rows(self, other: "KVCache") -> None:
+        """Add another cache's rows after these (sequences joining a running batch)."""
+        if other.k_LBGSD.shape[::2] != self.k_LBGSD.shape[::2] or other.max_seq_len != self.max_seq_len:
+            raise ValueError("append_rows needs a cache of the same model and capacity")
+        self.k_LBGSD = torch.cat([self.k_LBGSD, other.k_LBGSD], dim=1)
+        self.v_LBGSD = torch.cat([self.v_LBGSD, other.v_LBGSD], dim=1)
+        self.is_symbol_BS = torch.cat([self.is_symbol_BS, other.is_symbol_BS])
+        self.row_length_B = torch.cat([self.row_length_B, other.row_length_B])
+        self.length = max(self.length, other.length)

@@ -55,6 +55,22 @@ def format_prompt(question: str) -> str:
     return f"{BOS}{USER}{question.strip()}{ASSISTANT}{THINK}\n"
 
 
+def format_chat(messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """A multi-turn conversation in the chat format (what CHAT_TEMPLATE renders): user turns,
+    assistant turns closed by EOS, and the prompt for the next assistant turn."""
+    parts = [BOS]
+    for m in messages:
+        if m["role"] == "user":
+            parts.append(f"{USER}{m['content'].strip()}")
+        elif m["role"] == "assistant":
+            parts.append(f"{ASSISTANT}{m['content']}{EOS}")
+        else:
+            raise ValueError(f"unknown chat role {m['role']!r}; allowed: user, assistant")
+    if add_generation_prompt:
+        parts.append(f"{ASSISTANT}{THINK}\n")
+    return "".join(parts)
+
+
 def format_completion(reasoning: str, answer: str) -> str:
     """The part after the prompt: reasoning, </think>, the final answer, EOS."""
     return f"{reasoning.strip()}\n{END_THINK}\n{format_answer(answer)}{EOS}"

@@ -1,56 +1,170 @@
-"""Batched KV-cached generation against naive decoding (a full forward per token, no cache)."""
+"""The generation engine against naive decoding (a full forward per token, no cache), and its
+sampling, stopping, streaming and continuous-batching rules."""
 
 import pytest
 import torch
 
-from conftest import ATTENTION_KINDS, make_model
-from r1kit.engine import SamplingParams, generate
+from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
+from r1kit.config import preset
+from r1kit.engine import Engine, SamplingParams, generate, sampling_probs
+from r1kit.model import Transformer
+from r1kit.tokenizer import Tokenizer
+
+CORPUS = [
+    "Tom has 12 apples and buys 7 more. How many apples does he have?",
+    "12 + 7 = 19\n</think>\n#### 19",
+    "Ana reads 30 pages a day for 4 days. How many pages?",
+    "30 * 4 = 120\n</think>\n#### 120",
+] * 10
 
 
 def _naive_greedy(model, prompt, max_new, stop):
-    ids = list(prompt)
-    out = []
+    ids, out = list(prompt), []
     for _ in range(max_new):
         tok = int(model(torch.tensor([ids]))[0, -1].argmax())
         out.append(tok)
         ids.append(tok)
-        if tok in stop:
+        if tok in stop or len(ids) >= model.config.max_seq_len:
             break
     return out
 
 
+def _ragged_prompts(n_tokens=(3, 9, 14, 6, 11), vocab=64, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, vocab, (n,), generator=g).tolist() for n in n_tokens]
+
+
+@pytest.mark.parametrize("balancing", BALANCING_MODES)
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
-def test_greedy_batch_equals_naive_greedy_for_ragged_prompts(kind):
-    model = make_model(attention=dict(kind=kind, chunk_size=16, window=4, topk=6)).eval()
-    g = torch.Generator().manual_seed(3)
-    prompts = [torch.randint(1, 64, (n,), generator=g).tolist() for n in (3, 9, 14, 6)]
-    stop = {7}
-    got = generate(model, prompts, SamplingParams(max_new_tokens=20), stop_ids=stop)
+def test_greedy_engine_equals_naive_greedy_with_continuous_batching(kind, balancing):
+    model = make_model(attention=dict(kind=kind, chunk_size=16, window=4, topk=6), moe=dict(balancing=balancing)).eval()
+    prompts = _ragged_prompts()
+    # two rows at a time: later prompts join the batch as earlier ones finish
+    engine = Engine(model, max_batch_size=2)
+    params = [SamplingParams(max_new_tokens=n, stop_token_ids=[7]) for n in (20, 5, 12, 20, 8)]
+    outputs = engine.generate(prompts, params)
     with torch.no_grad():
-        for prompt, out in zip(prompts, got):
-            assert out == _naive_greedy(model, prompt, 20, stop)
+        for prompt, p, out in zip(prompts, params, outputs):
+            assert out.samples[0].token_ids == _naive_greedy(model, prompt, p.max_new_tokens, {7})
 
 
-def test_stops_at_stop_id_and_max_new_tokens():
+def test_logprobs_are_the_model_distribution_at_each_token():
     model = make_model().eval()
-    prompts = [[1, 2, 3], [4, 5]]
-    free = generate(model, prompts, SamplingParams(max_new_tokens=12), stop_ids=set())
-    assert all(len(o) == 12 for o in free)
-    stop_tok = free[0][4]
-    stopped = generate(model, prompts, SamplingParams(max_new_tokens=12), stop_ids={stop_tok})
-    first = free[0].index(stop_tok)
-    assert stopped[0] == free[0][: first + 1]
+    prompt = [5, 9, 2, 11]
+    out = Engine(model).generate([prompt], SamplingParams(max_new_tokens=8, temperature=1.0, seed=2))[0].samples[0]
+    ids = torch.tensor([prompt + out.token_ids])
+    with torch.no_grad():
+        logprobs_TV = torch.log_softmax(model(ids)[0].float(), -1)
+    expected = [float(logprobs_TV[len(prompt) - 1 + i, t]) for i, t in enumerate(out.token_ids)]
+    assert out.logprobs == pytest.approx(expected, abs=1e-4)
 
 
-def test_sampling_is_reproducible_by_seed():
+def test_n_samples_share_a_prefill_and_are_reproducible_and_batch_independent():
     model = make_model().eval()
-    params = SamplingParams(max_new_tokens=15, temperature=1.0, top_k=20, top_p=0.9, seed=11)
-    a = generate(model, [[1, 2, 3]] * 4, params, stop_ids=set())
-    b = generate(model, [[1, 2, 3]] * 4, params, stop_ids=set())
-    assert a == b and len({tuple(x) for x in a}) > 1  # same seed, same samples; rows differ
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, top_k=20, top_p=0.9, seed=11, n=4)
+    alone = Engine(model).generate([[1, 2, 3]], params)[0]
+    again = Engine(model).generate([[1, 2, 3]], params)[0]
+    crowded = Engine(model, max_batch_size=8).generate([[9, 8], [1, 2, 3], [4]], [SamplingParams(n=3, temperature=1.0), params, params])[1]
+    samples = [s.token_ids for s in alone.samples]
+    assert samples == [s.token_ids for s in again.samples] == [s.token_ids for s in crowded.samples]
+    assert len({tuple(s) for s in samples}) > 1  # the group's samples differ from each other
 
 
-def test_prompt_longer_than_context_is_a_clear_error():
+def test_temperature_zero_is_deterministic_and_samples_agree():
     model = make_model().eval()
+    out = Engine(model).generate([[3, 1, 4, 1, 5]], SamplingParams(max_new_tokens=10, n=3))[0]
+    assert len({tuple(s.token_ids) for s in out.samples}) == 1
+
+
+def test_top_k_and_top_p_keep_the_right_tokens():
+    logits = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
+    probs = sampling_probs(logits, SamplingParams(temperature=1.0, top_k=2))
+    assert (probs[2:] == 0).all() and probs[:2].sum() == pytest.approx(1.0)
+    full = logits.softmax(-1)  # 0.64, 0.24, 0.09, ...: the top two reach 0.87 >= 0.8
+    probs = sampling_probs(logits, SamplingParams(temperature=1.0, top_p=0.8))
+    assert (probs[2:] == 0).all() and probs[0] / probs[1] == pytest.approx(float(full[0] / full[1]))
+    probs = sampling_probs(logits, SamplingParams(temperature=1.0, top_p=0.5))
+    assert probs.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_max_new_tokens_and_stop_tokens_and_finish_reasons():
+    model = make_model().eval()
+    engine = Engine(model)
+    free = engine.generate([[1, 2, 3]], SamplingParams(max_new_tokens=12))[0].samples[0]
+    assert len(free.token_ids) == 12 and free.finish_reason == "length"
+    stop_tok = free.token_ids[4]
+    stopped = engine.generate([[1, 2, 3]], SamplingParams(max_new_tokens=12, stop_token_ids=[stop_tok]))[0].samples[0]
+    first = free.token_ids.index(stop_tok)
+    assert stopped.token_ids == free.token_ids[: first + 1] and stopped.finish_reason == "stop"
+    # the context is a hard limit: a prompt of 60 tokens in a 64-token model gets 4 at most
+    long = engine.generate([list(range(1, 61))], SamplingParams(max_new_tokens=50))[0].samples[0]
+    assert len(long.token_ids) == 4 and long.finish_reason == "length"
+
+
+def test_prompt_longer_than_context_or_bad_params_fail_clearly():
+    engine = Engine(make_model())
     with pytest.raises(ValueError, match="context of 64"):
-        generate(model, [list(range(1, 64)) + [1, 2]], SamplingParams(), stop_ids=set())
+        engine.add_request(list(range(1, 64)) + [1, 2])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        engine.add_request([1, 500])
+    with pytest.raises(ValueError, match="top_p"):
+        engine.add_request([1], SamplingParams(top_p=1.5))
+    with pytest.raises(ValueError, match="tokenizer"):
+        engine.add_request([1], SamplingParams(stop=["x"]))
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(make_model(), [[]], SamplingParams(), stop_ids=set())
+
+
+def test_token_budget_limits_what_joins_a_step():
+    engine = Engine(make_model(), max_batch_tokens=25)
+    for _ in range(3):
+        engine.add_request(list(range(1, 11)), SamplingParams(max_new_tokens=30))
+    engine.step()
+    assert engine.num_running == 2 and engine.num_waiting == 1  # 10 + 10 prompt tokens fit, 30 would not
+    engine.step()  # 10 new prompt tokens + 2 running rows = 12 <= 25
+    assert engine.num_running == 3 and engine.num_waiting == 0
+
+
+# ----------------------------------------------------------------------------- with a tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return Tokenizer.train(CORPUS, vocab_size=200)
+
+
+def _scripted(tok, script: str, prompt_len: int):
+    """A tiny model whose greedy output is `script` (its token ids forced by a logits hook), so
+    text-level rules can be tested on a known completion."""
+    cfg = preset("tiny").model_copy(update={"vocab_size": tok.vocab_size, "max_seq_len": 128})
+    model = Transformer(cfg).eval()
+    script_ids = tok.encode(script)
+
+    def force(_module, args, logits_BTV):
+        positions_BT = args[1] if len(args) > 1 and args[1] is not None else torch.arange(logits_BTV.shape[1]).expand(logits_BTV.shape[:2])
+        step_BT = (positions_BT - prompt_len + 1).clamp(0, len(script_ids) - 1)
+        return logits_BTV + 1e4 * torch.nn.functional.one_hot(torch.tensor(script_ids)[step_BT], tok.vocab_size)
+
+    model.register_forward_hook(force)
+    return model, script_ids
+
+
+def test_text_stop_strings_and_streaming_keep_reasoning_apart(tok):
+    prompt = tok.encode_prompt("Tom has 12 apples and buys 7 more.")
+    model, script_ids = _scripted(tok, "12 + 7 = 19\n</think>\n#### 19<|eos|>", len(prompt))
+    engine = Engine(model, tok)
+    out = engine.generate([prompt], SamplingParams(max_new_tokens=40))[0].samples[0]
+    assert out.token_ids == script_ids and out.finish_reason == "stop"
+    assert out.text == "12 + 7 = 19\n</think>\n#### 19"
+
+    cut = engine.generate([prompt], SamplingParams(max_new_tokens=40, stop=["= 19"]))[0].samples[0]
+    assert cut.text == "12 + 7 " and cut.finish_reason == "stop"
+
+    deltas = list(engine.stream(prompt, SamplingParams(max_new_tokens=40)))
+    reasoning = "".join(d.text for d in deltas if d.channel == "reasoning")
+    answer = "".join(d.text for d in deltas if d.channel == "answer")
+    assert reasoning == "12 + 7 = 19\n" and answer == "\n#### 19"
+    assert deltas[-1].finish_reason == "stop" and all(d.finish_reason is None for d in deltas[:-1])
+
+    held = list(engine.stream(prompt, SamplingParams(max_new_tokens=40, stop=["= 19"])))
+    assert "".join(d.text for d in held) == "12 + 7 "  # "= 1" was held back, never shown

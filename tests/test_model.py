@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
+from r1kit.export import hf_state_dict
 from r1kit.kv_cache import KVCache
 from r1kit.model import LayerSkip
 
@@ -162,16 +163,7 @@ def test_dense_config_is_exactly_llama():
         tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
     )
     hf = transformers.LlamaForCausalLM(hf_cfg).eval()
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name in ("symbol_flags_V",):
-            continue
-        name = name.replace("embed.", "model.embed_tokens.").replace("norm.weight", "norm.weight")
-        name = name.replace("layers.", "model.layers.").replace(".attn.", ".self_attn.").replace(".ffn.", ".mlp.")
-        name = name.replace("attn_norm", "input_layernorm").replace("ffn_norm", "post_attention_layernorm")
-        if name == "norm.weight":
-            name = "model.norm.weight"
-        state[name] = tensor
+    state = hf_state_dict(model)
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and all("rotary" in m for m in missing), (missing, unexpected)
     ids = torch.randint(0, cfg.vocab_size, (2, 20))

@@ -2,7 +2,7 @@ import jinja2
 import pytest
 
 from r1kit.tokenizer import (
-    CHAT_TEMPLATE, END_THINK, EOS, SPECIAL_TOKENS, THINK, Tokenizer, TokenizerError, format_prompt, is_symbol_token,
+    CHAT_TEMPLATE, END_THINK, EOS, SPECIAL_TOKENS, THINK, Tokenizer, TokenizerError, format_chat, format_prompt, is_symbol_token,
 )
 
 CORPUS = [
@@ -63,3 +63,13 @@ def test_jinja_chat_template_renders_the_same_prompt():
         messages=[{"role": "user", "content": "How many?"}], add_generation_prompt=True, bos_token="<|bos|>"
     )
     assert rendered == format_prompt("How many?") and rendered.endswith(THINK + "\n")
+
+
+def test_multi_turn_chat_matches_the_jinja_template():
+    messages = [{"role": "user", "content": "How many?"}, {"role": "assistant", "content": "#### 4"},
+                {"role": "user", "content": "And twice that?"}]
+    rendered = jinja2.Template(CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True, bos_token="<|bos|>")
+    assert rendered == format_chat(messages)
+    assert format_chat(messages[:1]) == format_prompt("How many?")
+    with pytest.raises(ValueError, match="unknown chat role"):
+        format_chat([{"role": "system", "content": "x"}])
