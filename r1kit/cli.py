@@ -162,6 +162,14 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
 
 
+def cmd_train_rl(args: argparse.Namespace) -> None:
+    from r1kit.grpo import load_rl_config, train_rl
+
+    cfg = load_rl_config(args.config, args.overrides)
+    final = train_rl(cfg, args.init, resume=args.resume, progress=not args.no_progress)
+    print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -359,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="directory for tokenizer.json and tokenizer_config.json")
     q.set_defaults(func=cmd_tokenizer_train)
 
-    p = sub.add_parser("train", help="train a model: sft (stage one)")
+    p = sub.add_parser("train", help="train a model: sft (stage one), rl (stage two, GRPO)")
     tsub = p.add_subparsers(dest="train_command", metavar="STAGE", required=True)
     q = tsub.add_parser("sft", help="supervised fine-tuning on reasoning traces")
     q.add_argument("--config", help="YAML/JSON file with model: and sft: sections")
@@ -367,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. sft.max_steps=200 model.dim=64")
     q.set_defaults(func=cmd_train_sft)
+    q = tsub.add_parser("rl", help="GRPO from an SFT checkpoint with the verifier's composite reward")
+    q.add_argument("--init", required=True, help="the SFT checkpoint to start from (and the KL reference when rl.beta > 0)")
+    q.add_argument("--config", help="YAML/JSON file with an rl: section (configs/rl_demo.yaml)")
+    q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. rl.max_steps=50 rl.beta=0.04")
+    q.set_defaults(func=cmd_train_rl)
 
     p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")

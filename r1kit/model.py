@@ -16,7 +16,8 @@ experts (moe.py).
   `set_symbol_flags` from the tokenizer and saved with the checkpoint; the symbolic attention
   branch reads them.
 The model knows nothing of training, tokenizers or HTTP. Trainers call `update_balancing()` after
-each optimiser step and add `aux_loss()` to their loss.
+each optimiser step and add `aux_loss()` to their loss; an RL trainer can read each MoE layer's
+expert choices (`last_routing`) and replay them in a later forward (`replay_routing`).
 
 Shape legend: B batch, T tokens, C model dim, V vocabulary, S visible keys.
 """
@@ -24,6 +25,7 @@ Shape legend: B batch, T tokens, C model dim, V vocabulary, S visible keys.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -176,6 +178,25 @@ class Transformer(nn.Module):
 
     def routing_stats(self) -> list[dict]:
         return [m.routing_stats() for m in self.moe_layers()]
+
+    def last_routing(self) -> list[torch.Tensor]:
+        """Each MoE layer's own expert choices in the last forward, [B*T, K] per layer."""
+        return [m.last_topk_NK for m in self.moe_layers()]
+
+    @contextmanager
+    def replay_routing(self, topk_per_layer: list[torch.Tensor]):
+        """Within the block, every MoE layer sends its tokens to the given experts ([B*T, K] per
+        layer, as `last_routing` returns them) instead of its own top-k (routing replay, RL)."""
+        layers = self.moe_layers()
+        if len(topk_per_layer) != len(layers):
+            raise ValueError(f"routing replay needs expert ids for {len(layers)} MoE layers, got {len(topk_per_layer)}")
+        for moe, topk_NK in zip(layers, topk_per_layer):
+            moe.replay_topk_NK = topk_NK
+        try:
+            yield
+        finally:
+            for moe in layers:
+                moe.replay_topk_NK = None
 
     def gate_stats(self) -> list[list[float] | None]:
         """Mean gate weight per branch (local, global, symbolic) per layer, last forward."""

@@ -17,6 +17,12 @@ Loads and biases change only through `update_balancing()`, which a trainer calls
 optimiser step with the counts gathered by training forwards since the last call; inference
 uses them frozen. Both are buffers, saved with the checkpoint.
 
+Routing replay (for RL): while `replay_topk_NK` is set (Transformer.replay_routing sets it), the
+layer sends each token to those experts instead of its own top-k; the weights are still the
+router's probabilities gathered at those ids (renormalised as usual), so the router still gets
+gradients. `last_topk_NK` always holds the router's own choice, so a trainer can measure how often
+it differs from the replayed one.
+
 Dispatch is batched: assignments are sorted by expert and each expert runs one matmul over its
 tokens (a loop over experts, never over tokens); results are scattered back with index_add.
 Dropless by default; an optional capacity factor drops overflow assignments in training
@@ -90,8 +96,10 @@ class MoEFeedForward(nn.Module):
         self.register_buffer("pending_counts_E", torch.zeros(E), persistent=False)
         self.register_buffer("last_counts_E", torch.zeros(E), persistent=False)
         self.aux_loss: torch.Tensor | None = None
-        # the last forward's expert choices [N, K], for routing analysis and replay
+        # the last forward's expert choices [N, K] (the router's own, even under replay), for routing analysis
         self.last_topk_NK: torch.Tensor | None = None
+        # expert ids [N, K] to dispatch to instead of the router's own choice (routing replay); None = off
+        self.replay_topk_NK: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ routing
 
@@ -103,20 +111,29 @@ class MoEFeedForward(nn.Module):
         probs_NE = torch.softmax(scores_NE, dim=-1)
         selection_NE = probs_NE + self.expert_bias_E if self.balancing == "bias" else probs_NE
         topk_NK = selection_NE.topk(self.top_k, dim=-1).indices
+        return topk_NK, self._weights(probs_NE, topk_NK).to(x_NC.dtype), probs_NE
+
+    def _weights(self, probs_NE: torch.Tensor, topk_NK: torch.Tensor) -> torch.Tensor:
         weights_NK = probs_NE.gather(-1, topk_NK)
         if self.norm_topk_prob:
             weights_NK = weights_NK / weights_NK.sum(dim=-1, keepdim=True)
-        return topk_NK, weights_NK.to(x_NC.dtype), probs_NE
+        return weights_NK
 
     def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
         B, T, C = x_BTC.shape
         x_NC = x_BTC.reshape(-1, C)
         topk_NK, weights_NK, probs_NE = self.route(x_NC)
+        own_topk_NK = topk_NK
+        if self.replay_topk_NK is not None:
+            if self.replay_topk_NK.shape != topk_NK.shape:
+                raise ValueError(f"routing replay holds {tuple(self.replay_topk_NK.shape)} expert ids, this forward needs {tuple(topk_NK.shape)}")
+            topk_NK = self.replay_topk_NK.to(topk_NK.device)
+            weights_NK = self._weights(probs_NE, topk_NK).to(x_NC.dtype)
         counts_E = torch.bincount(topk_NK.flatten(), minlength=self.n_experts).to(self.last_counts_E.dtype)
 
         with torch.no_grad():
             self.last_counts_E.copy_(counts_E)
-            self.last_topk_NK = topk_NK
+            self.last_topk_NK = own_topk_NK
             if self.training:
                 self.pending_counts_E += counts_E
         if self.balancing == "aux_loss" and self.training:

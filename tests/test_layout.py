@@ -21,7 +21,9 @@ ALLOWED = {
     "data": set(),
     "synth": {"data"},
     "evaluate": {"data", "engine", "model", "moe", "tokenizer", "verify"},
-    "engine": {"kv_cache", "model"},
+    "engine": {"kv_cache", "model", "checkpoint", "tokenizer"},
+    "export": {"checkpoint", "model", "tokenizer"},
+    "grpo": {"config", "checkpoint", "data", "engine", "evaluate", "model", "sft", "tokenizer", "verify"},
 }
 
 

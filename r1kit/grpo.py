@@ -1,0 +1,588 @@
+"""GRPO (S11): reinforcement learning from the verifier's reward, readable top to bottom.
+
+    r1kit train rl --init runs/demo/sft/final --config configs/rl_demo.yaml [rl.max_steps=100 ...]
+
+What one step does:
+  1. picks `prompts_per_step` training problems, a pure function of (seed, step) as SFT's batches;
+  2. samples `group_size` completions per problem (`rollout`, the engine, model in eval mode), at
+     `temperature` / `top_p` with a sampling seed derived from (seed, step);
+  3. scores each with the verifier evaluation uses (`verify.score` on the decoded text, EOS
+     stripped): R = 0.6 accuracy + 0.3 step validity + 0.1 efficiency, plus any extra reward
+     functions (`reward_fns`);
+  4. turns rewards into advantages within each problem's group (`group_advantages`);
+  5. one no-grad forward over prompt + completion gives the rollout ("old") policy's per-token
+     log-probs and each MoE layer's expert choices; with beta > 0 the frozen init (SFT) model gives
+     reference log-probs (with beta = 0 no reference model is built at all);
+  6. `ppo_epochs` passes over the rollout batch, each one optimiser step over all its micro-batches:
+     clipped surrogate + beta * k3 KL, summed over every response token of the batch and divided by
+     their number; AdamW, gradient clipping, then the MoE balancing update (model.update_balancing);
+  7. logs metrics as JSONL, evaluates greedily on held-out problems (evaluate.evaluate), writes
+     `last/` (with trainer state) every `save_every` steps and `final/` at the end, atomically.
+RL never applies layer drop: the model runs with a copy of its config with layer_drop = 0 (a
+dropped layer would change the policy between rollout and update); checkpoints keep the init's value.
+
+The variant, and where it follows or departs from the papers
+  DeepSeekMath (Shao et al. 2024, GRPO). Followed: group-relative advantages
+      A_i = (r_i - mean(r)) / (std(r) + eps)            advantage="group_std" (default)
+  (std with Bessel's correction and eps = 1e-4, as TRL), the same advantage on every token of a
+  completion, the PPO-clipped ratio with epsilon = 0.2, and the KL to the reference model as a loss
+  term with the k3 estimator exp(ref - new) - (ref - new) - 1 (not a reward penalty as in PPO).
+  One pass per rollout batch by default (ppo_epochs = 1, DeepSeekMath's mu = 1, TRL's
+  num_iterations = 1): the ratio is then exactly 1 and the clip never acts; the objective is the
+  plain policy gradient. ppo_epochs > 1 reuses each rollout batch (rollouts dominate the cost on a
+  CPU) and then the clip matters. Departures: beta = 0 by default (no KL term; Dr. GRPO, DAPO and
+  TRL's default since 2025 drop it: the clip and a small learning rate keep each step close, and it
+  saves the reference model's memory and forward), and the loss is normalised per token over the
+  whole batch instead of per completion then per group (below).
+  Dr. GRPO (Liu et al. 2025). advantage="mean_only" drops the division by std, which up-weights
+  groups whose rewards barely differ (nearly all right or all wrong). Dr. GRPO also drops the
+  per-completion 1/|o_i|, which favours long wrong answers (their per-token penalty is diluted);
+  r1kit does too, but divides by the batch's token count (DAPO) rather than Dr. GRPO's constant.
+  DAPO (Yu et al. 2025). Followed: token-level normalisation, sum over all response tokens of the
+  batch / their number (TRL's "dapo"/"bnpo"), so every token weighs the same. Not taken:
+  clip-higher, dynamic sampling (dropping all-equal groups), overlong filtering and shaping
+  (completions cut at max_new_tokens are trained on like the others).
+  Log-probs are those of logits / temperature, as TRL computes them, so the ratio compares the
+  distribution that sampled; top-p truncation is not modelled in the ratio.
+
+The trap in the reward
+  Group normalisation rescales whatever differs within a group to unit size. In a group that is
+  all right or all wrong, accuracy is constant, so step validity and the small efficiency term
+  become the whole signal; where step validity is equal too, the 0.1-weighted efficiency term alone
+  decides, at full strength. And the article's efficiency 1 - steps / optimal is 1 with no step at
+  all: an empty completion scores 0.1, more than a wrong attempt with invalid steps. In an
+  all-wrong group that teaches the model to write nothing. `efficiency_only_if_correct` (default on,
+  as open-r1's length reward credits only correct answers) gives the efficiency term to correct
+  completions only, so garbage and empty completions score exactly 0. Off, the reward is the
+  article's R exactly, the `reward` that evaluate.py reports.
+
+MoE routing: record, measure, replay
+  Rollouts decode with the KV cache; the old-policy forward recomputes the same tokens in one full
+  forward. Routing is per token and causal (load_penalty reads loads frozen between optimiser
+  steps; capacity_factor must stay None, its train-mode drops depend on the batch), so the
+  forward's expert choices equal the cached decode's up to float rounding: they are recorded as the
+  rollout's routing. After an optimiser step (ppo_epochs > 1) or a balancing update the router may
+  choose differently for the same token; `routing_mismatch` logs the share of (layer, response
+  token, k) assignments where an update forward's own choice differs from the recorded one. With
+  `routing_replay` (off by default; GSPO's "Routing Replay", R3) update forwards dispatch to the
+  recorded experts, the weights still the current router's probabilities there, so the router
+  still learns.
+
+Metrics (out_dir/metrics.jsonl, one line per log_every steps, averaged over them)
+  reward, reward_std (over the step's rollouts), accuracy, step_validity, efficiency (component
+  means, efficiency before efficiency_only_if_correct), reward_extra (with reward_fns),
+  response_tokens, truncated (share without a stop token), all_equal_groups (share of groups with
+  zero advantage), loss, clip_fraction, kl (beta > 0), entropy (mean per response token),
+  routing_mismatch (MoE), grad_norm, skipped (optimiser steps skipped for a non-finite loss or
+  gradient), rollout_tokens_per_s (completion tokens / rollout time), update_tokens_per_s
+  (ppo_epochs x prompt+completion tokens / time of the old, reference and update passes), lr,
+  utilisation / max_vio (MoE, last forward), train_minutes. Evaluation lines carry eval_* keys
+  (evaluate.EvalResult.summary, whose `reward` is the article's R), at step 0 (the init model),
+  every eval_every steps and at the end.
+
+Determinism: the problems and the sampling seed of a step are functions of (seed, step), and the
+trainer state holds the optimiser's tensors and torch's RNG state, so `--resume` reproduces the
+uninterrupted run's rewards and losses exactly (a test checks it).
+
+Shape legend: P problems per step, G completions per problem, N = P * G rollouts, B rows of a
+micro-batch, T tokens of a row (prompt + completion), K experts per token. Per-token tensors
+named _BT hold T - 1 entries: entry t is about token t + 1, predicted at t.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from r1kit import config as config_mod
+from r1kit.checkpoint import load_pretrained, save_pretrained
+from r1kit.data import Example, load_examples
+from r1kit.engine import Engine, SamplingParams
+from r1kit.evaluate import evaluate
+from r1kit.model import Transformer
+from r1kit.sft import batch_indices, load_trainer_state, save_trainer_state
+from r1kit.tokenizer import Tokenizer
+from r1kit.verify import RewardConfig, score
+
+RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
+
+
+class RLConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    train_data: str = Field(..., description="JSONL of problems to roll out on (synthetic schema or GSM8K); only question, answer, optimal_steps are used")
+    eval_data: str | None = Field(None, description="held-out JSONL for greedy evaluation; None = no evaluation")
+    out_dir: str = Field("runs/rl", description="where checkpoints and metrics go")
+    group_size: int = Field(8, ge=2, description="G completions per problem; advantages compare within a group, so >= 2; 8 is TRL's default, a CPU-sized cut of DeepSeekMath's 64")
+    prompts_per_step: int = Field(8, ge=1, description="problems per step; 8 x G=8 = 64 rollouts, a step of seconds on a CPU")
+    micro_batch_size: int = Field(32, ge=1, description="sequences per forward/backward; gradients accumulate over the rollout batch, so this changes memory, not the result")
+    max_steps: int = Field(200, ge=1, description="rollout batches (each gives ppo_epochs optimiser steps)")
+    max_minutes: float | None = Field(None, gt=0, description="optional wall-clock stop (training time, evaluation excluded)")
+    lr: float = Field(1e-4, gt=0, description="~1/30 of SFT's 3e-3: RL nudges the SFT policy rather than rewriting it (7B RL runs use 1e-6 after SFT at ~2e-5)")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up, then constant (DeepSeekMath uses a constant lr); Adam's first steps are full-size whatever the gradient's noise")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decay on matrices; 0 as TRL's GRPO: decay pulls towards zero, not towards the SFT policy")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm (TRL's default)")
+    epsilon: float = Field(0.2, gt=0, lt=1, description="PPO clip range: the ratio is clipped to [1 - eps, 1 + eps] (PPO, DeepSeekMath)")
+    beta: float = Field(0.0, ge=0, description="weight of the k3 KL to the init model; 0 (Dr. GRPO, DAPO, TRL's default) skips the reference model entirely; DeepSeekMath used 0.04")
+    ppo_epochs: int = Field(1, ge=1, description="optimisation passes per rollout batch (TRL's num_iterations); 1 = DeepSeekMath's mu = 1, on-policy, the clip never acts")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts (and of the log-probs); 1 samples the policy itself, for exploration")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of rollouts; 1 = off, so the ratio's distribution is the sampling one")
+    max_new_tokens: int = Field(128, ge=1, description="generation budget per completion, in rollouts and evaluation; the demo's traces take ~60-100")
+    advantage: Literal["group_std", "mean_only"] = Field("group_std", description="'group_std' = DeepSeekMath's (r - mean) / (std + eps); 'mean_only' = Dr. GRPO's r - mean")
+    accuracy_weight: float = Field(0.6, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
+    step_validity_weight: float = Field(0.3, ge=0, description="reward weight of step validity (SPEC S11)")
+    efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
+    efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (verify.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
+    efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
+    routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
+    seed: int = Field(0, description="one seed for problem order and rollout sampling")
+    log_every: int = Field(1, ge=1, description="steps between metric lines (averaged over the window); RL steps take seconds, so every one")
+    eval_every: int = Field(0, ge=0, description="steps between evaluations; 0 = only at the end")
+    eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
+    eval_n: int = Field(200, ge=1, description="held-out problems per evaluation")
+    eval_batch_size: int = Field(64, ge=1, description="prompts decoded together in evaluation")
+    save_every: int = Field(50, ge=1, description="steps between last/ checkpoints")
+
+
+def load_rl_config(path: str | None, overrides: list[str]) -> RLConfig:
+    """The `rl:` section of a config file, with `rl.x=..` overrides. The model comes from the init
+    checkpoint, so a `model:` section is an error."""
+    data = config_mod.read_file(path) if path else {}
+    if "model" in data:
+        raise config_mod.ConfigError(f"{path}: RL takes the model from the --init checkpoint; remove the model: section")
+    unknown = set(data) - {"rl"}
+    if unknown:
+        raise config_mod.ConfigError(f"unknown section(s) {sorted(unknown)} in {path}; allowed: rl")
+    bad = [o for o in overrides if not o.startswith("rl.")]
+    if bad:
+        raise config_mod.ConfigError(f"overrides must name their section (rl.lr=1e-4, rl.group_size=4): {bad}")
+    data = config_mod.apply_overrides(data, overrides)
+    return config_mod.build(RLConfig, data.get("rl") or {}, "rl")
+
+
+def reward_config(cfg: RLConfig) -> RewardConfig:
+    # the prompt ends inside <think> (as in evaluate.py): a completion without </think> has no answer
+    return RewardConfig(accuracy_weight=cfg.accuracy_weight, step_validity_weight=cfg.step_validity_weight,
+                        efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency, think_in_prompt=True)
+
+
+# ----------------------------------------------------------------------------- the loss, in small pieces
+
+
+def group_advantages(rewards_PG: torch.Tensor, kind: str = "group_std", eps: float = 1e-4) -> torch.Tensor:
+    """Advantages [P, G] from rewards [P, G] (one row per problem's group).
+    group_std (DeepSeekMath): (r - mean) / (std + eps), std with Bessel's correction;
+    mean_only (Dr. GRPO): r - mean. A group whose rewards are all equal gets exactly 0."""
+    centred_PG = rewards_PG - rewards_PG.mean(dim=-1, keepdim=True)
+    if kind == "group_std" and rewards_PG.shape[-1] > 1:
+        centred_PG = centred_PG / (rewards_PG.std(dim=-1, keepdim=True) + eps)
+    elif kind not in ("group_std", "mean_only"):
+        raise ValueError(f"advantage must be 'group_std' or 'mean_only', got {kind!r}")
+    all_equal_P1 = (rewards_PG == rewards_PG[:, :1]).all(dim=-1, keepdim=True)
+    return centred_PG.masked_fill(all_equal_P1, 0.0)  # no rounding residue, no 0/0 (G = 1 included)
+
+
+def clipped_surrogate(
+    logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, advantages_B: torch.Tensor, mask_BT: torch.Tensor,
+    epsilon: float, n_tokens: float | None = None,
+) -> tuple[torch.Tensor, float]:
+    """PPO's clipped objective as a loss, token-level normalised (DAPO):
+        loss = -sum_t mask * min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) / n_tokens
+    with ratio = exp(logp_new - logp_old) per token and A the row's advantage. `n_tokens` is the
+    batch's response-token count (default: this mask's), so micro-batch losses add up to the batch's.
+    Also returns the share of this mask's tokens where the clipped term is the one chosen (no gradient)."""
+    ratio_BT = torch.exp(logp_new_BT - logp_old_BT)
+    adv_B1 = advantages_B[:, None]
+    unclipped_BT = ratio_BT * adv_B1
+    clipped_BT = ratio_BT.clamp(1 - epsilon, 1 + epsilon) * adv_B1
+    per_token_BT = -torch.min(unclipped_BT, clipped_BT)
+    denominator = float(mask_BT.sum()) if n_tokens is None else n_tokens
+    loss = (per_token_BT * mask_BT).sum() / max(denominator, 1.0)
+    with torch.no_grad():
+        is_clipped_BT = ((ratio_BT > 1 + epsilon) & (adv_B1 > 0)) | ((ratio_BT < 1 - epsilon) & (adv_B1 < 0))
+        clip_fraction = float((is_clipped_BT * mask_BT).sum() / mask_BT.sum().clamp_min(1.0))
+    return loss, clip_fraction
+
+
+def k3_kl(logp_new_BT: torch.Tensor, logp_ref_BT: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(new || ref) estimate k3 = exp(ref - new) - (ref - new) - 1 (Schulman's; DeepSeekMath):
+    unbiased for tokens sampled from the policy, always >= 0, 0 where the two agree."""
+    delta_BT = logp_ref_BT - logp_new_BT
+    return torch.exp(delta_BT) - delta_BT - 1
+
+
+def token_logprobs(model: Transformer, ids_BT: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(token t + 1 | tokens <= t) under logits / temperature, and the entropy of each of those
+    distributions (no gradient); [B, T - 1] each."""
+    logits_BTV = model(ids_BT[:, :-1]).float() / temperature
+    logp_BTV = logits_BTV.log_softmax(dim=-1)
+    logp_BT = logp_BTV.gather(-1, ids_BT[:, 1:, None]).squeeze(-1)
+    with torch.no_grad():
+        entropy_BT = -(logp_BTV.exp() * logp_BTV).sum(dim=-1)
+    return logp_BT, entropy_BT
+
+
+def routing_mismatch(own_per_layer: list[torch.Tensor], recorded_per_layer: list[torch.Tensor], mask_BT: torch.Tensor) -> float:
+    """Share of (layer, response token, k) assignments whose recorded expert is not among the
+    forward's own top-k for that token (order within the top-k does not count)."""
+    keep_N = mask_BT.flatten() > 0
+    differ, total = 0, 0
+    for own_NK, recorded_NK in zip(own_per_layer, recorded_per_layer):
+        own_NK, recorded_NK = own_NK[keep_N], recorded_NK[keep_N]
+        found_NK = (recorded_NK[:, :, None] == own_NK[:, None, :]).any(dim=-1)
+        differ += int((~found_NK).sum())
+        total += found_NK.numel()
+    return differ / total if total else 0.0
+
+
+# ----------------------------------------------------------------------------- rollouts and rewards
+
+
+def rollout_seed(seed: int, step: int) -> int:
+    """The sampling seed of a step's rollouts. Prompt p of the step samples with seed + p (its G
+    samples with their own streams from that, engine.py), so steps are 2**20 apart: no two
+    prompts of a run share a random stream (below a million prompts per step)."""
+    return (seed * 1_000_003 + step) << 20
+
+
+def rollout(model: Transformer, tok: Tokenizer, prompt_ids: list[list[int]], cfg: RLConfig, step: int) -> list[list[int]]:
+    """`group_size` sampled completions per prompt, prompt-major (rows p*G .. p*G + G-1 answer prompt
+    p), each with its stop token when one ended it. One engine request per prompt with n = G, so
+    the group shares one prefill of its prompt. The only place rollouts are made."""
+    model.eval()
+    base = rollout_seed(cfg.seed, step)
+    params = [SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             seed=base + p, n=cfg.group_size, stop_token_ids=[tok.eos_id])
+              for p in range(len(prompt_ids))]
+    engine = Engine(model, max_batch_size=len(prompt_ids) * cfg.group_size)
+    return [sample.token_ids for out in engine.generate(prompt_ids, params) for sample in out.samples]
+
+
+def completion_rewards(
+    tok: Tokenizer, completions: list[list[int]], examples: list[Example], cfg: RLConfig, reward_fns: Sequence[RewardFn] = (),
+) -> tuple[list[float], dict[str, list[float]]]:
+    """The reward of each completion (token ids, scored against the example in the same row), and
+    its parts: accuracy, step_validity, efficiency (before `efficiency_only_if_correct`), extra."""
+    reward_cfg = reward_config(cfg)
+    texts = [tok.decode(ids[:-1] if ids and ids[-1] == tok.eos_id else ids) for ids in completions]
+    rewards: list[float] = []
+    parts: dict[str, list[float]] = {"accuracy": [], "step_validity": [], "efficiency": [], "extra": [0.0] * len(texts)}
+    for text, ex in zip(texts, examples):
+        b = score(text, ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=reward_cfg)
+        efficiency = b.efficiency or 0.0
+        total = b.total
+        if cfg.efficiency_only_if_correct and not b.accuracy:
+            total = round(total - reward_cfg.efficiency_weight * efficiency, 12)
+        rewards.append(total)
+        parts["accuracy"].append(b.accuracy)
+        parts["step_validity"].append(b.step_validity)
+        parts["efficiency"].append(efficiency)
+    for fn in reward_fns:
+        values = list(fn(texts, examples))
+        if len(values) != len(texts) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ValueError(f"reward function {getattr(fn, '__name__', fn)!r} must return {len(texts)} finite numbers, got {values!r:.200}")
+        for i, value in enumerate(values):
+            rewards[i] += float(value)
+            parts["extra"][i] += float(value)
+    return rewards, parts
+
+
+# ----------------------------------------------------------------------------- the rollout batch
+
+
+@dataclass
+class MicroBatch:
+    ids_BT: torch.Tensor  # prompt + completion, right-padded to the longest row
+    mask_BT: torch.Tensor  # [B, T-1] float: 1 where token t+1 is a completion token (its stop token included)
+    advantages_B: torch.Tensor
+    logp_old_BT: torch.Tensor | None = None  # the rollout policy's log-probs
+    logp_ref_BT: torch.Tensor | None = None  # the init model's (beta > 0 only)
+    topk_old: list[torch.Tensor] = field(default_factory=list)  # the rollout policy's experts, [B*(T-1), K] per MoE layer
+
+
+def make_micro_batches(
+    prompts: list[list[int]], completions: list[list[int]], advantages_N: torch.Tensor, pad_id: int, size: int,
+) -> list[MicroBatch]:
+    """Rows sorted by length (less padding), `size` per micro-batch, each padded to its longest."""
+    seqs = [p + c for p, c in zip(prompts, completions)]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    batches = []
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        T = max(len(seqs[i]) for i in rows)
+        ids_BT = torch.full((len(rows), T), pad_id, dtype=torch.long)
+        mask_BT = torch.zeros(len(rows), T - 1)
+        for r, i in enumerate(rows):
+            ids_BT[r, : len(seqs[i])] = torch.tensor(seqs[i])
+            mask_BT[r, len(prompts[i]) - 1 : len(seqs[i]) - 1] = 1.0
+        batches.append(MicroBatch(ids_BT, mask_BT, advantages_N[rows]))
+    return batches
+
+
+@torch.no_grad()
+def record_rollout_policy(model: Transformer, batches: list[MicroBatch], temperature: float) -> None:
+    """The rollout ("old") policy's log-probs and expert choices: one no-grad forward per
+    micro-batch, in train mode like the update forwards, so the first pass's ratio is exactly 1."""
+    model.train()
+    for mb in batches:
+        mb.logp_old_BT, _ = token_logprobs(model, mb.ids_BT, temperature)
+        mb.topk_old = model.last_routing()
+
+
+@torch.no_grad()
+def record_reference(ref_model: Transformer, batches: list[MicroBatch], temperature: float) -> None:
+    for mb in batches:
+        mb.logp_ref_BT, _ = token_logprobs(ref_model, mb.ids_BT, temperature)
+
+
+def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches: list[MicroBatch], cfg: RLConfig) -> dict:
+    """One pass over the rollout batch: gradients accumulate over its micro-batches, then one
+    optimiser step and the MoE balancing update. A non-finite loss or gradient norm skips the step
+    (gradients dropped, parameters and optimiser untouched) and reports skipped = 1."""
+    model.train()
+    n_tokens = sum(float(mb.mask_BT.sum()) for mb in batches)
+    sums = {"loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+    if cfg.beta > 0:
+        sums["kl"] = 0.0
+    if model.moe_layers():
+        sums["routing_mismatch"] = 0.0
+    skipped = False
+    for mb in batches:
+        replay = model.replay_routing(mb.topk_old) if cfg.routing_replay else contextlib.nullcontext()
+        with replay:
+            logp_BT, entropy_BT = token_logprobs(model, mb.ids_BT, cfg.temperature)
+        loss, clip_fraction = clipped_surrogate(logp_BT, mb.logp_old_BT, mb.advantages_B, mb.mask_BT, cfg.epsilon, n_tokens)
+        if cfg.beta > 0:
+            kl = (k3_kl(logp_BT, mb.logp_ref_BT) * mb.mask_BT).sum() / n_tokens
+            loss = loss + cfg.beta * kl
+            sums["kl"] += kl.item()
+        aux = model.aux_loss()
+        if aux is not None:
+            loss = loss + aux / len(batches)
+        if not torch.isfinite(loss):
+            skipped = True
+            break
+        loss.backward()
+        share = float(mb.mask_BT.sum()) / n_tokens
+        sums["loss"] += loss.item()
+        sums["clip_fraction"] += clip_fraction * share
+        sums["entropy"] += float((entropy_BT * mb.mask_BT).sum()) / n_tokens
+        if "routing_mismatch" in sums:
+            sums["routing_mismatch"] += routing_mismatch(model.last_routing(), mb.topk_old, mb.mask_BT) * share
+    grad_norm = float("nan")
+    if not skipped:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        skipped = not math.isfinite(grad_norm)
+    if skipped:
+        optimizer.zero_grad(set_to_none=True)
+        return {"skipped": 1}
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.update_balancing()
+    return {**sums, "grad_norm": grad_norm, "skipped": 0}
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def make_optimizer(model: Transformer, cfg: RLConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))  # SFT's betas
+
+
+def lr_at(step: int, cfg: RLConfig) -> float:
+    """Linear warm-up to cfg.lr, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_rl(
+    cfg: RLConfig, init_checkpoint: str | Path, resume: bool = False, progress: bool = True,
+    stop_at: int | None = None, reward_fns: Sequence[RewardFn] | None = None,
+) -> Path:
+    """Run GRPO from an SFT checkpoint; returns the final checkpoint directory. `reward_fns` are
+    added to the verifier's reward. `stop_at` ends the run after that step as an interruption would
+    (last/ written, no final/): tests use it to check --resume, which continues from last/ (the
+    init checkpoint is still needed then, for the reference model when beta > 0)."""
+    out = Path(cfg.out_dir)
+    last, final, metrics_path = out / "last", out / "final", out / "metrics.jsonl"
+    reward_fns = list(reward_fns or [])
+    torch.manual_seed(cfg.seed)
+
+    if resume and not (last / "trainer_state").is_dir():
+        raise FileNotFoundError(f"--resume: no {last}/trainer_state to resume from")
+    source = last if resume else Path(init_checkpoint)
+    tok = Tokenizer.load(source)
+    model = load_pretrained(source)
+    saved_model_cfg = model.config
+    model.config = saved_model_cfg.model_copy(update={"layer_drop": 0.0})  # RL never drops layers
+    ref_model = None
+    if cfg.beta > 0:
+        ref_model = load_pretrained(init_checkpoint).eval().requires_grad_(False)
+        ref_model.config = ref_model.config.model_copy(update={"layer_drop": 0.0})
+
+    train_examples, _ = load_examples(cfg.train_data)
+    eval_examples = load_examples(cfg.eval_data)[0][: cfg.eval_n] if cfg.eval_data else []
+    pool, prompts = [], []
+    for ex in train_examples:  # a prompt must leave room for at least one new token
+        ids = tok.encode_prompt(ex.question)
+        if len(ids) < model.config.max_seq_len:
+            pool.append(ex)
+            prompts.append(ids)
+    if not pool:
+        raise ValueError(f"no training prompt fits the model's context of {model.config.max_seq_len} tokens")
+    lengths = [len(p) for p in prompts]
+
+    optimizer = make_optimizer(model, cfg)
+    step = 0
+    if resume:
+        step = load_trainer_state(last / "trainer_state", optimizer)
+        _truncate_metrics(metrics_path, step)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        metrics_path.write_text("")
+        _log(metrics_path, {"event": "start", "init": str(init_checkpoint), "problems": len(pool),
+                            "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
+                            "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
+
+    def save(directory: Path, with_state: bool) -> None:
+        def extra(d: Path) -> None:
+            tok.save(d)
+            if with_state:
+                save_trainer_state(d / "trainer_state", optimizer, step)
+
+        rl_model_cfg, model.config = model.config, saved_model_cfg  # the checkpoint keeps the init's layer_drop
+        try:
+            save_pretrained(model, directory, extra=extra)
+        finally:
+            model.config = rl_model_cfg
+
+    if eval_examples and cfg.eval_at_start and not resume:
+        _evaluate_and_log(model, tok, eval_examples, cfg, step, 0.0, metrics_path)
+
+    bar = _progress(cfg.max_steps, step, progress)
+    train_time, window = 0.0, []
+    P, G = cfg.prompts_per_step, cfg.group_size
+    while step < cfg.max_steps:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(lengths, P, step, cfg.seed)
+        examples = [pool[i] for i in idx for _ in range(G)]
+        prompt_rows = [prompts[i] for i in idx for _ in range(G)]
+
+        completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step)
+        t_rollout = time.perf_counter() - t0
+        rewards, parts = completion_rewards(tok, completions, examples, cfg, reward_fns)
+        rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
+        advantages_N = group_advantages(rewards_PG, cfg.advantage).flatten().float()
+
+        t1 = time.perf_counter()
+        batches = make_micro_batches(prompt_rows, completions, advantages_N, tok.pad_id, cfg.micro_batch_size)
+        record_rollout_policy(model, batches, cfg.temperature)
+        if ref_model is not None:
+            record_reference(ref_model, batches, cfg.temperature)
+        passes = [policy_update(model, optimizer, batches, cfg) for _ in range(cfg.ppo_epochs)]
+        t_update = time.perf_counter() - t1
+        step += 1
+        elapsed = time.perf_counter() - t0
+        train_time += elapsed
+
+        record = _step_record(rewards_PG, parts, completions, passes, tok.eos_id, bool(reward_fns))
+        record["rollout_tokens_per_s"] = record["response_tokens"] * len(completions) / t_rollout
+        record["update_tokens_per_s"] = cfg.ppo_epochs * sum(map(len, prompt_rows + completions)) / t_update
+        window.append(record)
+        if record["skipped"]:
+            bar.write(f"rl step {step}: non-finite loss or gradient, {record['skipped']} optimiser step(s) skipped")
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            line = {"step": step, "lr": lr, **_mean_records(window), "train_minutes": train_time / 60}
+            routing = model.routing_stats()
+            if routing:
+                line["utilisation"] = sum(r["utilisation"] for r in routing) / len(routing)
+                line["max_vio"] = max(r["max_vio"] for r in routing)
+            _log(metrics_path, line)
+            bar.set_postfix(reward=f"{line['reward']:.3f}", acc=f"{line['accuracy']:.2f}", len=f"{line['response_tokens']:.0f}")
+            window = []
+        bar.update(1)
+        stop_for_time = cfg.max_minutes is not None and train_time >= cfg.max_minutes * 60
+        if eval_examples and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not stop_for_time:
+            _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
+        if step % cfg.save_every == 0 and step < cfg.max_steps:
+            save(last, with_state=True)
+        if stop_for_time:
+            break
+        if stop_at is not None and step >= stop_at:
+            bar.close()
+            save(last, with_state=True)
+            return last
+    bar.close()
+    save(last, with_state=True)
+    save(final, with_state=False)
+    if eval_examples:
+        _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
+    return final
+
+
+def _step_record(rewards_PG, parts, completions, passes, eos_id: int, with_extra: bool) -> dict:
+    """One step's metrics (the module docstring lists them), timings aside."""
+    N = len(completions)
+    record = {
+        "reward": float(rewards_PG.mean()), "reward_std": float(rewards_PG.std(correction=0)),
+        **{k: sum(parts[k]) / N for k in ("accuracy", "step_validity", "efficiency")},
+        "response_tokens": sum(map(len, completions)) / N,
+        "truncated": sum(not c or c[-1] != eos_id for c in completions) / N,
+        "all_equal_groups": float((rewards_PG == rewards_PG[:, :1]).all(dim=-1).double().mean()),
+    }
+    if with_extra:
+        record["reward_extra"] = sum(parts["extra"]) / N
+    done = [p for p in passes if not p["skipped"]]
+    if done:  # loss, clip_fraction, entropy, grad_norm (+ kl, routing_mismatch): mean over the passes
+        record.update({k: sum(p[k] for p in done) / len(done) for k in done[0] if k != "skipped"})
+    record["skipped"] = len(passes) - len(done)
+    return record
+
+
+def _evaluate_and_log(model, tok, examples, cfg: RLConfig, step: int, train_time: float, path: Path) -> None:
+    result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
+    model.train()
+    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
+
+
+def _mean_records(records: list[dict]) -> dict:
+    """Each key's mean over the steps that have it; `skipped` is summed."""
+    keys = dict.fromkeys(k for r in records for k in r)
+    sums = {k: sum(r[k] for r in records if k in r) for k in keys}
+    return {k: v if k == "skipped" else v / sum(k in r for r in records) for k, v in sums.items()}
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint being resumed."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="rl", dynamic_ncols=True)

@@ -1,0 +1,317 @@
+"""GRPO: the loss pieces by hand, routing replay, rewards of garbage, real learning on a toy reward,
+every parameter trained, non-finite steps skipped, exact resume."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_model
+from r1kit import grpo
+from r1kit.checkpoint import load_pretrained, save_pretrained
+from r1kit.data import load_examples, write_jsonl
+from r1kit.grpo import (
+    MicroBatch, RLConfig, clipped_surrogate, completion_rewards, group_advantages, k3_kl, load_rl_config,
+    make_optimizer, policy_update, routing_mismatch, token_logprobs, train_rl,
+)
+from r1kit.sft import reasoning_text, training_corpus
+from r1kit.synth import synth
+from r1kit.tokenizer import Tokenizer, format_completion
+
+RL_TINY = str(Path(__file__).resolve().parents[1] / "configs" / "rl_tiny.yaml")
+TIMING_KEYS = {"rollout_tokens_per_s", "update_tokens_per_s", "train_minutes"}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Toy problems and an init checkpoint: the tiny model (random weights) with a BPE trained on
+    the problems, saved as an SFT run would save it."""
+    root = tmp_path_factory.mktemp("rl")
+    write_jsonl(root / "train.jsonl", synth(32, seed=0, steps=1, max_operand=10, templates=["stickers", "temperature"]))
+    write_jsonl(root / "test.jsonl", synth(4, seed=1, steps=1, max_operand=10, templates=["stickers"]))
+    examples = load_examples(root / "train.jsonl").examples
+    tok = Tokenizer.train(training_corpus(examples), vocab_size=160)
+    model = make_model(vocab_size=tok.vocab_size, max_seq_len=192)
+    model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+    save_pretrained(model, root / "init", extra=tok.save)
+    return root
+
+
+def _cfg(toy, out, *overrides) -> RLConfig:
+    return load_rl_config(RL_TINY, [f"rl.train_data={toy / 'train.jsonl'}", "rl.eval_data=null", f"rl.out_dir={out}", *overrides])
+
+
+def _records(out: Path) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "reward" in r]
+
+
+# ----------------------------------------------------------------------------- the loss, by hand
+
+
+def test_group_advantages_by_hand():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.1, 0.1, 0.1, 0.1]], dtype=torch.float64)
+    # group 0: mean 0.25, centred (0.75, -0.25, -0.25, -0.25); unbiased variance 0.75 / 3, std 0.5
+    std = group_advantages(rewards, "group_std")
+    torch.testing.assert_close(std[0], torch.tensor([1.5, -0.5, -0.5, -0.5], dtype=torch.float64) * 0.5 / (0.5 + 1e-4))
+    mean_only = group_advantages(rewards, "mean_only")
+    torch.testing.assert_close(mean_only[0], torch.tensor([0.75, -0.25, -0.25, -0.25], dtype=torch.float64))
+    # group 1 is all equal: exactly 0 either way (0.1 * 4 / 4 != 0.1 in floats, so this needs care)
+    assert std[1].tolist() == [0.0] * 4 and mean_only[1].tolist() == [0.0] * 4
+    one = group_advantages(torch.tensor([[0.7]]), "group_std")  # a group of one: std is NaN, advantage 0
+    assert one.tolist() == [[0.0]]
+    with pytest.raises(ValueError, match="advantage"):
+        group_advantages(rewards, "whitened")
+
+
+def test_clipped_surrogate_worked_example():
+    eps = 0.2
+    ratios = torch.tensor([[1.5, 0.9, 1.1], [0.5, 1.5, 10.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # the last token (ratio 10) is padding
+    advantages = torch.tensor([1.0, -2.0])
+    logp_old = torch.zeros(2, 3)
+    logp_new = ratios.log().requires_grad_()
+    loss, clip_fraction = clipped_surrogate(logp_new, logp_old, advantages, mask, eps)
+    # row 0, A = +1: min(r A, clip(r) A) = 1.2 (1.5 clipped to 1.2), 0.9, 1.1
+    # row 1, A = -2: r = 0.5 -> min(-1.0, 0.8 * -2 = -1.6) = -1.6 (clipped); r = 1.5 -> min(-3.0, -2.4) = -3.0
+    # objective sum = 1.2 + 0.9 + 1.1 - 1.6 - 3.0 = -1.4 over 5 tokens; loss = 1.4 / 5
+    assert loss.item() == pytest.approx(0.28)
+    assert clip_fraction == pytest.approx(2 / 5)
+    loss.backward()
+    # clipped tokens pass no gradient; the others d(-r A / 5)/dlogp = -r A / 5; padding none
+    expected = torch.tensor([[0.0, -0.9 / 5, -1.1 / 5], [0.0, 1.5 * 2 / 5, 0.0]])
+    torch.testing.assert_close(logp_new.grad, expected)
+    # token-level normalisation over a larger batch: the same sum over 10 tokens
+    half, _ = clipped_surrogate(ratios.log(), logp_old, advantages, mask, eps, n_tokens=10)
+    assert half.item() == pytest.approx(0.14)
+    # on-policy (ratio 1): the loss is -mean advantage over tokens, nothing clipped
+    on_policy, clipped = clipped_surrogate(logp_old, logp_old, advantages, mask, eps)
+    assert on_policy.item() == pytest.approx(-(3 * 1.0 + 2 * -2.0) / 5) and clipped == 0
+
+
+def test_k3_kl_by_hand():
+    new, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    # ref - new = -ln 2: exp(-ln 2) + ln 2 - 1 = 0.5 + 0.6931 - 1
+    assert k3_kl(new, ref).item() == pytest.approx(0.5 + math.log(2) - 1)
+    x = torch.randn(100)
+    assert k3_kl(x, x).abs().max() == 0
+    assert (k3_kl(torch.randn(1000), torch.randn(1000)) >= 0).all()
+
+
+def test_token_logprobs_match_cross_entropy():
+    model = make_model().train()
+    ids = torch.randint(0, 64, (2, 10))
+    logp, entropy = token_logprobs(model, ids)
+    ce = torch.nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+    torch.testing.assert_close(logp, -ce.view(2, 9), atol=1e-5, rtol=1e-5)
+    assert logp.shape == entropy.shape == (2, 9) and (entropy > 0).all() and (entropy <= math.log(64) + 1e-4).all()
+
+
+# ----------------------------------------------------------------------------- routing replay
+
+
+def test_replaying_the_models_own_routing_gives_identical_logits():
+    model = make_model().train()
+    ids = torch.randint(0, 64, (3, 20))
+    logits = model(ids)
+    recorded = model.last_routing()
+    assert len(recorded) == 2 and recorded[0].shape == (3 * 20, 2)
+    with model.replay_routing(recorded):
+        replayed = model(ids)
+    assert torch.equal(replayed, logits)
+    assert all(m.replay_topk_NK is None for m in model.moe_layers())  # cleared on exit
+
+
+def test_replaying_other_experts_changes_the_output_but_the_router_still_learns():
+    model = make_model().train()
+    ids = torch.randint(0, 64, (2, 16))
+    logits = model(ids)
+    own = model.last_routing()
+    other = [(t + 1) % 4 for t in own]  # every token to different experts
+    with model.replay_routing(other):
+        replayed = model(ids)
+        assert all(torch.equal(a, b) for a, b in zip(model.last_routing(), own))  # the router's own choice is still reported
+    assert (replayed - logits).abs().max() > 1e-3
+    replayed.square().mean().backward()
+    assert all(m.expert_embed_EC.grad.abs().sum() > 0 for m in model.moe_layers())
+    with pytest.raises(ValueError, match="expert ids"):
+        with model.replay_routing(own):
+            model(ids[:, :5])
+    with pytest.raises(ValueError, match="2 MoE layers"):
+        with model.replay_routing(own[:1]):
+            pass
+
+
+def test_routing_mismatch_by_hand():
+    own = [torch.tensor([[0, 1], [2, 3], [0, 1]])]
+    recorded = [torch.tensor([[1, 0], [2, 0], [3, 2]])]
+    # token 0: the same set in another order -> 0 of 2 differ; token 1: expert 0 is not in {2, 3} -> 1 of 2;
+    # token 2 is a prompt token (mask 0) and does not count
+    assert routing_mismatch(own, recorded, torch.tensor([[1.0, 1.0, 0.0]])) == pytest.approx(1 / 4)
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+def test_garbage_and_empty_completions_score_zero(toy):
+    tok = Tokenizer.load(toy / "init")
+    ex = load_examples(toy / "train.jsonl").examples[0]
+    correct = tok.encode(format_completion(reasoning_text(ex), ex.answer))
+    assert correct[-1] == tok.eos_id
+    completions = [[tok.eos_id], [], tok.encode("?? zz no steps, no answer"), torch.randint(7, 160, (30,)).tolist(), correct]
+    cfg = RLConfig(train_data="x")
+    rewards, parts = completion_rewards(tok, completions, [ex] * 5, cfg)
+    assert rewards[:4] == [0.0] * 4
+    # the gold solution: accuracy 1, every step valid, the optimal number of steps (article efficiency 0)
+    assert rewards[4] == pytest.approx(0.9) and parts["accuracy"][4] == 1.0
+    # the article's R as written: an empty completion earns efficiency 1 (no step) -> 0.1, the trap
+    trap, _ = completion_rewards(tok, completions[:1], [ex], cfg.model_copy(update={"efficiency_only_if_correct": False}))
+    assert trap == [pytest.approx(0.1)]
+
+
+def test_extra_reward_functions_add_and_are_checked(toy):
+    tok = Tokenizer.load(toy / "init")
+    ex = load_examples(toy / "train.jsonl").examples[0]
+    cfg = RLConfig(train_data="x")
+    rewards, parts = completion_rewards(tok, [[tok.eos_id], [tok.eos_id]], [ex] * 2, cfg, [lambda texts, exs: [0.5, 2]])
+    assert rewards == [0.5, 2.0] and parts["extra"] == [0.5, 2.0]
+    with pytest.raises(ValueError, match="finite"):
+        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [float("nan")]])
+    with pytest.raises(ValueError, match="1 finite numbers"):
+        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _distinct_chars(texts, examples):
+    """A reward that differs within nearly every group of random completions."""
+    return [len(set(t)) / 10 for t in texts]
+
+
+def test_one_step_trains_every_parameter_and_logs_the_metrics(toy, tmp_path, monkeypatch):
+    loads = []
+    monkeypatch.setattr(grpo, "load_pretrained", lambda path: loads.append(path) or load_pretrained(path))
+    cfg = _cfg(toy, tmp_path / "run", "rl.max_steps=1", "rl.ppo_epochs=1", "rl.prompts_per_step=4",
+               f"rl.eval_data={toy / 'test.jsonl'}")
+    final = train_rl(cfg, toy / "init", progress=False, reward_fns=[_distinct_chars])
+    assert len(loads) == 1  # beta = 0: no reference model is built
+
+    before, after = load_pretrained(toy / "init"), load_pretrained(final)
+    # precondition: the prompts reach every expert of every layer (a random router spreads 4 x ~40 tokens),
+    # so every expert's slice of the stacked weights receives gradient
+    tok = Tokenizer.load(final)
+    prompts = [tok.encode_prompt(ex.question) for ex in load_examples(toy / "train.jsonl").examples[:4]]
+    with torch.no_grad():
+        before.train()(torch.tensor([p[:20] for p in prompts]))
+    assert all(min(r["tokens_per_expert"]) > 0 for r in before.routing_stats())
+    for (name, p0), p1 in zip(before.named_parameters(), after.parameters()):
+        assert not torch.equal(p0, p1), f"{name} did not change"
+        if p0.dim() == 3:  # stacked experts: every expert's slice
+            assert (p0 - p1).flatten(1).abs().sum(1).gt(0).all(), f"an expert of {name} did not change"
+
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "start" and "eval_accuracy" in lines[1] and lines[1]["step"] == 0  # baseline
+    record = lines[2]
+    for key in ("reward", "reward_std", "accuracy", "step_validity", "efficiency", "reward_extra", "response_tokens",
+                "loss", "clip_fraction", "entropy", "routing_mismatch", "grad_norm", "skipped", "all_equal_groups",
+                "rollout_tokens_per_s", "update_tokens_per_s", "utilisation"):
+        assert key in record, key
+    assert "kl" not in record and record["skipped"] == 0
+    assert record["clip_fraction"] == 0 and record["routing_mismatch"] == 0  # one on-policy pass: ratio 1, same routing
+    assert "eval_accuracy" in lines[-1] and (final / "tokenizer.json").is_file()
+
+
+def test_toy_reward_raises_the_favoured_tokens_probability(toy, tmp_path):
+    """Reward = share of the completion's tokens that are '7' (the verifier's weights set to 0). The
+    random init model gives '7' ~1/263 at the first response position (mean over the training
+    prompts); 6 steps of 32 rollouts must raise it at least 3x (seed 0 measured ~58x), and the
+    reward must rise."""
+    tok = Tokenizer.load(toy / "init")
+    seven = tok.encode("7")
+    assert len(seven) == 1
+    X = seven[0]
+
+    def share_of_sevens(texts, examples):
+        return [sum(t == X for t in ids) / max(1, len(ids)) for ids in map(tok.encode, texts)]
+
+    prompts = [tok.encode_prompt(ex.question) for ex in load_examples(toy / "train.jsonl").examples]
+
+    def p_first(model) -> float:
+        model.eval()
+        with torch.no_grad():
+            return sum(model(torch.tensor([p]))[0, -1].softmax(-1)[X].item() for p in prompts) / len(prompts)
+
+    cfg = _cfg(toy, tmp_path / "run", "rl.max_steps=6", "rl.prompts_per_step=4", "rl.group_size=8", "rl.max_new_tokens=16",
+               "rl.micro_batch_size=32", "rl.ppo_epochs=1", "rl.lr=3e-2",
+               "rl.accuracy_weight=0", "rl.step_validity_weight=0", "rl.efficiency_weight=0")
+    final = train_rl(cfg, toy / "init", progress=False, reward_fns=[share_of_sevens])
+    p0, p1 = p_first(load_pretrained(toy / "init")), p_first(load_pretrained(final))
+    rewards = [r["reward"] for r in _records(tmp_path / "run")]
+    assert p1 > 3 * p0, (p0, p1, rewards)
+    assert sum(rewards[-2:]) > sum(rewards[:2]), rewards
+
+
+def test_non_finite_loss_skips_the_step(toy):
+    model = load_pretrained(toy / "init")
+    cfg = RLConfig(train_data="x", lr=1e-2)
+    optimizer = make_optimizer(model, cfg)
+    ids = torch.randint(7, 160, (2, 12))
+    mask = torch.zeros(2, 11)
+    mask[:, 5:] = 1
+    batch = MicroBatch(ids, mask, torch.tensor([1.0, -1.0]), logp_old_BT=torch.full((2, 11), float("nan")))
+    before = [p.detach().clone() for p in model.parameters()]
+    assert policy_update(model, optimizer, [batch], cfg) == {"skipped": 1}
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None for p in model.parameters()) and not optimizer.state
+    # the same batch with finite old log-probs trains
+    with torch.no_grad():
+        batch.logp_old_BT, _ = token_logprobs(model.train(), ids)
+    result = policy_update(model, optimizer, [batch], cfg)
+    assert result["skipped"] == 0 and math.isfinite(result["loss"])
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_resume_reproduces_the_uninterrupted_run(toy, tmp_path):
+    # KL to the reference, two passes per batch and routing replay: every path of the loop
+    extra = ["rl.beta=0.04", "rl.routing_replay=true"]
+    train_rl(_cfg(toy, tmp_path / "full", *extra), toy / "init", progress=False, reward_fns=[_distinct_chars])
+    full = _records(tmp_path / "full")
+    assert len(full) == 4 and all("kl" in r for r in full) and any(r["clip_fraction"] > 0 for r in full)
+
+    cfg = _cfg(toy, tmp_path / "split", *extra)
+    train_rl(cfg, toy / "init", progress=False, stop_at=2, reward_fns=[_distinct_chars])
+    assert not (tmp_path / "split" / "final").exists()
+    train_rl(cfg, toy / "init", resume=True, progress=False, reward_fns=[_distinct_chars])
+    split = _records(tmp_path / "split")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
+    assert strip(split) == strip(full)
+    a, b = load_pretrained(tmp_path / "full" / "final"), load_pretrained(tmp_path / "split" / "final")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_checkpoints_keep_the_init_layer_drop(toy, tmp_path):
+    init = tmp_path / "init"
+    model, tok = load_pretrained(toy / "init"), Tokenizer.load(toy / "init")
+    model.config = model.config.model_copy(update={"layer_drop": 0.5})
+    save_pretrained(model, init, extra=tok.save)
+    cfg = _cfg(toy, tmp_path / "run", "rl.max_steps=1", "rl.ppo_epochs=1")
+    final = train_rl(cfg, init, progress=False, reward_fns=[_distinct_chars])
+    assert load_pretrained(final).config.layer_drop == 0.5
+    # RL ran without it: the update forward routed exactly as the rollout-policy forward (with layers
+    # dropped at random in either, layer 1 would see another input and route differently)
+    assert _records(tmp_path / "run")[0]["routing_mismatch"] == 0
+
+
+def test_config_sections_and_overrides_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="must name their section"):
+        load_rl_config(RL_TINY, ["lr=1"])
+    with pytest.raises(ValueError, match="unknown key 'rl.learning_rate'"):
+        load_rl_config(RL_TINY, ["rl.learning_rate=1"])
+    both = tmp_path / "both.yaml"
+    both.write_text("model:\n  dim: 64\nrl:\n  train_data: x\n")
+    with pytest.raises(ValueError, match="--init checkpoint"):
+        load_rl_config(str(both), [])
+    cfg = load_rl_config(RL_TINY, ["rl.advantage=mean_only", "rl.beta=0.04"])
+    assert cfg.advantage == "mean_only" and cfg.beta == 0.04 and cfg.group_size == 4
