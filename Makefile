@@ -2,10 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test setup clean
+.PHONY: test demo setup clean
 
 test: setup
 	$(PY) -m pytest -q
+
+# The main job: data, tokenizer, SFT, evaluation, GRPO, evaluation, report (~20 minutes on 2 cores).
+demo: setup
+	$(VENV)/bin/r1kit demo
 
 # The CPU build of torch 2.13.0 goes in first and explicitly: letting pip resolve torch
 # on its own would download a multi-GB CUDA build.

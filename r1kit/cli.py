@@ -170,6 +170,18 @@ def cmd_train_rl(args: argparse.Namespace) -> None:
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from r1kit.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from r1kit.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -418,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint directory (dense attention, no MoE)")
     p.add_argument("out_dir", help="directory to write (config.json, model.safetensors, tokenizer files)")
     p.set_defaults(func=cmd_export_hf)
+
+    p = sub.add_parser("demo", help="the whole pipeline: data, tokenizer, SFT, eval, GRPO, eval, report (~20 min on 2 cores)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--minutes", type=float, default=20.0, help="time budget; the trainings are sized to it")
+    p.add_argument("--quick", action="store_true", help="a one-minute run of the same pipeline on the tiny model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="rebuild RUN_DIR/report.md and its plots from the run's saved metrics")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
     # (further sub-commands register here)
     return parser

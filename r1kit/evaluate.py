@@ -25,6 +25,8 @@ SCORING = RewardConfig(think_in_prompt=True)
 class EvalResult:
     rows: list[dict]  # one per problem: question, gold, completion, and the reward breakdown
     routing: list[dict] = field(default_factory=list)  # per MoE layer: tokens_per_expert, utilisation, max_vio
+    gates: list[list[float]] = field(default_factory=list)  # per multi-scale layer: mean gate weight (local, global, symbolic)
+    prompts_too_long: int = 0  # prompts that left no room in the context: scored as wrong
 
     def summary(self) -> dict:
         n = len(self.rows)
@@ -37,9 +39,14 @@ class EvalResult:
             "mean_optimal_steps": mean("optimal_steps"),
             "reward": mean("total"),
         }
+        if self.prompts_too_long:
+            out["prompts_too_long"] = self.prompts_too_long
         if self.routing:
             out["utilisation_per_layer"] = [r["utilisation"] for r in self.routing]
             out["max_vio_per_layer"] = [r["max_vio"] for r in self.routing]
+            out["tokens_per_expert_per_layer"] = [r["tokens_per_expert"] for r in self.routing]
+        if self.gates:
+            out["gate_mean_per_layer"] = self.gates
         return out
 
 
@@ -50,15 +57,27 @@ def evaluate(
     model.eval()
     moe_layers = model.moe_layers()
     counts = [torch.zeros(m.n_experts) for m in moe_layers]
+    gate_layers = [b.attn for b in model.layers if b.attn.kind == "multiscale"]
+    gate_sums = [torch.zeros(4) for _ in gate_layers]  # local, global, symbolic weight sums; token count
     rows: list[dict] = []
     # decode prompts of similar length together: less padding in the prefill
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].question))
     completions: dict[int, str] = {}
+    too_long = 0
     params = SamplingParams(max_new_tokens=max_new_tokens)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         prompts = [tok.encode_prompt(examples[i].question) for i in chunk]
+        fits = [len(p) < model.config.max_seq_len for p in prompts]
+        for i, ok in zip(chunk, fits):
+            if not ok:  # no room to answer: scored as an empty (wrong) completion, and counted
+                completions[i] = ""
+                too_long += 1
+        chunk, prompts = [i for i, ok in zip(chunk, fits) if ok], [p for p, ok in zip(prompts, fits) if ok]
+        if not chunk:
+            continue
         hooks = [m.register_forward_hook(_counter(c)) for m, c in zip(moe_layers, counts)]
+        hooks += [a.register_forward_hook(_gate_sum(g)) for a, g in zip(gate_layers, gate_sums)]
         try:
             outs = generate(model, prompts, params, stop_ids={tok.eos_id}, pad_id=tok.pad_id)
         finally:
@@ -72,7 +91,8 @@ def evaluate(
         breakdown = score(completions[i], ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=SCORING)
         rows.append({"question": ex.question, "gold": ex.answer, "completion": completions[i], **breakdown.to_dict()})
     routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c)} for c in counts]
-    return EvalResult(rows=rows, routing=routing)
+    gates = [(g[:3] / g[3].clamp_min(1)).tolist() for g in gate_sums]
+    return EvalResult(rows=rows, routing=routing, gates=gates, prompts_too_long=too_long)
 
 
 def _counter(total_E: torch.Tensor):
@@ -82,12 +102,24 @@ def _counter(total_E: torch.Tensor):
     return hook
 
 
+def _gate_sum(sums_4: torch.Tensor):
+    """Accumulate a multi-scale layer's mean gate weights, weighted by the forward's token count."""
+    def hook(module, inputs, _output):
+        tokens = inputs[0].shape[0] * inputs[0].shape[1]
+        sums_4[:3] += module.last_gate_mean * tokens
+        sums_4[3] += tokens
+
+    return hook
+
+
 def print_table(summary: dict, title: str = "") -> None:
     """The summary as an aligned two-column table on the terminal."""
     if title:
         print(title)
     for key, value in summary.items():
-        if isinstance(value, list):
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            value = " | ".join(" ".join(f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}" for v in row) for row in value)
+        elif isinstance(value, list):
             value = "  ".join(f"{v:.2f}" for v in value)
         elif isinstance(value, float):
             value = f"{value:.4f}"

@@ -23,6 +23,8 @@ ALLOWED = {
     "evaluate": {"data", "engine", "model", "moe", "tokenizer", "verify"},
     "engine": {"kv_cache", "model", "checkpoint", "tokenizer"},
     "export": {"checkpoint", "model", "tokenizer"},
+    "report": set(),
+    "demo": {"checkpoint", "config", "data", "evaluate", "grpo", "report", "sft", "synth", "tokenizer"},
     "grpo": {"config", "checkpoint", "data", "engine", "evaluate", "model", "sft", "tokenizer", "verify"},
 }
 

@@ -1,0 +1,151 @@
+"""`r1kit report RUN_DIR`: a run's report.md and its plots, rebuilt from the metrics the run saved.
+
+Reads RUN_DIR/sft/metrics.jsonl, RUN_DIR/rl/metrics.jsonl (SFT and GRPO trainers),
+RUN_DIR/{sft,rl}/eval.json (evaluations of the final checkpoints) and RUN_DIR/run.json (the
+demo's plan and timings), whichever exist, and writes RUN_DIR/report.md with PNG plots in
+RUN_DIR/plots/: training loss; reward and its components over RL steps; expert load per layer
+(heat map); mean gate weight per attention branch per layer; SFT vs RL accuracy, step validity
+and steps. matplotlib is imported here only, and only with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BRANCHES = ("local", "global", "symbolic")
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_report(run_dir: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"no run directory {run}")
+    plots = run / "plots"
+    plots.mkdir(exist_ok=True)
+    sft_log, rl_log = _jsonl(run / "sft" / "metrics.jsonl"), _jsonl(run / "rl" / "metrics.jsonl")
+    evals = {name: _json(run / name / "eval.json") for name in ("sft", "rl")}
+    evals = {k: v for k, v in evals.items() if v}
+    meta = _json(run / "run.json") or {}
+    if not sft_log and not rl_log and not evals:
+        raise FileNotFoundError(f"{run} holds no sft/ or rl/ metrics or evaluations to report")
+    figures: list[tuple[str, str]] = []
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(plots / name, dpi=110)
+        plt.close(fig)
+        figures.append((caption, f"plots/{name}"))
+
+    train_sft = [r for r in sft_log if "loss" in r and "step" in r]
+    if train_sft:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in train_sft], [r["loss"] for r in train_sft], lw=1)
+        ax.set(xlabel="SFT step", ylabel="training loss (response tokens)", yscale="log", title="SFT loss")
+        save(fig, "sft_loss.png", "SFT training loss")
+
+    train_rl = [r for r in rl_log if "reward" in r]
+    if train_rl:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        steps = [r["step"] for r in train_rl]
+        for key in ("reward", "accuracy", "step_validity", "efficiency"):
+            ax.plot(steps, [r[key] for r in train_rl], label=key, lw=1.5 if key == "reward" else 1)
+        ax.set(xlabel="GRPO step", ylabel="mean over the step's rollouts", title="RL reward and its components")
+        ax.legend(fontsize=8)
+        save(fig, "rl_reward.png", "GRPO: reward and its components per step (sampled rollouts)")
+
+    with_load = {k: v for k, v in evals.items() if v.get("tokens_per_expert_per_layer")}
+    if with_load:
+        fig, axes = plt.subplots(1, len(with_load), figsize=(4 * len(with_load), 3), squeeze=False)
+        for ax, (name, ev) in zip(axes[0], with_load.items()):
+            counts = ev["tokens_per_expert_per_layer"]
+            shares = [[c / max(sum(row), 1) for c in row] for row in counts]
+            im = ax.imshow(shares, cmap="viridis", vmin=0, aspect="auto")
+            ax.set(xlabel="expert", ylabel="layer", title=f"{name.upper()}: share of assignments")
+            ax.set_xticks(range(len(shares[0])))
+            ax.set_yticks(range(len(shares)))
+            fig.colorbar(im, ax=ax)
+        save(fig, "expert_load.png", "Expert load per layer during evaluation (share of the layer's token assignments; uniform = 1/E)")
+
+    with_gates = {k: v for k, v in evals.items() if v.get("gate_mean_per_layer")}
+    if with_gates:
+        fig, axes = plt.subplots(1, len(with_gates), figsize=(4.5 * len(with_gates), 3), squeeze=False)
+        for ax, (name, ev) in zip(axes[0], with_gates.items()):
+            gates = ev["gate_mean_per_layer"]
+            width = 0.8 / len(BRANCHES)
+            for b, branch in enumerate(BRANCHES):
+                ax.bar([layer + b * width for layer in range(len(gates))], [g[b] for g in gates], width, label=branch)
+            ax.set(xlabel="layer", ylabel="mean gate weight", ylim=(0, 1), title=f"{name.upper()}: attention branches")
+            ax.set_xticks([layer + width for layer in range(len(gates))], [str(i) for i in range(len(gates))])
+            ax.legend(fontsize=8)
+        save(fig, "gates.png", "Mean gate weight per attention branch per layer during evaluation")
+
+    if evals:
+        keys = [("accuracy", "accuracy"), ("step_validity", "step validity"), ("steps_ratio", "steps / optimal")]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        width = 0.8 / len(evals)
+        for i, (name, ev) in enumerate(evals.items()):
+            values = [ev["accuracy"], ev["step_validity"], ev["mean_steps"] / max(ev["mean_optimal_steps"], 1e-9)]
+            ax.bar([k + i * width for k in range(len(keys))], values, width, label=name.upper())
+        ax.set_xticks([k + width * (len(evals) - 1) / 2 for k in range(len(keys))], [label for _, label in keys])
+        ax.set(title="Held-out evaluation (greedy)")
+        ax.legend()
+        save(fig, "sft_vs_rl.png", "SFT vs RL on the held-out problems")
+
+    report = run / "report.md"
+    report.write_text(_markdown(run, meta, evals, sft_log, rl_log, figures))
+    return report
+
+
+def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: list[dict], figures) -> str:
+    lines = [f"# r1kit run report: {run}", ""]
+    if meta:
+        kind = "quick smoke run (tiny model)" if meta.get("quick") else f"{meta.get('minutes_budget')}-minute demo"
+        lines += [f"A {kind}, seed {meta.get('seed')}, finished in {meta.get('total_minutes', 0):.1f} minutes.", ""]
+        if meta.get("minutes_per_stage"):
+            lines += ["| stage | minutes |", "|---|---|"]
+            lines += [f"| {k} | {v:.2f} |" for k, v in meta["minutes_per_stage"].items()]
+            lines.append("")
+    start = next((r for r in sft_log if r.get("event") == "start"), None)
+    if start:
+        lines += [f"Model: {start['params']:,} parameters ({start['active_params']:,} active per token), "
+                  f"vocabulary {start['vocab_size']}; SFT on {start['examples']:,} examples.", ""]
+    if evals:
+        lines += ["## Held-out evaluation (greedy decoding, the verifier's scores)", "",
+                  "| model | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, ev in evals.items():
+            util = " ".join(f"{u:.2f}" for u in ev.get("utilisation_per_layer", [])) or "-"
+            lines.append(f"| {name.upper()} | {ev['n']} | {ev['accuracy']:.1%} | {ev['step_validity']:.3f} | "
+                         f"{ev['mean_steps']:.2f} ({ev['mean_optimal_steps']:.2f}) | {ev['reward']:.3f} | {util} |")
+        lines += ["", "Reproduce any row with `r1kit eval CHECKPOINT --data DATA --n N` (same greedy settings):", ""]
+        lines += [f"    r1kit eval {ev['checkpoint']} --data {ev['data']} --n {ev['n']}" for ev in evals.values()]
+        lines.append("")
+    train_sft = [r for r in sft_log if "loss" in r]
+    train_rl = [r for r in rl_log if "reward" in r]
+    if train_sft:
+        last = train_sft[-1]
+        lines += [f"SFT: {last['step']} steps in {last['train_minutes']:.1f} training minutes, final training loss "
+                  f"{last['loss']:.3f}, {last['tokens_per_s']:.0f} tokens/s.", ""]
+    if train_rl:
+        first, last = train_rl[0], train_rl[-1]
+        lines += [f"GRPO: {last['step']} steps in {last['train_minutes']:.1f} training minutes; rollout reward "
+                  f"{first['reward']:.3f} at the first step, {last['reward']:.3f} at the last "
+                  f"(accuracy of sampled rollouts {first['accuracy']:.2f} -> {last['accuracy']:.2f}).", ""]
+    for caption, path in figures:
+        lines += [f"### {caption}", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines)
