@@ -176,6 +176,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress)
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    from r1kit.claims import run_claims
+
+    run_claims(args.out, minutes=args.minutes, doc=args.doc, n_test=args.n_test, seed=args.seed, progress=not args.no_progress)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from r1kit.report import write_report
 
@@ -438,6 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("claims", help="ablation runs behind the article's claims -> docs/claims.md (up to an hour; resumable)")
+    p.add_argument("--out", default="runs/claims", help="run directory; finished runs in it are kept (resume)")
+    p.add_argument("--minutes", type=float, default=60.0, help="time budget shared by the runs (evaluation on top)")
+    p.add_argument("--doc", default="docs/claims.md", help="where the table goes (plots beside it in claims/)")
+    p.add_argument("--n-test", type=int, default=300, help="held-out problems per evaluation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("report", help="rebuild RUN_DIR/report.md and its plots from the run's saved metrics")
     p.add_argument("run_dir")

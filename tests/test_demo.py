@@ -51,3 +51,25 @@ def test_report_rebuilds_from_saved_metrics(run):
     (run / "report.md").unlink()
     assert main(["report", str(run)]) == 0
     assert "Held-out evaluation" in (run / "report.md").read_text()
+
+
+def test_claims_pipeline_writes_the_table_and_resumes(tmp_path):
+    from r1kit.claims import RL_RUNS, SFT_RUNS, run_claims
+
+    kwargs = dict(minutes=0.5, doc=tmp_path / "claims.md", n_test=6, n_train=300, progress=False,
+                  model={"preset": "tiny", "max_seq_len": 256},
+                  sft_changes=dict(vocab_size=256, max_len=256, batch_size=8, lr=1e-2, warmup_steps=2),
+                  rl_changes=dict(group_size=2, prompts_per_step=2, max_new_tokens=32))
+    doc = run_claims(tmp_path / "runs", **kwargs)
+    text = doc.read_text()
+    for claim in ("S1:", "S2-S4:", "S11:"):
+        assert claim in text
+    for name in SFT_RUNS + RL_RUNS:
+        assert f"| {name} |" in text
+    assert (tmp_path / "claims" / "balancing.png").stat().st_size > 1000
+    stamps = {n: (tmp_path / "runs" / n / "result.json").stat().st_mtime_ns for n in SFT_RUNS + RL_RUNS}
+    (tmp_path / "runs" / "rl_composite" / "result.json").unlink()  # as if interrupted in the last runs
+    run_claims(tmp_path / "runs", **kwargs)
+    for name in SFT_RUNS:  # finished runs are kept, not run again
+        assert (tmp_path / "runs" / name / "result.json").stat().st_mtime_ns == stamps[name]
+    assert (tmp_path / "runs" / "rl_composite" / "result.json").is_file()

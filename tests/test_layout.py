@@ -24,6 +24,7 @@ ALLOWED = {
     "engine": {"kv_cache", "model", "checkpoint", "tokenizer"},
     "export": {"checkpoint", "model", "tokenizer"},
     "report": set(),
+    "claims": {"checkpoint", "config", "data", "evaluate", "grpo", "sft", "synth", "tokenizer"},
     "demo": {"checkpoint", "config", "data", "evaluate", "grpo", "report", "sft", "synth", "tokenizer"},
     "grpo": {"config", "checkpoint", "data", "engine", "evaluate", "model", "sft", "tokenizer", "verify"},
 }
