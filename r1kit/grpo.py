@@ -92,7 +92,6 @@ named _BT hold T - 1 entries: entry t is about token t + 1, predicted at t.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -108,7 +107,10 @@ from r1kit.data import Example, load_examples
 from r1kit.engine import Engine, SamplingParams
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
-from r1kit.sft import batch_indices, load_trainer_state, save_trainer_state
+from r1kit.sft import (
+    adamw, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary, save_trainer_state,
+    truncate_metrics,
+)
 from r1kit.tokenizer import Tokenizer
 from r1kit.verify import RewardConfig, score
 
@@ -394,10 +396,7 @@ def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches:
 
 
 def make_optimizer(model: Transformer, cfg: RLConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))  # SFT's betas
+    return adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))  # SFT's betas
 
 
 def lr_at(step: int, cfg: RLConfig) -> float:
@@ -449,11 +448,11 @@ def train_rl(
     step = 0
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
-        _truncate_metrics(metrics_path, step)
+        truncate_metrics(metrics_path, step)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         metrics_path.write_text("")
-        _log(metrics_path, {"event": "start", "init": str(init_checkpoint), "problems": len(pool),
+        log_metrics(metrics_path, {"event": "start", "init": str(init_checkpoint), "problems": len(pool),
                             "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
                             "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
 
@@ -472,7 +471,7 @@ def train_rl(
     if eval_examples and cfg.eval_at_start and not resume:
         _evaluate_and_log(model, tok, eval_examples, cfg, step, 0.0, metrics_path)
 
-    bar = _progress(cfg.max_steps, step, progress)
+    bar = progress_bar(cfg.max_steps, step, progress, "rl")
     train_time, window = 0.0, []
     P, G = cfg.prompts_per_step, cfg.group_size
     while step < cfg.max_steps:
@@ -510,11 +509,8 @@ def train_rl(
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             line = {"step": step, "lr": lr, **_mean_records(window), "train_minutes": train_time / 60}
-            routing = model.routing_stats()
-            if routing:
-                line["utilisation"] = sum(r["utilisation"] for r in routing) / len(routing)
-                line["max_vio"] = max(r["max_vio"] for r in routing)
-            _log(metrics_path, line)
+            line.update(routing_summary(model))
+            log_metrics(metrics_path, line)
             bar.set_postfix(reward=f"{line['reward']:.3f}", acc=f"{line['accuracy']:.2f}", len=f"{line['response_tokens']:.0f}")
             window = []
         bar.update(1)
@@ -559,7 +555,7 @@ def _step_record(rewards_PG, parts, completions, passes, eos_id: int, with_extra
 def _evaluate_and_log(model, tok, examples, cfg: RLConfig, step: int, train_time: float, path: Path) -> None:
     result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     model.train()
-    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
+    log_metrics(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
 
 
 def _mean_records(records: list[dict]) -> dict:
@@ -567,22 +563,3 @@ def _mean_records(records: list[dict]) -> dict:
     keys = dict.fromkeys(k for r in records for k in r)
     sums = {k: sum(r[k] for r in records if k in r) for k in keys}
     return {k: v if k == "skipped" else v / sum(k in r for r in records) for k, v in sums.items()}
-
-
-def _log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint being resumed."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="rl", dynamic_ncols=True)

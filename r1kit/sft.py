@@ -159,10 +159,15 @@ def make_batch(encoded: list[tuple[list[int], int]], indices: list[int], pad_id:
 
 
 def make_optimizer(model: Transformer, cfg: SFTConfig) -> torch.optim.AdamW:
+    return adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+
+
+def adamw(model: Transformer, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms, biases, gate biases)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
 def lr_at(step: int, cfg: SFTConfig) -> float:
@@ -253,11 +258,11 @@ def train_sft(
     step = 0
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
-        _truncate_metrics(metrics_path, step)
+        truncate_metrics(metrics_path, step)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         metrics_path.write_text("")
-        _log(metrics_path, {"event": "start", "examples": len(encoded), "dropped_too_long": dropped,
+        log_metrics(metrics_path, {"event": "start", "examples": len(encoded), "dropped_too_long": dropped,
                             "params": model.num_params(), "active_params": model.num_params(active=True),
                             "vocab_size": tok.vocab_size, "model": model.config.model_dump(), "sft": cfg.model_dump()})
 
@@ -269,7 +274,7 @@ def train_sft(
 
         save_pretrained(model, directory, extra=extra)
 
-    bar = _progress(cfg.max_steps, step, progress)
+    bar = progress_bar(cfg.max_steps, step, progress, "sft")
     train_time, window_loss, window_tokens, window_time = 0.0, 0.0, 0, 0.0
     model.train()
     while step < cfg.max_steps:
@@ -297,13 +302,10 @@ def train_sft(
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             n = (step - 1) % cfg.log_every + 1
-            routing = model.routing_stats()
             record = {"step": step, "loss": window_loss / n, "lr": lr, "grad_norm": float(grad_norm),
-                      "tokens_per_s": window_tokens / window_time, "train_minutes": train_time / 60}
-            if routing:
-                record["utilisation"] = sum(r["utilisation"] for r in routing) / len(routing)
-                record["max_vio"] = max(r["max_vio"] for r in routing)
-            _log(metrics_path, record)
+                      "tokens_per_s": window_tokens / window_time, "train_minutes": train_time / 60,
+                      **routing_summary(model)}
+            log_metrics(metrics_path, record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}",
                             util=f"{record.get('utilisation', float('nan')):.2f}")
             window_loss, window_tokens, window_time = 0.0, 0, 0.0
@@ -347,7 +349,7 @@ def _evaluate_and_log(model, tok, examples, cfg: SFTConfig, step: int, train_tim
     result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     model.train()
     summary = {"loss": loss, **result.summary()}
-    _log(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in summary.items()}})
+    log_metrics(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in summary.items()}})
 
 
 def training_corpus(examples: list[Example]):
@@ -357,12 +359,24 @@ def training_corpus(examples: list[Example]):
         yield format_completion(reasoning_text(ex), ex.answer)
 
 
-def _log(path: Path, record: dict) -> None:
+# ----------------------------------------------------------------------------- shared with grpo.py
+
+
+def routing_summary(model: Transformer) -> dict:
+    """Mean expert utilisation and worst MaxVio over MoE layers, last forward ({} without MoE)."""
+    routing = model.routing_stats()
+    if not routing:
+        return {}
+    return {"utilisation": sum(r["utilisation"] for r in routing) / len(routing),
+            "max_vio": max(r["max_vio"] for r in routing)}
+
+
+def log_metrics(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop metric lines written after the checkpoint being resumed."""
     if not path.exists():
         return
@@ -370,7 +384,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="sft", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)

@@ -1,6 +1,5 @@
 """Export to the Hugging Face Llama format: same logits and same greedy text under transformers."""
 
-import json
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ from r1kit.checkpoint import save_pretrained
 from r1kit.cli import main
 from r1kit.engine import Engine, SamplingParams
 from r1kit.export import ExportError, export_hf
-from r1kit.model import Transformer
 from r1kit.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers", reason="transformers is needed to load the exported model")
