@@ -223,8 +223,9 @@ def _sampling_params(args: argparse.Namespace):
 class _Painter:
     """Reasoning dimmed on a terminal; marked with a prefix when output is piped."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream, self.tty, self.channel = stream, stream.isatty(), None
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.tty, self.channel = self.stream.isatty(), None
 
     def write(self, text: str, channel: str) -> None:
         if channel != self.channel:
