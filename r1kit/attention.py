@@ -89,6 +89,13 @@ class AttentionContext:
     standard_causal: bool  # keys are exactly the queries at positions 0..T-1: SDPA's is_causal applies
     # per query chunk: (t0, t1, lo, hi) -- queries t0:t1 may see key slots lo:hi (local) and :hi (others)
     chunks: list[tuple[int, int, int, int]]
+    _causal_B1TS: torch.Tensor | None = None
+
+    def causal_mask(self) -> torch.Tensor:
+        """[B, 1, T, S] bool: key_pos <= query_pos; built once per forward, shared by the layers."""
+        if self._causal_B1TS is None:
+            self._causal_B1TS = (self.k_pos_BS[:, None, :] <= self.q_pos_BT[:, :, None]).unsqueeze(1)
+        return self._causal_B1TS
 
 
 def plan_chunks(q_slot_BT: torch.Tensor | None, T: int, chunk_size: int, window: int) -> list[tuple[int, int, int, int]]:
@@ -178,8 +185,7 @@ def dense_attention(q_BHTD: torch.Tensor, k_BHSD: torch.Tensor, v_BHSD: torch.Te
     """Plain causal attention with torch's fused SDPA (the Llama reference)."""
     if ctx.standard_causal:
         return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, is_causal=True)
-    mask_B1TS = (ctx.k_pos_BS[:, None, :] <= ctx.q_pos_BT[:, :, None]).unsqueeze(1)
-    return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, attn_mask=mask_B1TS)
+    return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, attn_mask=ctx.causal_mask())
 
 
 # ----------------------------------------------------------------------------- the module

@@ -225,7 +225,7 @@ class Engine:
 
     # ------------------------------------------------------------------ the step
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self) -> list[TokenEvent]:
         """Admit and prefill waiting requests, sample one token for every running sequence, drop the
         finished ones, and run one decode forward for the rest."""
@@ -282,7 +282,10 @@ class Engine:
         ids_BP = torch.zeros((B, P), dtype=torch.long, device=self.device)
         for row, request in enumerate(requests):
             ids_BP[row, : len(request.prompt_ids)] = torch.tensor(request.prompt_ids, device=self.device)
-        cache = KVCache.for_model(self.model, B, max_seq_len=self.max_seq_len)
+        # capacity for the longest of these requests (in steps of 64 slots), not the model's whole
+        # context: less memory to zero and hold; the running cache grows if a longer one joins
+        capacity = min(self.max_seq_len, -(-max(r.total_len for r in requests) // 64) * 64)
+        cache = KVCache.for_model(self.model, B, max_seq_len=capacity)
         logits_BPV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache)
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
         logits_BV = logits_BPV[torch.arange(B, device=self.device), last_B]

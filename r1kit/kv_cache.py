@@ -37,6 +37,7 @@ class KVCache:
         self.row_length_B = torch.zeros(batch_size, dtype=torch.long)  # per row: 1 + its largest position written
         self._rows_BT: torch.Tensor | None = None
         self._positions_BT: torch.Tensor | None = None
+        self._slots: slice | None = None
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
@@ -59,14 +60,22 @@ class KVCache:
             raise ValueError(f"positions must lie in [0, {self.max_seq_len}) for this cache, got up to {last}")
         self._rows_BT = torch.arange(B, device=positions_BT.device)[:, None].expand(B, T)
         self._positions_BT = positions_BT
+        # every row writing the same run of slots (batch 1, or a decode step in lockstep): a plain
+        # slice assignment per layer instead of advanced indexing, which is much cheaper per step
+        first = int(positions_BT[0, 0])
+        same = B == 1 or bool((positions_BT == positions_BT[:1]).all())
+        self._slots = slice(first, first + T) if same and int(positions_BT[0, -1]) - first == T - 1 else None
         self.is_symbol_BS[self._rows_BT, positions_BT] = is_symbol_BT
         self.row_length_B = torch.maximum(self.row_length_B, positions_BT.max(dim=1).values.cpu() + 1)
         self.length = max(self.length, last + 1)
 
     def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # advanced indexing on (row, slot) puts those dims first: the values go in as [B, T, G, D]
-        self.k_LBGSD[layer][self._rows_BT, :, self._positions_BT] = k_BGTD.transpose(1, 2).to(self.k_LBGSD.dtype)
-        self.v_LBGSD[layer][self._rows_BT, :, self._positions_BT] = v_BGTD.transpose(1, 2).to(self.v_LBGSD.dtype)
+        if self._slots is not None:
+            self.k_LBGSD[layer, :, :, self._slots] = k_BGTD
+            self.v_LBGSD[layer, :, :, self._slots] = v_BGTD
+        else:  # advanced indexing on (row, slot) puts those dims first: the values go in as [B, T, G, D]
+            self.k_LBGSD[layer][self._rows_BT, :, self._positions_BT] = k_BGTD.transpose(1, 2).to(self.k_LBGSD.dtype)
+            self.v_LBGSD[layer][self._rows_BT, :, self._positions_BT] = v_BGTD.transpose(1, 2).to(self.v_LBGSD.dtype)
         return self.k_LBGSD[layer, :, :, : self.length], self.v_LBGSD[layer, :, :, : self.length]
 
     def visible_symbols(self) -> torch.Tensor:
@@ -86,10 +95,24 @@ class KVCache:
         self.row_length_B = self.row_length_B.index_select(0, rows.cpu())
         self.length = int(self.row_length_B.max()) if len(self.row_length_B) else 0
 
+    def grow(self, max_seq_len: int) -> None:
+        """Raise the capacity to max_seq_len slots (new slots zero), keeping what is written."""
+        extra = max_seq_len - self.max_seq_len
+        if extra <= 0:
+            return
+        pad = (0, 0, 0, extra)  # the slot dim, second from last
+        self.k_LBGSD = torch.nn.functional.pad(self.k_LBGSD, pad)
+        self.v_LBGSD = torch.nn.functional.pad(self.v_LBGSD, pad)
+        self.is_symbol_BS = torch.nn.functional.pad(self.is_symbol_BS, (0, extra))
+        self.max_seq_len = max_seq_len
+
     def append_rows(self, other: "KVCache") -> None:
-        """Add another cache's rows after these (sequences joining a running batch)."""
-        if other.k_LBGSD.shape[::2] != self.k_LBGSD.shape[::2] or other.max_seq_len != self.max_seq_len:
-            raise ValueError("append_rows needs a cache of the same model and capacity")
+        """Add another cache's rows after these (sequences joining a running batch); the smaller
+        capacity grows to the larger."""
+        if other.k_LBGSD.shape[::2] != self.k_LBGSD.shape[::2]:
+            raise ValueError("append_rows needs a cache of the same model (layers, heads, head dim)")
+        self.grow(other.max_seq_len)
+        other.grow(self.max_seq_len)
         self.k_LBGSD = torch.cat([self.k_LBGSD, other.k_LBGSD], dim=1)
         self.v_LBGSD = torch.cat([self.v_LBGSD, other.v_LBGSD], dim=1)
         self.is_symbol_BS = torch.cat([self.is_symbol_BS, other.is_symbol_BS])

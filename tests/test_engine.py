@@ -168,3 +168,18 @@ def test_text_stop_strings_and_streaming_keep_reasoning_apart(tok):
 
     held = list(engine.stream(prompt, SamplingParams(max_new_tokens=40, stop=["= 19"])))
     assert "".join(d.text for d in held) == "12 + 7 "  # "= 1" was held back, never shown
+
+
+def test_cache_rows_of_different_capacity_join_without_losing_what_is_written():
+    from r1kit.kv_cache import KVCache
+
+    model = make_model().eval()
+    short, long = KVCache.for_model(model, 1, max_seq_len=8), KVCache.for_model(model, 2, max_seq_len=16)
+    with torch.no_grad():
+        model(torch.tensor([[3, 4, 5]]), torch.arange(3)[None], short)
+        model(torch.tensor([[6, 7, 8, 9]] * 2), torch.arange(4).expand(2, 4), long)
+    k_short = short.k_LBGSD[:, :, :, :3].clone()
+    short.append_rows(long)
+    assert short.max_seq_len == 16 and short.batch_size == 3 and short.length == 4
+    assert torch.equal(short.k_LBGSD[:, :1, :, :3], k_short) and torch.equal(short.k_LBGSD[:, 1:, :, :4], long.k_LBGSD[:, :, :, :4])
+    assert short.k_LBGSD[:, :1, :, 3:].abs().sum() == 0  # new slots are zero (masked, and finite)
