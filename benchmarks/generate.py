@@ -11,7 +11,10 @@ batch 1, 8 and 32 of random prompts:
                     them: the generation's own memory, weights excluded.
 Greedy decoding, every sequence forced to generate exactly new_tokens (no EOS), fp32, torch's
 default threads. Each measurement runs in a fresh subprocess so its peak memory is its own; the
-best of `--repeats` timings is kept. Results: benchmarks/results/generate.json, and a table.
+best of `--repeats` timings is kept. The two libraries are measured alternately `--rounds` times
+and the median of each is reported with its range: on a shared virtual machine the same
+measurement was seen to vary by 2x between runs minutes apart. Results:
+benchmarks/results/generate.json, and a table.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import multiprocessing as mp
 import platform
 import resource
+import statistics
 import tempfile
 import time
 from datetime import date
@@ -120,6 +124,8 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the libraries this many times; medians reported")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
     parser.add_argument("--quick", action="store_true", help="one small model, batch 1 and 8, 32 tokens: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "generate.json"))
     args = parser.parse_args()
@@ -130,11 +136,11 @@ def main() -> None:
     from r1kit.export import export_hf
     from r1kit.tokenizer import Tokenizer
 
-    models = dict(MODELS)
+    models = {name: MODELS[name] for name in args.models.split(",")}
     batches = [int(b) for b in args.batches.split(",")]
     if args.quick:
         models = {"dense-demo": MODELS["dense-demo"]}
-        batches, args.new_tokens, args.repeats = [1, 8], 32, 1
+        batches, args.new_tokens, args.repeats, args.rounds = [1, 8], 32, 1, 1
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,11 +155,18 @@ def main() -> None:
             params = model.num_params()
             for batch in batches:
                 row = {"model": name, "params": params, "batch": batch}
-                for library in ("r1kit", "transformers") if hf_dir else ("r1kit",):
-                    r = measure(library, spec, hf_dir, batch, args.prompt_len, args.new_tokens, args.repeats)
+                libraries = ("r1kit", "transformers") if hf_dir else ("r1kit",)
+                runs = {library: [] for library in libraries}
+                for _ in range(args.rounds):
+                    for library in libraries:
+                        runs[library].append(measure(library, spec, hf_dir, batch, args.prompt_len, args.new_tokens, args.repeats))
+                for library, rs in runs.items():
+                    r = {key: statistics.median(x[key] for x in rs) for key in rs[0]}
+                    r["decode_tokens_per_s_range"] = [min(x["decode_tokens_per_s"] for x in rs), max(x["decode_tokens_per_s"] for x in rs)]
                     row[library] = r
                     print(f"{name:22s} {params / 1e6:5.1f}M  batch {batch:3d}  {library:12s} "
-                          f"decode {r['decode_tokens_per_s']:8.0f} tok/s  prefill {r['prefill_tokens_per_s']:8.0f} tok/s  "
+                          f"decode {r['decode_tokens_per_s']:8.0f} tok/s ({r['decode_tokens_per_s_range'][0]:.0f}-"
+                          f"{r['decode_tokens_per_s_range'][1]:.0f})  prefill {r['prefill_tokens_per_s']:8.0f} tok/s  "
                           f"peak {r['peak_mem_mib']:6.1f} MiB", flush=True)
                 if hf_dir:
                     row["decode_speedup_vs_transformers"] = (
@@ -164,7 +177,7 @@ def main() -> None:
     meta = {
         "date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "repeats": args.repeats,
+        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "repeats": args.repeats, "rounds": args.rounds,
     }
     if not args.quick:
         out = Path(args.out)
