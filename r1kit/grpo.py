@@ -108,8 +108,8 @@ from r1kit.engine import Engine, SamplingParams
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
 from r1kit.sft import (
-    adamw, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary, save_trainer_state,
-    truncate_metrics,
+    adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
+    save_trainer_state, truncate_metrics,
 )
 from r1kit.tokenizer import Tokenizer
 from r1kit.verify import RewardConfig, score
@@ -514,17 +514,14 @@ def train_rl(
             bar.set_postfix(reward=f"{line['reward']:.3f}", acc=f"{line['accuracy']:.2f}", len=f"{line['response_tokens']:.0f}")
             window = []
         bar.update(1)
-        stop_for_time = cfg.max_minutes is not None and train_time >= cfg.max_minutes * 60
-        if eval_examples and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not stop_for_time:
-            _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
-        if step % cfg.save_every == 0 and step < cfg.max_steps:
-            save(last, with_state=True)
-        if stop_for_time:
-            break
-        if stop_at is not None and step >= stop_at:
+        after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
+            lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
+            save_last=lambda: save(last, with_state=True))
+        if after == "interrupted":
             bar.close()
-            save(last, with_state=True)
             return last
+        if after == "out_of_time":
+            break
     bar.close()
     save(last, with_state=True)
     save(final, with_state=False)

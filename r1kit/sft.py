@@ -310,17 +310,14 @@ def train_sft(
                             util=f"{record.get('utilisation', float('nan')):.2f}")
             window_loss, window_tokens, window_time = 0.0, 0, 0.0
         bar.update(1)
-        stop_for_time = cfg.max_minutes is not None and train_time >= cfg.max_minutes * 60
-        if eval_examples and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not stop_for_time:
-            _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
-        if step % cfg.save_every == 0 and step < cfg.max_steps:
-            save(last, with_state=True)
-        if stop_for_time:
-            break
-        if stop_at is not None and step >= stop_at:
+        after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
+            lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
+            save_last=lambda: save(last, with_state=True))
+        if after == "interrupted":
             bar.close()
-            save(last, with_state=True)
             return last
+        if after == "out_of_time":
+            break
     bar.close()
     save(last, with_state=True)
     save(final, with_state=False)
@@ -360,6 +357,24 @@ def training_corpus(examples: list[Example]):
 
 
 # ----------------------------------------------------------------------------- shared with grpo.py
+
+
+def after_step(step: int, cfg, train_time: float, stop_at: int | None, evaluate, save_last) -> str:
+    """A trainer's bookkeeping after optimiser step `step` (cfg has eval_every, save_every,
+    max_steps, max_minutes): periodic evaluation (`evaluate`, falsy = none) and last/ checkpoint
+    (`save_last`). Returns "continue", "out_of_time" (max_minutes reached: the caller ends the run
+    as if at max_steps) or "interrupted" (stop_at reached: last/ is written, nothing else)."""
+    out_of_time = cfg.max_minutes is not None and train_time >= cfg.max_minutes * 60
+    if evaluate and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not out_of_time:
+        evaluate()
+    if step % cfg.save_every == 0 and step < cfg.max_steps:
+        save_last()
+    if out_of_time:
+        return "out_of_time"
+    if stop_at is not None and step >= stop_at:
+        save_last()
+        return "interrupted"
+    return "continue"
 
 
 def routing_summary(model: Transformer) -> dict:
