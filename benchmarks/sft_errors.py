@@ -32,7 +32,7 @@ def main() -> None:
     model, tok = load_pretrained(args.checkpoint).eval(), Tokenizer.load(args.checkpoint)
     examples = load_examples(args.data).examples[: args.n]
     outputs = generate(model, [tok.encode_prompt(e.question) for e in examples],
-                       SamplingParams(max_new_tokens=96), stop_ids={tok.eos_id}, pad_id=tok.pad_id)
+                       SamplingParams(max_new_tokens=96), stop_ids={tok.eos_id})
     first_step_operands_right, claims, operands_right = 0, 0, 0
     by_op: dict[str, list[int]] = {}
     for example, ids in zip(examples, outputs):

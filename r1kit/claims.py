@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from r1kit.config import model_config_from
-from r1kit.data import load_examples, question_hash, write_jsonl
+from r1kit.data import atomic_file, load_examples, question_hash, write_json, write_jsonl, write_text
 from r1kit.evaluate import evaluate
 from r1kit.checkpoint import load_pretrained
 from r1kit.grpo import RLConfig, train_rl
@@ -63,9 +63,7 @@ def run_claims(out_dir: str | Path = "runs/claims", minutes: float = 60.0, doc: 
             result = _sft_run(name, out, data, sft_minutes, seed, progress, base)
         else:
             result = _rl_run(name, out, data, rl_minutes, seed, progress, base)
-        tmp = result_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(result_file)
+        write_json(result_file, result)
     results = {name: json.loads((out / name / "result.json").read_text()) for name in SFT_RUNS + RL_RUNS}
     return write_claims_doc(results, Path(doc), minutes, n_test)
 
@@ -136,7 +134,8 @@ def write_claims_doc(results: dict[str, dict], doc: Path, minutes: float, n_test
     ax.set(title="S1: expert balance during SFT (mean over training)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(plots / "balancing.png", dpi=110)
+    with atomic_file(plots / "balancing.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
 
     def mean(values) -> float:
@@ -173,7 +172,6 @@ def write_claims_doc(results: dict[str, dict], doc: Path, minutes: float, n_test
     for name, r in results.items():
         util = " ".join(f"{u:.2f}" for u in r.get("utilisation_per_layer", []))
         lines.append(f"| {name} | {r['steps']} | {r['accuracy']:.1%} | {r['step_validity']:.3f} | {r['mean_steps']:.2f} | {util} |")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text("\n".join(lines) + "\n")
+    write_text(doc, "\n".join(lines) + "\n")
     print(f"wrote {doc}")
     return doc

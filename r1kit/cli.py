@@ -201,13 +201,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     result = evaluate(model, tok, examples[: args.n], batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     print_table(result.summary(), title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
     if args.out:
-        from r1kit.data import write_jsonl
+        from r1kit.data import write_json, write_jsonl
 
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps({"checkpoint": str(args.checkpoint), "data": str(args.data), **result.summary()}, indent=2))
-        tmp.replace(out)
+        write_json(out, {"checkpoint": str(args.checkpoint), "data": str(args.data), **result.summary()})
         if args.rows_out:
             write_jsonl(args.rows_out, result.rows)
         print(f"wrote {out}")

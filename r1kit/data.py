@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 import os
 import re
 import tempfile
@@ -233,18 +234,16 @@ def drop_long(examples: Iterable[Example], limit: int, length_fn: Callable[[Exam
     return Kept(kept, dropped)
 
 
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example]) -> int:
-    """Write rows (dicts or Examples) one JSON object per line, atomically: a temporary file in the
-    same directory, then os.replace, so a reader never sees half a file. Returns the row count."""
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w"):
+    """Open a temporary file beside `path`; on a clean exit it replaces `path` (os.replace), on an
+    error it is removed: a reader never sees half a file, and a crash leaves the old one whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    count = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row.to_json() if isinstance(row, Example) else row, ensure_ascii=False) + "\n")
-                count += 1
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -252,4 +251,24 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole text file atomically (atomic_file)."""
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write one JSON document (indented) atomically."""
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example]) -> int:
+    """Write rows (dicts or Examples) one JSON object per line, atomically. Returns the row count."""
+    count = 0
+    with atomic_file(path) as f:
+        for row in rows:
+            f.write(json.dumps(row.to_json() if isinstance(row, Example) else row, ensure_ascii=False) + "\n")
+            count += 1
     return count

@@ -21,7 +21,6 @@ of every stage, not a result.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from r1kit.checkpoint import atomic_directory, load_pretrained
 from r1kit.config import model_config_from
-from r1kit.data import load_examples, question_hash, write_jsonl
+from r1kit.data import load_examples, question_hash, write_json, write_jsonl
 from r1kit.evaluate import evaluate, print_table
 from r1kit.grpo import RLConfig, train_rl
 from r1kit.report import write_report
@@ -120,10 +119,10 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     timings["end"] = time.perf_counter()
     names = list(timings)
     minutes_per_stage = {a: (timings[b] - timings[a]) / 60 for a, b in zip(names, names[1:])}
-    (out / "run.json").write_text(json.dumps({
+    write_json(out / "run.json", {
         "quick": quick, "minutes_budget": minutes, "seed": seed, "minutes_per_stage": minutes_per_stage,
         "total_minutes": (timings["end"] - started) / 60, "plan": p.__dict__,
-    }, indent=2) + "\n")
+    })
     report = write_report(out)
     print(f"\nSFT accuracy {sft_eval['accuracy']:.1%} -> RL {rl_eval['accuracy']:.1%} on {sft_eval['n']} held-out problems")
     print(f"done in {(timings['end'] - started) / 60:.1f} minutes. Everything is in {out}/:")
@@ -139,9 +138,7 @@ def _evaluate(checkpoint: Path, data: Path, p: DemoPlan, out_json: Path) -> dict
     examples = load_examples(data).examples
     result = evaluate(model, tok, examples, batch_size=p.eval_batch_size, max_new_tokens=p.max_new_tokens)
     summary = {"checkpoint": str(checkpoint), "data": str(data), **result.summary()}
-    tmp = out_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out_json)
+    write_json(out_json, summary)
     write_jsonl(out_json.with_name("eval_rows.jsonl"), result.rows)
     print_table(result.summary(), title=f"{checkpoint} on {len(examples)} held-out problems")
     return summary

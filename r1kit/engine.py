@@ -442,13 +442,11 @@ def generate(
     prompts: list[list[int]],
     params: SamplingParams,
     stop_ids: set[int],
-    pad_id: int = 0,
     max_batch_size: int = 256,
 ) -> list[list[int]]:
     """Token ids of one completion per prompt (the stop token included when one ended it); a thin
     call of Engine for code that has ids and no tokenizer. Prompt r is sampled with seed
     `params.seed + r`, so equal prompts in one call still give different samples."""
-    del pad_id  # the engine pads with 0 and masks padding by position; kept for callers' signature
     engine = Engine(model, max_batch_size=max_batch_size, max_batch_tokens=1 << 30)
     per_prompt = []
     for r in range(len(prompts)):

@@ -79,7 +79,7 @@ def evaluate(
         hooks = [m.register_forward_hook(_counter(c)) for m, c in zip(moe_layers, counts)]
         hooks += [a.register_forward_hook(_gate_sum(g)) for a, g in zip(gate_layers, gate_sums)]
         try:
-            outs = generate(model, prompts, params, stop_ids={tok.eos_id}, pad_id=tok.pad_id)
+            outs = generate(model, prompts, params, stop_ids={tok.eos_id})
         finally:
             for h in hooks:
                 h.remove()

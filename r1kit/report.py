@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from r1kit.data import atomic_file, write_text
+
 BRANCHES = ("local", "global", "symbolic")
 
 
@@ -47,7 +49,8 @@ def write_report(run_dir: str | Path) -> Path:
 
     def save(fig, name: str, caption: str) -> None:
         fig.tight_layout()
-        fig.savefig(plots / name, dpi=110)
+        with atomic_file(plots / name, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
         plt.close(fig)
         figures.append((caption, f"plots/{name}"))
 
@@ -107,7 +110,7 @@ def write_report(run_dir: str | Path) -> Path:
         save(fig, "sft_vs_rl.png", "SFT vs RL on the held-out problems")
 
     report = run / "report.md"
-    report.write_text(_markdown(run, meta, evals, sft_log, rl_log, figures))
+    write_text(report, _markdown(run, meta, evals, sft_log, rl_log, figures))
     return report
 
 

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from r1kit import config as config_mod
 from r1kit.checkpoint import load_pretrained, save_pretrained
 from r1kit.config import ModelConfig
-from r1kit.data import Example, load_examples
+from r1kit.data import Example, load_examples, write_text
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
 from r1kit.tokenizer import Tokenizer, format_completion
@@ -396,7 +396,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text(path, "".join(line + "\n" for line in keep))  # atomic: a crash here keeps the old log
 
 
 def progress_bar(total: int, initial: int, enabled: bool, desc: str):

@@ -23,7 +23,7 @@ ALLOWED = {
     "evaluate": {"data", "engine", "model", "moe", "tokenizer", "verify"},
     "engine": {"kv_cache", "model", "checkpoint", "tokenizer"},
     "export": {"checkpoint", "model", "tokenizer"},
-    "report": set(),
+    "report": {"data"},
     "claims": {"checkpoint", "config", "data", "evaluate", "grpo", "sft", "synth", "tokenizer"},
     "demo": {"checkpoint", "config", "data", "evaluate", "grpo", "report", "sft", "synth", "tokenizer"},
     "grpo": {"config", "checkpoint", "data", "engine", "evaluate", "model", "sft", "tokenizer", "verify"},
