@@ -148,16 +148,24 @@ def multiscale_chunk(
 
     # global: each query's top-k causal keys. The selection is discrete, so it needs no gradient;
     # the softmax over the selected keys' scores (inside SDPA) carries it, exactly as a masked
-    # softmax over top-k values would.
-    S = k_BHSD.shape[2]
-    if S <= topk:  # every causal key is among the top k
-        top_BHcS = causal_BcS.unsqueeze(1)
+    # softmax over top-k values would. A query with at most k causal keys keeps them all, so scores
+    # and top-k run only from the first query (in any row) that has more; every query before it
+    # just keeps its causal keys. In training at T ~ 100 with k = 64 this skips two thirds of the
+    # top-k work.
+    B, H, S = q_BHcD.shape[0], q_BHcD.shape[1], k_BHSD.shape[2]
+    causal_B1cS = causal_BcS.unsqueeze(1)
+    over_k_c = causal_BcS.sum(dim=-1).amax(dim=0) > topk  # [c]
+    if S <= topk or not bool(over_k_c.any()):
+        top_BHcS = causal_B1cS
     else:
+        first = int(over_k_c.int().argmax())  # index of the first query over k
         with torch.no_grad():
-            scores_BHcS = (q_BHcD @ k_BHSD.transpose(-1, -2)).masked_fill_(~causal_BcS.unsqueeze(1), float("-inf"))
-            top_idx_BHck = scores_BHcS.topk(topk, dim=-1, sorted=False).indices
-            top_BHcS = torch.zeros_like(scores_BHcS, dtype=torch.bool).scatter_(-1, top_idx_BHck, True)
-            top_BHcS &= causal_BcS.unsqueeze(1)  # fewer than k earlier keys: -inf entries were picked too
+            late_causal_B1lS = causal_B1cS[:, :, first:]
+            scores_BHlS = (q_BHcD[:, :, first:] @ k_BHSD.transpose(-1, -2)).masked_fill_(~late_causal_B1lS, float("-inf"))
+            top_idx_BHlk = scores_BHlS.topk(topk, dim=-1, sorted=False).indices
+            late_BHlS = torch.zeros_like(scores_BHlS, dtype=torch.bool).scatter_(-1, top_idx_BHlk, True)
+            late_BHlS &= late_causal_B1lS  # fewer than k earlier keys in some row: -inf entries were picked too
+            top_BHcS = torch.cat([causal_B1cS[:, :, :first].expand(B, H, first, S), late_BHlS], dim=2)
     out_global = F.scaled_dot_product_attention(q_BHcD, k_BHSD, v_BHSD, attn_mask=top_BHcS)
 
     return torch.stack([out_local, out_global, out_symbol])

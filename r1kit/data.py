@@ -198,6 +198,14 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> Rows:
     return Rows(items, skipped)
 
 
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's metrics JSONL; [] when the file is missing or still empty."""
+    path = Path(path)
+    if not path.is_file() or not path.read_text().strip():
+        return []
+    return read_jsonl(path).rows
+
+
 def _any_example(row: Any) -> Example:
     row = _json_object(row)
     if "steps" in row:

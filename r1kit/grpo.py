@@ -109,7 +109,7 @@ from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
 from r1kit.sft import (
     adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
-    save_trainer_state, truncate_metrics,
+    resumed_train_time, save_trainer_state, truncate_metrics,
 )
 from r1kit.tokenizer import Tokenizer
 from r1kit.verify import RewardConfig, score
@@ -445,10 +445,11 @@ def train_rl(
     lengths = [len(p) for p in prompts]
 
     optimizer = make_optimizer(model, cfg)
-    step = 0
+    step, train_time = 0, 0.0  # train_time: seconds of training so far (evaluation excluded)
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
         truncate_metrics(metrics_path, step)
+        train_time = resumed_train_time(metrics_path)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         metrics_path.write_text("")
@@ -472,7 +473,7 @@ def train_rl(
         _evaluate_and_log(model, tok, eval_examples, cfg, step, 0.0, metrics_path)
 
     bar = progress_bar(cfg.max_steps, step, progress, "rl")
-    train_time, window = 0.0, []
+    window = []
     P, G = cfg.prompts_per_step, cfg.group_size
     while step < cfg.max_steps:
         t0 = time.perf_counter()

@@ -13,15 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1kit.data import atomic_file, write_text
+from r1kit.data import atomic_file, read_metrics, write_text
 
 BRANCHES = ("local", "global", "symbolic")
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _json(path: Path) -> dict | None:
@@ -39,7 +33,7 @@ def write_report(run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"no run directory {run}")
     plots = run / "plots"
     plots.mkdir(exist_ok=True)
-    sft_log, rl_log = _jsonl(run / "sft" / "metrics.jsonl"), _jsonl(run / "rl" / "metrics.jsonl")
+    sft_log, rl_log = read_metrics(run / "sft" / "metrics.jsonl"), read_metrics(run / "rl" / "metrics.jsonl")
     evals = {name: _json(run / name / "eval.json") for name in ("sft", "rl")}
     evals = {k: v for k, v in evals.items() if v}
     meta = _json(run / "run.json") or {}

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from r1kit import config as config_mod
 from r1kit.checkpoint import load_pretrained, save_pretrained
 from r1kit.config import ModelConfig
-from r1kit.data import Example, load_examples, write_text
+from r1kit.data import Example, load_examples, read_metrics, write_text
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
 from r1kit.tokenizer import Tokenizer, format_completion
@@ -74,6 +74,9 @@ class SFTConfig(BaseModel):
     eval_batch_size: int = Field(64, ge=1, description="prompts decoded together in evaluation")
     max_new_tokens: int = Field(128, ge=1, description="generation budget per problem in evaluation")
     save_every: int = Field(500, ge=1, description="steps between last/ checkpoints")
+    snapshot_minutes: list[float] = Field(
+        [], description="training minutes at which to keep the weights in out_dir/minutes_<m>/ (accuracy-vs-minutes curves from one run)"
+    )
 
 
 def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig, SFTConfig]:
@@ -256,9 +259,11 @@ def train_sft(
     lengths = [len(ids) for ids, _ in encoded]
     optimizer = make_optimizer(model, cfg)
     step = 0
+    train_time = 0.0  # seconds of training so far (evaluation excluded)
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
         truncate_metrics(metrics_path, step)
+        train_time = resumed_train_time(metrics_path)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         metrics_path.write_text("")
@@ -274,8 +279,10 @@ def train_sft(
 
         save_pretrained(model, directory, extra=extra)
 
+    snapshots = {m: out / f"minutes_{m:g}" for m in sorted(cfg.snapshot_minutes)}
+    snapshots = {m: d for m, d in snapshots.items() if not d.exists()}  # a resumed run keeps earlier ones
     bar = progress_bar(cfg.max_steps, step, progress, "sft")
-    train_time, window_loss, window_tokens, window_time = 0.0, 0.0, 0, 0.0
+    window_loss, window_tokens, window_time = 0.0, 0, 0.0
     model.train()
     while step < cfg.max_steps:
         t0 = time.perf_counter()
@@ -299,6 +306,9 @@ def train_sft(
         train_time += elapsed
         window_time += elapsed
         window_loss += step_loss
+        for minutes in [m for m in snapshots if train_time >= m * 60]:
+            save(snapshots.pop(minutes), with_state=False)
+            log_metrics(metrics_path, {"event": "snapshot", "step": step, "minutes": minutes, "train_minutes": train_time / 60})
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             n = (step - 1) % cfg.log_every + 1
@@ -389,6 +399,12 @@ def routing_summary(model: Transformer) -> dict:
 def log_metrics(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def resumed_train_time(path: Path) -> float:
+    """Training seconds already spent by the run whose (truncated) metrics are at `path`, so that
+    max_minutes and snapshots count from the start of the run, not of the resumed process."""
+    return 60 * max((r.get("train_minutes", 0.0) for r in read_metrics(path)), default=0.0)
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from r1kit.checkpoint import load_pretrained
 from r1kit.cli import main
-from r1kit.data import write_jsonl
+from r1kit.data import read_metrics, write_jsonl
 from r1kit.synth import synth
 from r1kit.sft import SFTConfig, batch_indices, lr_at, load_run_config, make_batch, train_sft
 from r1kit.tokenizer import Tokenizer
@@ -88,6 +88,22 @@ def test_resume_reproduces_the_uninterrupted_run(toy_data, tmp_path):
     assert _losses(tmp_path / "split") == full
     a, b = load_pretrained(tmp_path / "full" / "final"), load_pretrained(tmp_path / "split" / "final")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # training time carries over the interruption (max_minutes and snapshots count from the start)
+    minutes = [r["train_minutes"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl") if "train_minutes" in r]
+    assert minutes == sorted(minutes) and len(minutes) > 2
+
+
+def test_snapshots_keep_the_weights_at_given_minutes(toy_data, tmp_path):
+    model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.eval_data=null", "sft.max_steps=5",
+                              "sft.snapshot_minutes=[0, 1000]")
+    final = train_sft(model_cfg, cfg, progress=False)
+    events = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("event") == "snapshot"]
+    assert [(e["step"], e["minutes"]) for e in events] == [(1, 0)]  # 1000 minutes never came
+    assert not (tmp_path / "run" / "minutes_1000").exists()
+    snap = load_pretrained(tmp_path / "run" / "minutes_0")
+    assert Tokenizer.load(tmp_path / "run" / "minutes_0").vocab_size == snap.config.vocab_size
+    # taken after step 1, so it differs from the final weights
+    assert any(not torch.equal(x, y) for x, y in zip(snap.state_dict().values(), load_pretrained(final).state_dict().values()))
 
 
 def test_cli_train_then_eval(toy_data, tmp_path, capsys):
