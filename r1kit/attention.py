@@ -87,6 +87,7 @@ class AttentionContext:
     k_pos_BS: torch.Tensor  # int64 positions of all visible keys
     k_symbol_BS: torch.Tensor  # bool: key token is a maths symbol
     standard_causal: bool  # keys are exactly the queries at positions 0..T-1: SDPA's is_causal applies
+    all_visible: bool  # every query may see every visible key (decode of rows in lockstep): no mask at all
     # per query chunk: (t0, t1, lo, hi) -- queries t0:t1 may see key slots lo:hi (local) and :hi (others)
     chunks: list[tuple[int, int, int, int]]
     _causal_B1TS: torch.Tensor | None = None
@@ -193,6 +194,8 @@ def dense_attention(q_BHTD: torch.Tensor, k_BHSD: torch.Tensor, v_BHSD: torch.Te
     """Plain causal attention with torch's fused SDPA (the Llama reference)."""
     if ctx.standard_causal:
         return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, is_causal=True)
+    if ctx.all_visible:
+        return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD)
     return F.scaled_dot_product_attention(q_BHTD, k_BHSD, v_BHSD, attn_mask=ctx.causal_mask())
 
 
@@ -206,9 +209,10 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.kind = cfg.attention.kind
         self.window, self.topk = cfg.attention.window, cfg.attention.topk
-        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.dim, cfg.kv_heads * cfg.head_dim, bias=False)
+        # q, k and v in one matrix (rows: H*D of q, then G*D of k, then G*D of v): one matmul
+        # instead of three, in training and in decoding (gpt-fast's wqkv). Export splits it again.
+        self.q_size, self.kv_size = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+        self.qkv_proj = nn.Linear(cfg.dim, self.q_size + 2 * self.kv_size, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         if self.kind == "multiscale":
             # gate logits per (head, branch) from the hidden state; the bias sets the local-first start
@@ -216,25 +220,28 @@ class Attention(nn.Module):
         # mean gate weight per branch over the last forward's tokens and heads (for reports)
         self.last_gate_mean: torch.Tensor | None = None
 
-    def _kv(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None):
-        B, T, _ = x_BTC.shape
-        k_BGTD = self.k_proj(x_BTC).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v_BGTD = self.v_proj(x_BTC).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        k_BGTD = apply_rope(k_BGTD, ctx.cos_BTD, ctx.sin_BTD)
+    def _store_kv(self, k_BTGD: torch.Tensor, v_BTGD: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None):
+        """Rotate this step's keys, put them and the values in the cache; all visible ones, [B, G, S, D]."""
+        k_BGTD = apply_rope(k_BTGD.transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
+        v_BGTD = v_BTGD.transpose(1, 2)
         if cache is not None:
             return cache.update(self.layer_idx, k_BGTD, v_BGTD)
         return k_BGTD, v_BGTD
 
     def write_cache_only(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike) -> None:
         """For a skipped attention layer: still store this step's keys/values, so that later steps
-        that do run the layer see a complete history. Costs two small projections."""
-        self._kv(x_BTC, ctx, cache)
+        that do run the layer see a complete history. Costs the k/v part of the projection."""
+        B, T, _ = x_BTC.shape
+        kv_BT2GD = F.linear(x_BTC, self.qkv_proj.weight[self.q_size:]).view(B, T, 2, self.n_kv_heads, self.head_dim)
+        self._store_kv(kv_BT2GD[:, :, 0], kv_BT2GD[:, :, 1], ctx, cache)
 
     def forward(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None = None) -> torch.Tensor:
         B, T, _ = x_BTC.shape
-        q_BHTD = self.q_proj(x_BTC).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        q_BHTD = apply_rope(q_BHTD, ctx.cos_BTD, ctx.sin_BTD)
-        k_BGSD, v_BGSD = self._kv(x_BTC, ctx, cache)
+        q_BTC, k_BTC, v_BTC = self.qkv_proj(x_BTC).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q_BHTD = apply_rope(q_BTC.view(B, T, self.n_heads, self.head_dim).transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
+        k_BGSD, v_BGSD = self._store_kv(
+            k_BTC.view(B, T, self.n_kv_heads, self.head_dim), v_BTC.view(B, T, self.n_kv_heads, self.head_dim), ctx, cache
+        )
 
         if self.kind == "dense":
             out_BHTD = dense_attention(q_BHTD, *self._repeat_kv(k_BGSD, v_BGSD), ctx)

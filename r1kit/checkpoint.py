@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from r1kit.config import ModelConfig, build
-from r1kit.model import Transformer
+from r1kit.model import Transformer, upgrade_state_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -91,7 +91,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu", dtype:
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{path} is not a checkpoint: {WEIGHTS_FILE} is missing")
-    tensors = load_file(str(weights), device=str(device))
+    tensors = upgrade_state_dict(load_file(str(weights), device=str(device)))
     model = Transformer(cfg).to(device)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

@@ -6,8 +6,8 @@ wider ecosystem (`transformers`, vLLM, llama.cpp converters) and can be compared
 
 With `attention.kind = "dense"` and `moe.n_experts = 0` the r1kit model is exactly Llama (the
 rotary tables use the Hugging Face half-split layout, so q/k need no permutation); the export is
-a renaming of tensors plus a config. MoE layers and multi-scale attention have no Llama
-equivalent, so such checkpoints are refused. Needs no `transformers` to write.
+a renaming of tensors (r1kit's fused q/k/v and gate/up matrices split again) plus a config. MoE
+layers and multi-scale attention have no Llama equivalent, so such checkpoints are refused. Needs no `transformers` to write.
 """
 
 from __future__ import annotations
@@ -49,10 +49,29 @@ def check_exportable(model: Transformer) -> None:
         raise ExportError("only a dense configuration exports to the Llama format: " + "; ".join(reasons))
 
 
+def _split_fused(model: Transformer) -> dict[str, torch.Tensor]:
+    """r1kit's state dict with the fused projections split into Llama's separate matrices."""
+    cfg = model.config
+    q_rows, kv_rows = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith(".qkv_proj.weight"):
+            stem = name.removesuffix(".qkv_proj.weight")
+            for part, rows in zip(("q_proj", "k_proj", "v_proj"), tensor.split([q_rows, kv_rows, kv_rows])):
+                state[f"{stem}.{part}.weight"] = rows
+        elif name.endswith(".gate_up_proj.weight"):
+            stem = name.removesuffix(".gate_up_proj.weight")
+            gate, up = tensor.chunk(2)
+            state[f"{stem}.gate_proj.weight"], state[f"{stem}.up_proj.weight"] = gate, up
+        else:
+            state[name] = tensor
+    return state
+
+
 def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
     check_exportable(model)
     state = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in _split_fused(model).items():
         if name in _NOT_EXPORTED:
             continue
         if name == "norm.weight":

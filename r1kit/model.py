@@ -61,6 +61,30 @@ class Block(nn.Module):
         return h_BTC + self.ffn(self.ffn_norm(h_BTC))
 
 
+def upgrade_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints written before q/k/v and gate/up were fused kept them as separate tensors; this
+    concatenates them into today's names (rows in the same order the modules split them), so
+    older checkpoints still load. Tensors already in today's layout pass through unchanged."""
+    fusions = [  # (old name suffixes in row order, new suffix, concatenation dim)
+        ((".q_proj.weight", ".k_proj.weight", ".v_proj.weight"), ".qkv_proj.weight", 0),
+        ((".gate_proj.weight", ".up_proj.weight"), ".gate_up_proj.weight", 0),
+        ((".gate_proj_EFC", ".up_proj_EFC"), ".gate_up_proj_E2FC", 1),
+    ]
+    out = dict(tensors)
+    for old_suffixes, new_suffix, dim in fusions:
+        for name in [n for n in tensors if n.endswith(old_suffixes[0])]:
+            stem = name[: -len(old_suffixes[0])]
+            parts = [stem + suffix for suffix in old_suffixes]
+            if all(p in out for p in parts):
+                out[stem + new_suffix] = torch.cat([out.pop(p) for p in parts], dim=dim)
+    return out
+
+
+def _from_zero(positions_BT: torch.Tensor) -> bool:
+    """Every row holds positions 0..T-1."""
+    return bool((positions_BT == torch.arange(positions_BT.shape[1], device=positions_BT.device)).all())
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -146,19 +170,25 @@ class Transformer(nn.Module):
         if int(positions_BT.max()) >= cfg.max_seq_len:
             raise ValueError(f"position {int(positions_BT.max())} is beyond max_seq_len={cfg.max_seq_len}")
         symbol_BT = self.symbol_flags_V[ids_BT]
+        B, T = ids_BT.shape
         if cache is None:
             k_pos_BS, k_symbol_BS, q_slot_BT = positions_BT, symbol_BT, None
-            standard = bool((positions_BT == torch.arange(positions_BT.shape[1], device=positions_BT.device)).all())
+            standard, all_visible = _from_zero(positions_BT), False
         else:
+            was_empty = cache.length == 0
             cache.start(positions_BT, symbol_BT)
             S = cache.length
-            k_pos_BS = torch.arange(S, device=ids_BT.device).expand(ids_BT.shape[0], S)
-            k_symbol_BS, q_slot_BT, standard = cache.visible_symbols(), positions_BT, False
-        chunks = plan_chunks(q_slot_BT, ids_BT.shape[1], cfg.attention.chunk_size, cfg.attention.window)
+            k_pos_BS = torch.arange(S, device=ids_BT.device).expand(B, S)
+            k_symbol_BS, q_slot_BT = cache.visible_symbols(), positions_BT
+            # prefill into an empty cache: the keys are the queries themselves, plain causal attention
+            standard = was_empty and _from_zero(positions_BT)
+            # one new token per row, every row at the last visible slot: nothing to mask
+            all_visible = T == 1 and bool((positions_BT == S - 1).all())
+        chunks = [] if cfg.attention.kind == "dense" else plan_chunks(q_slot_BT, T, cfg.attention.chunk_size, cfg.attention.window)
         return AttentionContext(
             cos_BTD=self.rope_cos[positions_BT], sin_BTD=self.rope_sin[positions_BT],
             q_pos_BT=positions_BT, k_pos_BS=k_pos_BS, k_symbol_BS=k_symbol_BS,
-            standard_causal=standard, chunks=chunks,
+            standard_causal=standard, all_visible=all_visible, chunks=chunks,
         )
 
     # ------------------------------------------------------------------ MoE hooks for trainers

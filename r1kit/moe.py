@@ -44,16 +44,17 @@ from r1kit.config import ModelConfig
 
 
 class SwiGLU(nn.Module):
-    """The Llama feed-forward: down(silu(gate(x)) * up(x)), no biases."""
+    """The Llama feed-forward: down(silu(gate(x)) * up(x)), no biases. gate and up are one matrix
+    (rows: gate's, then up's), so they cost one matmul; export splits it again."""
 
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden, bias=False)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 def balance_metrics(tokens_per_expert_E: torch.Tensor) -> dict[str, float]:
@@ -83,9 +84,8 @@ class MoEFeedForward(nn.Module):
         E, C, Fh = mc.n_experts, cfg.dim, cfg.expert_hidden
 
         self.expert_embed_EC = nn.Parameter(torch.empty(E, C))  # router: s = x @ e.T
-        # stacked expert weights, one slice per expert (same layout as SwiGLU's Linear weights)
-        self.gate_proj_EFC = nn.Parameter(torch.empty(E, Fh, C))
-        self.up_proj_EFC = nn.Parameter(torch.empty(E, Fh, C))
+        # stacked expert weights, one slice per expert, in SwiGLU's layout: gate and up rows together
+        self.gate_up_proj_E2FC = nn.Parameter(torch.empty(E, 2 * Fh, C))
         self.down_proj_ECF = nn.Parameter(torch.empty(E, C, Fh))
         self.shared = SwiGLU(C, mc.n_shared * Fh) if mc.n_shared else None
 
@@ -162,7 +162,8 @@ class MoEFeedForward(nn.Module):
         x_AC = x_NC[token_A]
         outs = []
         for e, x_eC in enumerate(x_AC.split(counts.tolist())):
-            h_eF = F.silu(x_eC @ self.gate_proj_EFC[e].t()) * (x_eC @ self.up_proj_EFC[e].t())
+            gate_eF, up_eF = (x_eC @ self.gate_up_proj_E2FC[e].t()).chunk(2, dim=-1)
+            h_eF = F.silu(gate_eF) * up_eF
             outs.append(h_eF @ self.down_proj_ECF[e].t())
         y_AC = torch.cat(outs) * weights_NK.flatten()[order_A, None]
         return torch.zeros_like(x_NC).index_add_(0, token_A, y_AC)

@@ -13,7 +13,7 @@ def _context(B, T, chunk_size, window, k_symbol_BS=None) -> AttentionContext:
     return AttentionContext(
         cos_BTD=cos[pos], sin_BTD=sin[pos], q_pos_BT=pos, k_pos_BS=pos,
         k_symbol_BS=torch.zeros(B, T, dtype=torch.bool) if k_symbol_BS is None else k_symbol_BS,
-        standard_causal=True, chunks=plan_chunks(None, T, chunk_size, window),
+        standard_causal=True, all_visible=False, chunks=plan_chunks(None, T, chunk_size, window),
     )
 
 

@@ -8,6 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import make_model
 from r1kit.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from r1kit.model import Transformer
 
 
 def test_round_trip_is_bit_exact_including_routing_state(tmp_path):
@@ -31,16 +32,46 @@ def test_mismatched_tensors_are_listed(tmp_path):
     save_pretrained(make_model(), tmp_path / "ckpt")
     weights = tmp_path / "ckpt" / "model.safetensors"
     tensors = load_file(weights)
-    del tensors["layers.1.attn.q_proj.weight"]
-    tensors["layers.0.attn.k_proj.weight"] = torch.zeros(3, 3)
+    del tensors["layers.1.attn.qkv_proj.weight"]
+    tensors["layers.0.attn.o_proj.weight"] = torch.zeros(3, 3)
     tensors["extra.weight"] = torch.zeros(1)
     save_file(tensors, weights)
     with pytest.raises(CheckpointError) as err:
         load_pretrained(tmp_path / "ckpt")
     msg = str(err.value)
-    assert "missing tensors (1): layers.1.attn.q_proj.weight" in msg
+    assert "missing tensors (1): layers.1.attn.qkv_proj.weight" in msg
     assert "unexpected tensors (1): extra.weight" in msg
-    assert "layers.0.attn.k_proj.weight: checkpoint (3, 3) vs model (32, 32)" in msg
+    assert "layers.0.attn.o_proj.weight: checkpoint (3, 3) vs model (32, 32)" in msg
+
+
+def test_checkpoints_with_unfused_projections_still_load(tmp_path):
+    """Checkpoints from before q/k/v and gate/up were fused hold them as separate tensors."""
+    model = make_model()  # MoE: expert gate/up stacks
+    dense_ffn = Transformer(model.config.model_copy(update={"moe": model.config.moe.model_copy(update={"n_experts": 0})}))
+    for m, name in ((model, "moe"), (dense_ffn, "dense")):
+        save_pretrained(m, tmp_path / name)
+        weights = tmp_path / name / "model.safetensors"
+        legacy, cfg = {}, m.config
+        q_rows, kv_rows = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+        for key, t in load_file(weights).items():
+            if key.endswith("qkv_proj.weight"):
+                for part, rows in zip("qkv", t.split([q_rows, kv_rows, kv_rows])):
+                    legacy[key.replace("qkv_proj", f"{part}_proj")] = rows.clone()
+            elif key.endswith("gate_up_proj.weight"):
+                legacy[key.replace("gate_up_proj", "gate_proj")], legacy[key.replace("gate_up_proj", "up_proj")] = (
+                    x.clone() for x in t.chunk(2))
+            elif key.endswith("gate_up_proj_E2FC"):
+                gate, up = t.chunk(2, dim=1)
+                legacy[key.replace("gate_up_proj_E2FC", "gate_proj_EFC")] = gate.clone()
+                legacy[key.replace("gate_up_proj_E2FC", "up_proj_EFC")] = up.clone()
+            else:
+                legacy[key] = t
+        assert not any("qkv" in k or "gate_up" in k for k in legacy)
+        save_file(legacy, weights)
+        loaded = load_pretrained(tmp_path / name)
+        m.eval(), loaded.eval()
+        ids = torch.randint(0, 64, (2, 16))
+        assert torch.equal(m(ids), loaded(ids)), name
 
 
 def test_bad_directories_fail_clearly(tmp_path):

@@ -53,6 +53,21 @@ def test_cached_decoding_equals_full_forward(kind, balancing):
     assert (torch.cat([prefill, rest], 1) - full).abs().max() <= 1e-4
 
 
+def test_attention_drops_its_mask_only_where_nothing_is_hidden():
+    """The tests above check the results; this checks that the mask-free paths are the ones taken."""
+    model = make_model(attention=dict(kind="dense")).eval()
+    ids = torch.randint(0, 64, (2, 6))
+    cache = KVCache.for_model(model, 2)
+    prefill = model._context(ids, torch.arange(6).expand(2, 6), cache)  # empty cache: plain causal
+    assert prefill.standard_causal and not prefill.all_visible
+    lockstep = model._context(ids[:, :1], torch.tensor([[6], [6]]), cache)  # both rows at the last slot
+    assert lockstep.all_visible and not lockstep.standard_causal
+    ragged = model._context(ids[:, :1], torch.tensor([[7], [4]]), cache)  # row 1 must not see slots 5-7
+    assert not ragged.all_visible and not ragged.standard_causal
+    more = model._context(ids[:, :2], torch.tensor([[8, 9], [8, 9]]), cache)  # two new tokens: causal among them
+    assert not more.all_visible and not more.standard_causal
+
+
 @pytest.mark.parametrize("kind", ATTENTION_KINDS)
 def test_ragged_rows_decode_at_their_own_positions(kind):
     """Right-padded prompts of lengths 5, 11 and 17 decode in one batch, each row at its own

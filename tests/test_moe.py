@@ -19,10 +19,9 @@ def _moe(**moe_changes) -> MoEFeedForward:
 @pytest.mark.parametrize("balancing", ["none", "load_penalty", "aux_loss", "bias"])
 def test_one_expert_top1_equals_dense_swiglu(balancing):
     moe = _moe(n_experts=1, top_k=1, balancing=balancing)
-    dense = SwiGLU(32, moe.gate_proj_EFC.shape[1])
+    dense = SwiGLU(32, moe.gate_up_proj_E2FC.shape[1] // 2)
     with torch.no_grad():
-        dense.gate_proj.weight.copy_(moe.gate_proj_EFC[0])
-        dense.up_proj.weight.copy_(moe.up_proj_EFC[0])
+        dense.gate_up_proj.weight.copy_(moe.gate_up_proj_E2FC[0])
         dense.down_proj.weight.copy_(moe.down_proj_ECF[0])
     x = torch.randn(3, 7, 32)
     torch.testing.assert_close(moe(x), dense(x), atol=1e-6, rtol=1e-6)
@@ -38,7 +37,8 @@ def test_batched_dispatch_equals_per_token_reference():
     for n in range(x_NC.shape[0]):  # the slow, obvious way: token by token, expert by expert
         y = moe.shared(x_NC[n])
         for e, w in zip(topk[n].tolist(), weights[n]):
-            h = torch.nn.functional.silu(moe.gate_proj_EFC[e] @ x_NC[n]) * (moe.up_proj_EFC[e] @ x_NC[n])
+            gate_F, up_F = (moe.gate_up_proj_E2FC[e] @ x_NC[n]).chunk(2)
+            h = torch.nn.functional.silu(gate_F) * up_F
             y = y + w * (moe.down_proj_ECF[e] @ h)
         ref.append(y)
     torch.testing.assert_close(out, torch.stack(ref).view(2, 9, 32), atol=1e-5, rtol=1e-5)
