@@ -30,7 +30,14 @@ def main() -> None:
     parser.add_argument("--operands", default="10,100,1000")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sft_curves.json"))
     parser.add_argument("--plot", type=Path, default=Path("docs/sft_curves.png"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from --out's JSON, evaluating nothing")
     args = parser.parse_args()
+    steps, operands = [int(s) for s in args.steps.split(",")], [int(s) for s in args.operands.split(",")]
+    if args.plot_only:
+        from r1kit.data import atomic_file
+
+        _plot(json.loads(args.out.read_text())["rows"], steps, operands, args.plot, atomic_file)
+        return
 
     from r1kit.checkpoint import load_pretrained
     from r1kit.data import atomic_file, load_examples, question_hash, read_metrics, write_json
@@ -38,7 +45,6 @@ def main() -> None:
     from r1kit.synth import synth
     from r1kit.tokenizer import Tokenizer
 
-    steps, operands = [int(s) for s in args.steps.split(",")], [int(s) for s in args.operands.split(",")]
     exclude = {question_hash(e.question) for e in load_examples(args.train).examples}
     cells = {(s, m): synth(args.n, f"curves:{s}:{m}", steps=s, max_operand=m, exclude=exclude)
              for s in steps for m in operands}
@@ -74,6 +80,7 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, len(operands), figsize=(4 * len(operands), 3.4), sharey=True)
     minutes = [r["train_minutes"] for r in rows]
@@ -82,6 +89,9 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
             ax.plot(minutes, [100 * r["accuracy"][f"{s}x{m}"] for r in rows], marker="o", label=f"{s} step{'s' * (s > 1)}")
         ax.set_title(f"operands <= {m}")
         ax.set_xscale("log")
+        ax.set_xticks([round(t) for t in minutes])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("SFT minutes (2 CPU cores)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("greedy accuracy (%)")

@@ -34,8 +34,10 @@ from r1kit.tokenizer import Tokenizer
 BALANCING = ("none", "load_penalty", "aux_loss", "bias")
 REWARDS = {  # name -> RLConfig changes
     "accuracy_only": dict(accuracy_weight=1.0, step_validity_weight=0.0, efficiency_weight=0.0),
-    "composite": dict(),  # the article's 0.6 / 0.3 / 0.1 with its efficiency 1 - steps / optimal
-    "composite_bounded": dict(efficiency="bounded"),
+    # the article's 0.6 / 0.3 / 0.1 exactly: its efficiency 1 - steps / optimal, its step validity
+    # (the share of written steps; r1kit's RL default divides by max(steps, optimal) instead)
+    "composite": dict(step_validity="article"),
+    "composite_bounded": dict(efficiency="bounded", step_validity="article"),
 }
 SFT_RUNS = [f"sft_{b}" for b in BALANCING] + ["sft_dense"]
 RL_RUNS = [f"rl_{r}" for r in REWARDS]

@@ -55,6 +55,11 @@ The trap in the reward
   as open-r1's length reward credits only correct answers) gives the efficiency term to correct
   completions only, so garbage and empty completions score exactly 0. Off, the reward is the
   article's R exactly, the `reward` that evaluate.py reports.
+  The second trap, measured (docs/benchmarks.md): step validity is the share of *written* steps
+  that are valid, so stopping after the first, easy step raises it. GRPO at lr 3e-4 on the demo
+  model learnt exactly that (2.48 -> 1.75-2.16 steps, accuracy down). `step_validity` defaults to
+  "at_least_optimal": valid steps / max(steps written, optimal steps), which removed the cut
+  (2.51 steps) in the same run; "article" is SPEC S11's fraction.
 
 MoE routing: record, measure, replay
   Rollouts decode with the KV cache; the old-policy forward recomputes the same tokens in one full
@@ -143,6 +148,7 @@ class RLConfig(BaseModel):
     step_validity_weight: float = Field(0.3, ge=0, description="reward weight of step validity (SPEC S11)")
     efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
     efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (verify.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
+    step_validity: Literal["article", "at_least_optimal"] = Field("at_least_optimal", description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
     seed: int = Field(0, description="one seed for problem order and rollout sampling")
@@ -173,7 +179,8 @@ def load_rl_config(path: str | None, overrides: list[str]) -> RLConfig:
 def reward_config(cfg: RLConfig) -> RewardConfig:
     # the prompt ends inside <think> (as in evaluate.py): a completion without </think> has no answer
     return RewardConfig(accuracy_weight=cfg.accuracy_weight, step_validity_weight=cfg.step_validity_weight,
-                        efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency, think_in_prompt=True)
+                        efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency,
+                        step_validity=cfg.step_validity, think_in_prompt=True)
 
 
 # ----------------------------------------------------------------------------- the loss, in small pieces

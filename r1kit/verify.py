@@ -839,6 +839,10 @@ def check_steps(steps: Sequence[Step], question: str | None = None,
 # --- efficiency and the composite reward -------------------------------------------------------
 
 EfficiencyVariant = Literal["article", "bounded"]
+# "article": valid / steps written (SPEC S11). "at_least_optimal": valid / max(steps written,
+# optimal_steps), so a completion cannot raise it by writing fewer steps than the problem needs:
+# under "article", GRPO on the demo model learnt to cut steps (docs/benchmarks.md).
+StepValidityVariant = Literal["article", "at_least_optimal"]
 RewardFunction = Callable[..., list[float]]  # TRL's convention: fn(completions, **columns)
 
 
@@ -864,6 +868,7 @@ class RewardConfig:
     step_validity_weight: float = 0.3  # SPEC S11
     efficiency_weight: float = 0.1  # SPEC S11
     efficiency: EfficiencyVariant = "article"  # SPEC S11 as written; the RL issue measures "bounded"
+    step_validity: StepValidityVariant = "article"  # SPEC S11 as written; see StepValidityVariant
     last_number_fallback: bool = True  # a bare final number still counts; scoring other models' outputs needs it
     # r1kit's chat template ends the prompt with <think>: set True to score its completions, so
     # that one cut off before </think> has no answer (off: plain text from other models is all answer)
@@ -877,6 +882,8 @@ class RewardConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
         if self.efficiency not in ("article", "bounded"):
             raise ValueError(f"efficiency must be 'article' or 'bounded', got {self.efficiency!r}")
+        if self.step_validity not in ("article", "at_least_optimal"):
+            raise ValueError(f"step_validity must be 'article' or 'at_least_optimal', got {self.step_validity!r}")
 
 
 @dataclass
@@ -926,7 +933,10 @@ def score(completion: str, answer: str | int | float, question: str | None = Non
         n_steps, checks = len(steps), check_steps(steps, question, config.constants)
     valid = sum(c.valid for c in checks)
     correct = sum(c.correct for c in checks)
-    step_validity = valid / n_steps if n_steps else 0.0
+    denominator = n_steps
+    if config.step_validity == "at_least_optimal" and optimal_steps is not None:
+        denominator = max(n_steps, optimal_steps)
+    step_validity = valid / denominator if denominator else 0.0
     eff = None if optimal_steps is None else efficiency(n_steps, optimal_steps, config.efficiency)
     total = round(config.accuracy_weight * accuracy + config.step_validity_weight * step_validity
                   + config.efficiency_weight * (eff or 0.0), 12)  # so that 0.6 + 0.3 reads 0.9

@@ -365,6 +365,20 @@ def test_composite_reward_weights_and_breakdown():
     assert score(completion, "72", NATALIA).efficiency is None  # no optimal_steps, no efficiency term
 
 
+def test_step_validity_at_least_optimal_does_not_pay_for_cutting_steps():
+    one_step = format_response("48/2 = 24 clips in May.", 72)  # one valid step of the two needed
+    article = score(one_step, "72", NATALIA, optimal_steps=2)
+    strict = score(one_step, "72", NATALIA, optimal_steps=2, config=RewardConfig(step_validity="at_least_optimal"))
+    assert (article.step_validity, strict.step_validity) == (1.0, 0.5)
+    both = format_response("48/2 = 24 clips in May.\n48 + 24 = 72 altogether.", 72)
+    for variant in ("article", "at_least_optimal"):  # as many steps as needed: the same
+        assert score(both, "72", NATALIA, optimal_steps=2, config=RewardConfig(step_validity=variant)).step_validity == 1.0
+    # no optimal step count known: nothing to compare against, so the article's fraction
+    assert score(one_step, "72", NATALIA, config=RewardConfig(step_validity="at_least_optimal")).step_validity == 1.0
+    with pytest.raises(ValueError, match="step_validity"):
+        RewardConfig(step_validity="strict")
+
+
 def test_too_many_claims_score_zero_validity():
     text = "".join(f"{i} + 1 = {i + 1}\n" for i in range(MAX_CLAIMS + 5)) + "#### 72"
     result = score(text, "72", optimal_steps=2)
