@@ -155,8 +155,7 @@ def multiscale_chunk(
     # top-k work.
     B, H, S = q_BHcD.shape[0], q_BHcD.shape[1], k_BHSD.shape[2]
     causal_B1cS = causal_BcS.unsqueeze(1)
-    over_k_c = causal_BcS.sum(dim=-1).amax(dim=0) > topk  # [c]
-    if S <= topk or not bool(over_k_c.any()):
+    if S <= topk or not bool((over_k_c := causal_BcS.sum(dim=-1).amax(dim=0) > topk).any()):  # over_k_c: [c]
         top_BHcS = causal_B1cS
     else:
         first = int(over_k_c.int().argmax())  # index of the first query over k

@@ -201,7 +201,7 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> Rows:
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a run's metrics JSONL; [] when the file is missing or still empty."""
     path = Path(path)
-    if not path.is_file() or not path.read_text().strip():
+    if not path.is_file() or path.stat().st_size == 0:  # a trainer starts its log empty
         return []
     return read_jsonl(path).rows
 

@@ -171,9 +171,12 @@ class Transformer(nn.Module):
             raise ValueError(f"position {int(positions_BT.max())} is beyond max_seq_len={cfg.max_seq_len}")
         symbol_BT = self.symbol_flags_V[ids_BT]
         B, T = ids_BT.shape
+        # dense attention reads the two mask-free flags, multi-scale attention its query chunks;
+        # neither pays for the other's (host-synchronising) checks
+        dense = cfg.attention.kind == "dense"
         if cache is None:
             k_pos_BS, k_symbol_BS, q_slot_BT = positions_BT, symbol_BT, None
-            standard, all_visible = _from_zero(positions_BT), False
+            standard, all_visible = dense and _from_zero(positions_BT), False
         else:
             was_empty = cache.length == 0
             cache.start(positions_BT, symbol_BT)
@@ -181,10 +184,10 @@ class Transformer(nn.Module):
             k_pos_BS = torch.arange(S, device=ids_BT.device).expand(B, S)
             k_symbol_BS, q_slot_BT = cache.visible_symbols(), positions_BT
             # prefill into an empty cache: the keys are the queries themselves, plain causal attention
-            standard = was_empty and _from_zero(positions_BT)
+            standard = dense and was_empty and _from_zero(positions_BT)
             # one new token per row, every row at the last visible slot: nothing to mask
-            all_visible = T == 1 and bool((positions_BT == S - 1).all())
-        chunks = [] if cfg.attention.kind == "dense" else plan_chunks(q_slot_BT, T, cfg.attention.chunk_size, cfg.attention.window)
+            all_visible = dense and T == 1 and bool((positions_BT == S - 1).all())
+        chunks = [] if dense else plan_chunks(q_slot_BT, T, cfg.attention.chunk_size, cfg.attention.window)
         return AttentionContext(
             cos_BTD=self.rope_cos[positions_BT], sin_BTD=self.rope_sin[positions_BT],
             q_pos_BT=positions_BT, k_pos_BS=k_pos_BS, k_symbol_BS=k_symbol_BS,
