@@ -193,18 +193,29 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from r1kit.checkpoint import load_pretrained
     from r1kit.data import load_examples
-    from r1kit.evaluate import evaluate, print_table
+    from r1kit.evaluate import evaluate, print_table, sampled_accuracy
     from r1kit.tokenizer import Tokenizer
 
+    if args.samples < 0:
+        raise SystemExit(f"--samples must be >= 0, got {args.samples}")
     model, tok = load_pretrained(args.checkpoint), Tokenizer.load(args.checkpoint)
     examples, _ = load_examples(args.data)
-    result = evaluate(model, tok, examples[: args.n], batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    examples = examples[: args.n]
+    result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    summary = result.summary()
+    if args.samples:
+        sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
+                                   batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        for row, right in zip(result.rows, sampled.pop("right_per_problem")):
+            row["sampled_right"] = right  # for --rows-out
+        summary["sampled"] = sampled
+        print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
     print_table(result.summary(), title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
     if args.out:
         from r1kit.data import write_json, write_jsonl
 
         out = Path(args.out)
-        write_json(out, {"checkpoint": str(args.checkpoint), "data": str(args.data), **result.summary()})
+        write_json(out, {"checkpoint": str(args.checkpoint), "data": str(args.data), **summary})
         if args.rows_out:
             write_jsonl(args.rows_out, result.rows)
         print(f"wrote {out}")
@@ -399,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. rl.max_steps=50 rl.beta=0.04")
     q.set_defaults(func=cmd_train_rl)
 
-    p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use")
+    p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use; pass@k with --samples")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
     p.add_argument("--data", required=True, help="JSONL of held-out problems")
     p.add_argument("--n", type=int, default=500, help="first N problems")
@@ -407,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--out", help="write the summary as JSON here")
     p.add_argument("--rows-out", help="also write every problem's completion and score as JSONL here")
+    p.add_argument("--samples", type=int, default=0,
+                   help="also sample this many completions per problem and report pass@k (RL's headroom)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for --samples")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples")
     p.set_defaults(func=cmd_eval)
 
     def add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:

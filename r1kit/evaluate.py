@@ -1,17 +1,20 @@
 """Evaluation: greedy decoding on held-out problems, scored by the same verifier the RL reward uses.
 
 Reports final-answer accuracy, mean step validity, mean steps vs optimal, and expert utilisation
-per MoE layer (tokens per expert summed over every forward of the evaluation).
+per MoE layer (tokens per expert summed over every forward of the evaluation). `sampled_accuracy`
+adds pass@k from several sampled completions per problem: how much of what the model can sample
+right it does not yet answer greedily, the headroom RL has to work with.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from r1kit.data import Example
-from r1kit.engine import SamplingParams, generate
+from r1kit.engine import Engine, SamplingParams, generate
 from r1kit.model import Transformer
 from r1kit.moe import balance_metrics
 from r1kit.tokenizer import Tokenizer
@@ -93,6 +96,57 @@ def evaluate(
     routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c)} for c in counts]
     gates = [(g[:3] / g[3].clamp_min(1)).tolist() for g in gate_sums]
     return EvalResult(rows=rows, routing=routing, gates=gates, prompts_too_long=too_long)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are right (Chen et al. 2021): the chance that k of
+    them, drawn without replacement, hold at least one right answer, 1 - C(n - c, k) / C(n, k)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@torch.no_grad()
+def sampled_accuracy(
+    model: Transformer,
+    tok: Tokenizer,
+    examples: list[Example],
+    samples: int,
+    temperature: float = 1.0,
+    top_p: float | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    max_new_tokens: int = 128,
+) -> dict:
+    """`samples` completions per problem at `temperature` (the engine's sampling, each problem's
+    group sharing its prefill, as GRPO's rollouts do); returns pass@k for k = 1, 2, 4, ..., samples
+    (pass@1 is the mean accuracy of a sampled completion) and each problem's count of right ones.
+    A prompt with no room to answer counts as no right sample."""
+    model.eval()
+    counts: list[int] = [0] * len(examples)
+    fits = [i for i, ex in enumerate(examples) if len(tok.encode_prompt(ex.question)) < model.config.max_seq_len]
+    engine = Engine(model, max_batch_size=max(batch_size, samples))
+    for start in range(0, len(fits), max(1, batch_size // samples)):
+        chunk = fits[start : start + max(1, batch_size // samples)]
+        params = [SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                 seed=seed * 1_000_003 + i, n=samples, stop_token_ids=[tok.eos_id]) for i in chunk]
+        outs = engine.generate([tok.encode_prompt(examples[i].question) for i in chunk], params)
+        for i, out in zip(chunk, outs):
+            for sample in out.samples:
+                ids = sample.token_ids[:-1] if sample.token_ids and sample.token_ids[-1] == tok.eos_id else sample.token_ids
+                ex = examples[i]
+                counts[i] += bool(score(tok.decode(ids), ex.answer, question=ex.question,
+                                        optimal_steps=ex.optimal_steps, config=SCORING).accuracy)
+    ks = [k for k in (2**j for j in range(samples.bit_length())) if k <= samples]
+    if ks[-1] != samples:
+        ks.append(samples)
+    n = max(1, len(examples))
+    return {
+        "samples": samples,
+        "temperature": temperature,
+        **{f"pass@{k}": sum(pass_at_k(samples, c, k) for c in counts) / n for k in ks},
+        "right_per_problem": counts,
+    }
 
 
 def _counter(total_E: torch.Tensor):

@@ -44,6 +44,14 @@ The variant, and where it follows or departs from the papers
   (completions cut at max_new_tokens are trained on like the others).
   Log-probs are those of logits / temperature, as TRL computes them, so the ratio compares the
   distribution that sampled; top-p truncation is not modelled in the ratio.
+  Process credit (credit="process", off by default): DeepSeekMath's GRPO with process supervision
+  (section 4.1.3), with the verifier's step checks as the process reward model. Each reasoning
+  line that holds claims is a step, rewarded step_validity_weight when all its claims are valid;
+  the answer (the rest) is rewarded accuracy_weight if right, plus the efficiency term when
+  credited. Rewards are normalised over all the steps of a group (mean, std), and each token's
+  advantage is the sum of the normalised rewards of its own step and every later one, so a wrong
+  line's tokens are pushed down more than the right lines before it. Outcome credit gives every
+  token of a completion one advantage, and cannot tell which line went wrong.
 
 The trap in the reward
   Group normalisation rescales whatever differs within a group to unit size. In a group that is
@@ -116,8 +124,8 @@ from r1kit.sft import (
     adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
     resumed_train_time, save_trainer_state, truncate_metrics,
 )
-from r1kit.tokenizer import Tokenizer
-from r1kit.verify import RewardConfig, score
+from r1kit.tokenizer import END_THINK, Tokenizer
+from r1kit.verify import RewardConfig, check_steps, extract_steps, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
@@ -144,6 +152,10 @@ class RLConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of rollouts; 1 = off, so the ratio's distribution is the sampling one")
     max_new_tokens: int = Field(128, ge=1, description="generation budget per completion, in rollouts and evaluation; the demo's traces take ~60-100")
     advantage: Literal["group_std", "mean_only"] = Field("group_std", description="'group_std' = DeepSeekMath's (r - mean) / (std + eps); 'mean_only' = Dr. GRPO's r - mean")
+    credit: Literal["outcome", "process"] = Field(
+        "outcome", description="'outcome': one advantage per completion (GRPO); 'process': DeepSeekMath's process "
+        "supervision, each reasoning line rewarded by the verifier's step checks and each token credited with the "
+        "normalised rewards of its own and later lines (see the module docstring)")
     accuracy_weight: float = Field(0.6, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
     step_validity_weight: float = Field(0.3, ge=0, description="reward weight of step validity (SPEC S11)")
     efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
@@ -199,17 +211,94 @@ def group_advantages(rewards_PG: torch.Tensor, kind: str = "group_std", eps: flo
     return centred_PG.masked_fill(all_equal_P1, 0.0)  # no rounding residue, no 0/0 (G = 1 included)
 
 
+def completion_segments(
+    tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, extra: float = 0.0,
+) -> tuple[list[int], list[float]]:
+    """Process rewards of one completion: (the index of each segment's last token, its reward).
+
+    Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
+    completion). A line scores step_validity_weight when every claim on it is valid (correct and
+    grounded in the question and earlier lines, the verifier's step check), else 0; the answer
+    scores accuracy_weight when right, plus efficiency_weight * efficiency when right (or always,
+    with efficiency_only_if_correct off), plus `extra` (the reward functions' sum). A completion
+    whose token pieces do not decode to its text (never for r1kit's byte-level BPE on ASCII) gets
+    one segment, its whole reward."""
+    ids = completion[:-1] if completion and completion[-1] == tok.eos_id else completion
+    last = max(len(completion) - 1, 0)
+    text = tok.decode(ids)
+    reward_cfg = reward_config(cfg)
+    b = score(text, example.answer, question=example.question, optimal_steps=example.optimal_steps, config=reward_cfg)
+    answer_reward = cfg.accuracy_weight * b.accuracy + extra
+    if b.accuracy or not cfg.efficiency_only_if_correct:
+        answer_reward += cfg.efficiency_weight * (b.efficiency or 0.0)
+    pieces = [tok.decode([i]) for i in ids]
+    if "".join(pieces) != text:
+        return [last], [b.total + extra]
+    char_end_T, total = [], 0  # char_end_T[t]: characters of text up to and including token t
+    for piece in pieces:
+        total += len(piece)
+        char_end_T.append(total)
+    reasoning = text.split(END_THINK)[0]
+    line_ends, line_claims, offset = [], [], 0
+    for line in reasoning.split("\n"):
+        offset += len(line) + 1
+        claims = extract_steps(line) if "=" in line else []
+        if claims:  # None (more than the verifier reads) or a list with claims
+            line_ends.append(min(offset - 1, len(reasoning)))
+            line_claims.append(claims)
+    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_cfg.constants))
+    ends, rewards = [], []
+    for end_char, claims in zip(line_ends, line_claims):
+        valid = all([next(checks).valid for _ in claims])
+        t = next(i for i, e in enumerate(char_end_T) if e >= end_char)  # the token that ends the line
+        if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
+            rewards[-1] = min(rewards[-1], cfg.step_validity_weight * valid)
+            continue
+        ends.append(t)
+        rewards.append(cfg.step_validity_weight * valid)
+    if ends and ends[-1] >= last:  # the answer shares the last token: fold it in
+        rewards[-1] += answer_reward
+    else:
+        ends.append(last)
+        rewards.append(answer_reward)
+    return ends, rewards
+
+
+def process_advantages(segments: list[tuple[list[int], list[float]]], lengths: list[int], group_size: int,
+                       eps: float = 1e-4) -> list[torch.Tensor]:
+    """DeepSeekMath's process supervision (Shao et al. 2024, 4.1.3): each segment reward is
+    normalised by the mean and std of all segment rewards in its group, and token t's advantage is
+    the sum of the normalised rewards of the segments that end at or after t (its own line and
+    every later one, the answer included). A group whose segment rewards are all equal gets 0.
+    Returns one [length] tensor per completion."""
+    out = []
+    for g0 in range(0, len(segments), group_size):
+        group = segments[g0 : g0 + group_size]
+        all_rewards = torch.tensor([r for _, rs in group for r in rs], dtype=torch.float64)
+        equal = bool((all_rewards == all_rewards[0]).all())
+        mean = all_rewards.mean()
+        std = all_rewards.std() if all_rewards.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
+        for (ends, rewards), n in zip(group, lengths[g0 : g0 + group_size]):
+            adv_T = torch.zeros(n, dtype=torch.float64)
+            if not equal:
+                for end, r in zip(ends, rewards):  # a segment's normalised reward reaches every token up to its end
+                    adv_T[: end + 1] += (r - mean) / (std + eps)
+            out.append(adv_T.float())
+    return out
+
+
 def clipped_surrogate(
     logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, advantages_B: torch.Tensor, mask_BT: torch.Tensor,
     epsilon: float, n_tokens: float | None = None,
 ) -> tuple[torch.Tensor, float]:
     """PPO's clipped objective as a loss, token-level normalised (DAPO):
         loss = -sum_t mask * min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) / n_tokens
-    with ratio = exp(logp_new - logp_old) per token and A the row's advantage. `n_tokens` is the
+    with ratio = exp(logp_new - logp_old) per token and A the row's advantage ([B]), or each
+    token's ([B, T], process credit). `n_tokens` is the
     batch's response-token count (default: this mask's), so micro-batch losses add up to the batch's.
     Also returns the share of this mask's tokens where the clipped term is the one chosen (no gradient)."""
     ratio_BT = torch.exp(logp_new_BT - logp_old_BT)
-    adv_B1 = advantages_B[:, None]
+    adv_B1 = advantages_B[:, None] if advantages_B.dim() == 1 else advantages_B  # per row, or per token [B, T]
     unclipped_BT = ratio_BT * adv_B1
     clipped_BT = ratio_BT.clamp(1 - epsilon, 1 + epsilon) * adv_B1
     per_token_BT = -torch.min(unclipped_BT, clipped_BT)
@@ -311,16 +400,18 @@ def completion_rewards(
 class MicroBatch:
     ids_BT: torch.Tensor  # prompt + completion, right-padded to the longest row
     mask_BT: torch.Tensor  # [B, T-1] float: 1 where token t+1 is a completion token (its stop token included)
-    advantages_B: torch.Tensor
+    advantages_B: torch.Tensor  # [B] per completion, or [B, T-1] per token (process credit; 0 off the mask)
     logp_old_BT: torch.Tensor | None = None  # the rollout policy's log-probs
     logp_ref_BT: torch.Tensor | None = None  # the init model's (beta > 0 only)
     topk_old: list[torch.Tensor] = field(default_factory=list)  # the rollout policy's experts, [B*(T-1), K] per MoE layer
 
 
 def make_micro_batches(
-    prompts: list[list[int]], completions: list[list[int]], advantages_N: torch.Tensor, pad_id: int, size: int,
+    prompts: list[list[int]], completions: list[list[int]], advantages_N: torch.Tensor | list[torch.Tensor],
+    pad_id: int, size: int,
 ) -> list[MicroBatch]:
-    """Rows sorted by length (less padding), `size` per micro-batch, each padded to its longest."""
+    """Rows sorted by length (less padding), `size` per micro-batch, each padded to its longest.
+    advantages_N: one per completion [N], or one tensor per completion with one per token."""
     seqs = [p + c for p, c in zip(prompts, completions)]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     batches = []
@@ -329,10 +420,14 @@ def make_micro_batches(
         T = max(len(seqs[i]) for i in rows)
         ids_BT = torch.full((len(rows), T), pad_id, dtype=torch.long)
         mask_BT = torch.zeros(len(rows), T - 1)
+        per_token = isinstance(advantages_N, list)
+        adv = torch.zeros(len(rows), T - 1) if per_token else advantages_N[rows]
         for r, i in enumerate(rows):
             ids_BT[r, : len(seqs[i])] = torch.tensor(seqs[i])
             mask_BT[r, len(prompts[i]) - 1 : len(seqs[i]) - 1] = 1.0
-        batches.append(MicroBatch(ids_BT, mask_BT, advantages_N[rows]))
+            if per_token:
+                adv[r, len(prompts[i]) - 1 : len(seqs[i]) - 1] = advantages_N[i]
+        batches.append(MicroBatch(ids_BT, mask_BT, adv))
     return batches
 
 
@@ -496,6 +591,9 @@ def train_rl(
         rewards, parts = completion_rewards(tok, completions, examples, cfg, reward_fns)
         rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
         advantages_N = group_advantages(rewards_PG, cfg.advantage).flatten().float()
+        if cfg.credit == "process":
+            segments = [completion_segments(tok, c, ex, cfg, extra) for c, ex, extra in zip(completions, examples, parts["extra"])]
+            advantages_N = process_advantages(segments, [len(c) for c in completions], G)
 
         t1 = time.perf_counter()
         batches = make_micro_batches(prompt_rows, completions, advantages_N, tok.pad_id, cfg.micro_batch_size)

@@ -8,7 +8,7 @@ import pytest
 from r1kit.checkpoint import load_pretrained
 from r1kit.cli import main
 from r1kit.data import load_examples
-from r1kit.evaluate import evaluate
+from r1kit.evaluate import evaluate, pass_at_k, sampled_accuracy
 from r1kit.tokenizer import Tokenizer
 
 
@@ -73,3 +73,40 @@ def test_claims_pipeline_writes_the_table_and_resumes(tmp_path):
     for name in SFT_RUNS:  # finished runs are kept, not run again
         assert (tmp_path / "runs" / name / "result.json").stat().st_mtime_ns == stamps[name]
     assert (tmp_path / "runs" / "rl_composite" / "result.json").is_file()
+
+
+def test_pass_at_k_matches_hand_computed_values():
+    assert pass_at_k(4, 1, 1) == 0.25
+    assert pass_at_k(4, 1, 2) == 0.5  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(5, 2, 3) == pytest.approx(0.9)  # 1 - C(3,3)/C(5,3) = 1 - 1/10
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 4, 1) == 1.0 and pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError, match="pass@k"):
+        pass_at_k(4, 5, 1)
+
+
+def test_greedy_samples_give_pass_at_k_equal_to_greedy_accuracy(run, monkeypatch):
+    """At temperature 0 every sample is the greedy completion, so pass@k for every k must equal the
+    greedy evaluation's accuracy. The real verifier finds the quick model right on almost nothing,
+    so a stand-in marks a completion right by the parity of its length: the check then compares
+    the sampled path's completions with the greedy path's on about half right, half wrong."""
+    import dataclasses
+
+    import r1kit.evaluate as evaluate_module
+
+    real_score = evaluate_module.score
+
+    def parity_score(text, answer, **kwargs):
+        return dataclasses.replace(real_score(text, answer, **kwargs), accuracy=float(len(text) % 2 == 0))
+
+    monkeypatch.setattr(evaluate_module, "score", parity_score)
+    model, tok = load_pretrained(run / "sft" / "final"), Tokenizer.load(run / "sft" / "final")
+    examples = load_examples(run / "data" / "test.jsonl").examples[:24]
+    greedy = evaluate(model, tok, examples, batch_size=8, max_new_tokens=48).summary()["accuracy"]
+    assert 0 < greedy < 1
+    sampled = sampled_accuracy(model, tok, examples, samples=4, temperature=0.0, batch_size=8, max_new_tokens=48)
+    assert set(sampled["right_per_problem"]) <= {0, 4}
+    assert sampled["pass@1"] == sampled["pass@2"] == sampled["pass@4"] == pytest.approx(greedy)
+    # sampling proper: counts in range, and pass@k can only grow with k
+    hot = sampled_accuracy(model, tok, examples, samples=4, temperature=1.0, batch_size=8, max_new_tokens=48)
+    assert all(0 <= c <= 4 for c in hot["right_per_problem"])
+    assert hot["pass@1"] <= hot["pass@2"] <= hot["pass@4"]

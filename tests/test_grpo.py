@@ -13,8 +13,9 @@ from r1kit import grpo
 from r1kit.checkpoint import load_pretrained, save_pretrained
 from r1kit.data import load_examples, write_jsonl
 from r1kit.grpo import (
-    MicroBatch, RLConfig, clipped_surrogate, completion_rewards, group_advantages, k3_kl, load_rl_config,
-    make_optimizer, policy_update, routing_mismatch, token_logprobs, train_rl,
+    MicroBatch, RLConfig, clipped_surrogate, completion_rewards, completion_segments, group_advantages, k3_kl,
+    load_rl_config, make_micro_batches, make_optimizer, policy_update, process_advantages, routing_mismatch,
+    token_logprobs, train_rl,
 )
 from r1kit.sft import reasoning_text, training_corpus
 from r1kit.synth import synth
@@ -180,6 +181,67 @@ def test_extra_reward_functions_add_and_are_checked(toy):
         completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [float("nan")]])
     with pytest.raises(ValueError, match="1 finite numbers"):
         completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- process credit
+
+
+def test_process_segments_reward_each_reasoning_line_and_the_answer(toy):
+    tok = Tokenizer.load(toy / "init")
+    ex = synth(1, seed=3, steps=2, max_operand=10)[0]
+    cfg = RLConfig(train_data="x")  # weights 0.6 / 0.3 / 0.1, article efficiency (0 at the optimal count)
+    reasoning = reasoning_text(ex)
+    gold = tok.encode(format_completion(reasoning, ex.answer))
+    ends, rewards = completion_segments(tok, gold, ex, cfg)
+    assert rewards == pytest.approx([0.3, 0.3, 0.6]) and ends[-1] == len(gold) - 1
+    # each line's segment ends on the token that completes the line, not before it
+    first_line = reasoning.split("\n")[0]
+    assert tok.decode(gold[: ends[0] + 1]).rstrip("\n").endswith(first_line)
+    assert first_line not in tok.decode(gold[: ends[0]])
+    # a wrong result on the first line: that line scores 0, the right final answer still scores
+    expression, result = first_line.rsplit(" = ", 1)
+    wrong = tok.encode(format_completion(reasoning.replace(first_line, f"{expression} = {int(result) + 1}", 1), ex.answer))
+    _, wrong_rewards = completion_segments(tok, wrong, ex, cfg)
+    assert wrong_rewards[0] == 0.0 and wrong_rewards[-1] == pytest.approx(0.6)
+    # garbage: one segment, the answer's, worth 0
+    assert completion_segments(tok, tok.encode("?? no steps"), ex, cfg)[1] == [0.0]
+
+
+def test_process_advantages_by_hand():
+    # group of two: A has lines ending at tokens 1 and 3 with rewards 0 and 0.6; B one segment worth 0.3.
+    # All rewards (0, 0.6, 0.3): mean 0.3, unbiased std 0.3, so normalised A: (-1, +1), B: (0).
+    # Token t sums the normalised rewards of segments ending at or after t.
+    adv = process_advantages([([1, 3], [0.0, 0.6]), ([2], [0.3])], lengths=[4, 3], group_size=2)
+    k = 0.3 / (0.3 + 1e-4)
+    torch.testing.assert_close(adv[0], torch.tensor([0.0, 0.0, k, k]))
+    torch.testing.assert_close(adv[1], torch.zeros(3))
+    equal = process_advantages([([0, 1], [0.3, 0.3]), ([1], [0.3])], lengths=[2, 2], group_size=2)
+    assert all(torch.equal(a, torch.zeros(2)) for a in equal)
+
+
+def test_per_token_advantages_reach_the_right_positions_and_match_per_row_ones():
+    prompts, completions = [[1, 2, 3], [1, 2]], [[4, 5], [6, 7, 8]]
+    per_token = [torch.tensor([0.5, -1.0]), torch.tensor([2.0, 3.0, 4.0])]
+    (mb,) = make_micro_batches(prompts, completions, per_token, pad_id=0, size=8)
+    # rows sorted by length: (1, 2, 3, 4, 5) and (1, 2, 6, 7, 8) tie at 5, so the order is kept
+    assert mb.advantages_B[mb.mask_BT == 1].tolist() == [0.5, -1.0, 2.0, 3.0, 4.0]
+    assert mb.advantages_B[mb.mask_BT == 0].abs().sum() == 0
+    # a per-token advantage that is constant along each row is the per-row loss exactly
+    logp_new, logp_old = torch.randn(2, 4), torch.randn(2, 4)
+    mask = torch.ones(2, 4)
+    rows = torch.tensor([0.7, -1.3])
+    by_row, _ = clipped_surrogate(logp_new, logp_old, rows, mask, 0.2)
+    by_token, _ = clipped_surrogate(logp_new, logp_old, rows[:, None].expand(2, 4), mask, 0.2)
+    torch.testing.assert_close(by_row, by_token)
+
+
+def test_process_credit_trains(toy, tmp_path):
+    cfg = _cfg(toy, tmp_path / "run", "rl.max_steps=2", "rl.prompts_per_step=4", "rl.credit=process")
+    final = train_rl(cfg, toy / "init", progress=False, reward_fns=[_distinct_chars])
+    records = _records(tmp_path / "run")
+    assert len(records) == 2 and all(r["skipped"] == 0 and math.isfinite(r["loss"]) for r in records)
+    changed = [not torch.equal(a, b) for a, b in zip(load_pretrained(toy / "init").parameters(), load_pretrained(final).parameters())]
+    assert all(changed)
 
 
 # ----------------------------------------------------------------------------- training
