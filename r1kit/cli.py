@@ -202,7 +202,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     examples, _ = load_examples(args.data)
     examples = examples[: args.n]
     result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-    summary = result.summary()
+    greedy = result.summary()
+    summary = dict(greedy)
     if args.samples:
         sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
                                    batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
@@ -210,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             row["sampled_right"] = right  # for --rows-out
         summary["sampled"] = sampled
         print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
-    print_table(result.summary(), title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
+    print_table(greedy, title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
     if args.out:
         from r1kit.data import write_json, write_jsonl
 

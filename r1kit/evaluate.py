@@ -53,6 +53,16 @@ class EvalResult:
         return out
 
 
+def completion_text(tok: Tokenizer, ids: list[int]) -> str:
+    """A generated completion as the verifier reads it: </think> and the rest kept, the stop token dropped."""
+    return tok.decode(ids[:-1] if ids and ids[-1] == tok.eos_id else ids)
+
+
+def score_completion(text: str, example: Example):
+    """The verifier's breakdown of one completion of `example`, as evaluation scores it."""
+    return score(text, example.answer, question=example.question, optimal_steps=example.optimal_steps, config=SCORING)
+
+
 @torch.no_grad()
 def evaluate(
     model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int = 64, max_new_tokens: int = 128
@@ -87,11 +97,9 @@ def evaluate(
             for h in hooks:
                 h.remove()
         for i, ids in zip(chunk, outs):
-            if ids and ids[-1] == tok.eos_id:  # keep </think> and the rest; drop only the stop token
-                ids = ids[:-1]
-            completions[i] = tok.decode(ids)
+            completions[i] = completion_text(tok, ids)
     for i, ex in enumerate(examples):
-        breakdown = score(completions[i], ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=SCORING)
+        breakdown = score_completion(completions[i], ex)
         rows.append({"question": ex.question, "gold": ex.answer, "completion": completions[i], **breakdown.to_dict()})
     routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c)} for c in counts]
     gates = [(g[:3] / g[3].clamp_min(1)).tolist() for g in gate_sums]
@@ -124,20 +132,17 @@ def sampled_accuracy(
     A prompt with no room to answer counts as no right sample."""
     model.eval()
     counts: list[int] = [0] * len(examples)
-    fits = [i for i, ex in enumerate(examples) if len(tok.encode_prompt(ex.question)) < model.config.max_seq_len]
+    prompts = {i: tok.encode_prompt(ex.question) for i, ex in enumerate(examples)}
+    fits = [i for i, p in prompts.items() if len(p) < model.config.max_seq_len]
+    per_call = max(1, batch_size // samples)  # prompts per engine call: their samples fill the batch
     engine = Engine(model, max_batch_size=max(batch_size, samples))
-    for start in range(0, len(fits), max(1, batch_size // samples)):
-        chunk = fits[start : start + max(1, batch_size // samples)]
+    for start in range(0, len(fits), per_call):
+        chunk = fits[start : start + per_call]
         params = [SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                  seed=seed * 1_000_003 + i, n=samples, stop_token_ids=[tok.eos_id]) for i in chunk]
-        outs = engine.generate([tok.encode_prompt(examples[i].question) for i in chunk], params)
-        for i, out in zip(chunk, outs):
-            for sample in out.samples:
-                ids = sample.token_ids[:-1] if sample.token_ids and sample.token_ids[-1] == tok.eos_id else sample.token_ids
-                ex = examples[i]
-                counts[i] += bool(score(tok.decode(ids), ex.answer, question=ex.question,
-                                        optimal_steps=ex.optimal_steps, config=SCORING).accuracy)
-    ks = [k for k in (2**j for j in range(samples.bit_length())) if k <= samples]
+        for i, out in zip(chunk, engine.generate([prompts[i] for i in chunk], params)):
+            counts[i] = sum(bool(score_completion(completion_text(tok, s.token_ids), examples[i]).accuracy) for s in out.samples)
+    ks = [2**j for j in range(samples.bit_length())]  # 1, 2, 4, ... up to samples
     if ks[-1] != samples:
         ks.append(samples)
     n = max(1, len(examples))

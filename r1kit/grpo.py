@@ -104,7 +104,9 @@ named _BT hold T - 1 entries: entry t is about token t + 1, predicted at t.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -118,7 +120,7 @@ from r1kit import config as config_mod
 from r1kit.checkpoint import load_pretrained, save_pretrained
 from r1kit.data import Example, load_examples
 from r1kit.engine import Engine, SamplingParams
-from r1kit.evaluate import evaluate
+from r1kit.evaluate import completion_text, evaluate
 from r1kit.model import Transformer
 from r1kit.sft import (
     adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
@@ -212,32 +214,24 @@ def group_advantages(rewards_PG: torch.Tensor, kind: str = "group_std", eps: flo
 
 
 def completion_segments(
-    tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, extra: float = 0.0,
+    tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, reward: float, step_validity: float,
 ) -> tuple[list[int], list[float]]:
     """Process rewards of one completion: (the index of each segment's last token, its reward).
 
     Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
     completion). A line scores step_validity_weight when every claim on it is valid (correct and
-    grounded in the question and earlier lines, the verifier's step check), else 0; the answer
-    scores accuracy_weight when right, plus efficiency_weight * efficiency when right (or always,
-    with efficiency_only_if_correct off), plus `extra` (the reward functions' sum). A completion
-    whose token pieces do not decode to its text (never for r1kit's byte-level BPE on ASCII) gets
-    one segment, its whole reward."""
+    grounded in the question and earlier lines, the verifier's step check), else 0. The answer
+    scores the rest of the completion's `reward` (completion_rewards'), i.e. the reward less its
+    step-validity term: accuracy, the efficiency term where credited, and the reward functions'.
+    A completion whose token pieces do not decode to its text (never for r1kit's byte-level BPE on
+    ASCII) gets one segment, its whole reward."""
     ids = completion[:-1] if completion and completion[-1] == tok.eos_id else completion
     last = max(len(completion) - 1, 0)
-    text = tok.decode(ids)
-    reward_cfg = reward_config(cfg)
-    b = score(text, example.answer, question=example.question, optimal_steps=example.optimal_steps, config=reward_cfg)
-    answer_reward = cfg.accuracy_weight * b.accuracy + extra
-    if b.accuracy or not cfg.efficiency_only_if_correct:
-        answer_reward += cfg.efficiency_weight * (b.efficiency or 0.0)
     pieces = [tok.decode([i]) for i in ids]
+    text = tok.decode(ids)
     if "".join(pieces) != text:
-        return [last], [b.total + extra]
-    char_end_T, total = [], 0  # char_end_T[t]: characters of text up to and including token t
-    for piece in pieces:
-        total += len(piece)
-        char_end_T.append(total)
+        return [last], [reward]
+    char_end_T = list(itertools.accumulate(map(len, pieces)))  # characters of text up to and including token t
     reasoning = text.split(END_THINK)[0]
     line_ends, line_claims, offset = [], [], 0
     for line in reasoning.split("\n"):
@@ -246,16 +240,17 @@ def completion_segments(
         if claims:  # None (more than the verifier reads) or a list with claims
             line_ends.append(min(offset - 1, len(reasoning)))
             line_claims.append(claims)
-    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_cfg.constants))
+    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
     ends, rewards = [], []
     for end_char, claims in zip(line_ends, line_claims):
         valid = all([next(checks).valid for _ in claims])
-        t = next(i for i, e in enumerate(char_end_T) if e >= end_char)  # the token that ends the line
+        t = bisect.bisect_left(char_end_T, end_char)  # the token that ends the line
         if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
             rewards[-1] = min(rewards[-1], cfg.step_validity_weight * valid)
             continue
         ends.append(t)
         rewards.append(cfg.step_validity_weight * valid)
+    answer_reward = reward - cfg.step_validity_weight * step_validity
     if ends and ends[-1] >= last:  # the answer shares the last token: fold it in
         rewards[-1] += answer_reward
     else:
@@ -273,16 +268,16 @@ def process_advantages(segments: list[tuple[list[int], list[float]]], lengths: l
     Returns one [length] tensor per completion."""
     out = []
     for g0 in range(0, len(segments), group_size):
-        group = segments[g0 : g0 + group_size]
+        group, group_lengths = segments[g0 : g0 + group_size], lengths[g0 : g0 + group_size]
         all_rewards = torch.tensor([r for _, rs in group for r in rs], dtype=torch.float64)
-        equal = bool((all_rewards == all_rewards[0]).all())
-        mean = all_rewards.mean()
-        std = all_rewards.std() if all_rewards.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
-        for (ends, rewards), n in zip(group, lengths[g0 : g0 + group_size]):
+        if bool((all_rewards == all_rewards[0]).all()):
+            out.extend(torch.zeros(n) for n in group_lengths)
+            continue
+        mean, std = all_rewards.mean(), all_rewards.std()
+        for (ends, rewards), n in zip(group, group_lengths):
             adv_T = torch.zeros(n, dtype=torch.float64)
-            if not equal:
-                for end, r in zip(ends, rewards):  # a segment's normalised reward reaches every token up to its end
-                    adv_T[: end + 1] += (r - mean) / (std + eps)
+            for end, r in zip(ends, rewards):  # a segment's normalised reward reaches every token up to its end
+                adv_T[: end + 1] += (r - mean) / (std + eps)
             out.append(adv_T.float())
     return out
 
@@ -370,7 +365,7 @@ def completion_rewards(
     """The reward of each completion (token ids, scored against the example in the same row), and
     its parts: accuracy, step_validity, efficiency (before `efficiency_only_if_correct`), extra."""
     reward_cfg = reward_config(cfg)
-    texts = [tok.decode(ids[:-1] if ids and ids[-1] == tok.eos_id else ids) for ids in completions]
+    texts = [completion_text(tok, ids) for ids in completions]
     rewards: list[float] = []
     parts: dict[str, list[float]] = {"accuracy": [], "step_validity": [], "efficiency": [], "extra": [0.0] * len(texts)}
     for text, ex in zip(texts, examples):
@@ -414,13 +409,13 @@ def make_micro_batches(
     advantages_N: one per completion [N], or one tensor per completion with one per token."""
     seqs = [p + c for p, c in zip(prompts, completions)]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    per_token = isinstance(advantages_N, list)
     batches = []
     for start in range(0, len(order), size):
         rows = order[start : start + size]
         T = max(len(seqs[i]) for i in rows)
         ids_BT = torch.full((len(rows), T), pad_id, dtype=torch.long)
         mask_BT = torch.zeros(len(rows), T - 1)
-        per_token = isinstance(advantages_N, list)
         adv = torch.zeros(len(rows), T - 1) if per_token else advantages_N[rows]
         for r, i in enumerate(rows):
             ids_BT[r, : len(seqs[i])] = torch.tensor(seqs[i])
@@ -592,7 +587,8 @@ def train_rl(
         rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
         advantages_N = group_advantages(rewards_PG, cfg.advantage).flatten().float()
         if cfg.credit == "process":
-            segments = [completion_segments(tok, c, ex, cfg, extra) for c, ex, extra in zip(completions, examples, parts["extra"])]
+            segments = [completion_segments(tok, c, ex, cfg, r, sv)
+                        for c, ex, r, sv in zip(completions, examples, rewards, parts["step_validity"])]
             advantages_N = process_advantages(segments, [len(c) for c in completions], G)
 
         t1 = time.perf_counter()

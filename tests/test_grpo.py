@@ -191,8 +191,13 @@ def test_process_segments_reward_each_reasoning_line_and_the_answer(toy):
     ex = synth(1, seed=3, steps=2, max_operand=10)[0]
     cfg = RLConfig(train_data="x")  # weights 0.6 / 0.3 / 0.1, article efficiency (0 at the optimal count)
     reasoning = reasoning_text(ex)
+
+    def segments(ids):  # as train_rl calls it: with the completion's reward and step validity
+        rewards, parts = completion_rewards(tok, [ids], [ex], cfg)
+        return completion_segments(tok, ids, ex, cfg, rewards[0], parts["step_validity"][0])
+
     gold = tok.encode(format_completion(reasoning, ex.answer))
-    ends, rewards = completion_segments(tok, gold, ex, cfg)
+    ends, rewards = segments(gold)
     assert rewards == pytest.approx([0.3, 0.3, 0.6]) and ends[-1] == len(gold) - 1
     # each line's segment ends on the token that completes the line, not before it
     first_line = reasoning.split("\n")[0]
@@ -201,10 +206,10 @@ def test_process_segments_reward_each_reasoning_line_and_the_answer(toy):
     # a wrong result on the first line: that line scores 0, the right final answer still scores
     expression, result = first_line.rsplit(" = ", 1)
     wrong = tok.encode(format_completion(reasoning.replace(first_line, f"{expression} = {int(result) + 1}", 1), ex.answer))
-    _, wrong_rewards = completion_segments(tok, wrong, ex, cfg)
+    _, wrong_rewards = segments(wrong)
     assert wrong_rewards[0] == 0.0 and wrong_rewards[-1] == pytest.approx(0.6)
     # garbage: one segment, the answer's, worth 0
-    assert completion_segments(tok, tok.encode("?? no steps"), ex, cfg)[1] == [0.0]
+    assert segments(tok.encode("?? no steps"))[1] == [0.0]
 
 
 def test_process_advantages_by_hand():
