@@ -60,7 +60,7 @@ def cmd_reward(args: argparse.Namespace) -> None:
         if len(weights) != 3:
             raise ValueError(f"--weights takes three numbers (accuracy,step_validity,efficiency), got {args.weights!r}")
         config = verify.RewardConfig(*weights, efficiency=args.efficiency, last_number_fallback=not args.no_fallback,
-                                     think_in_prompt=args.think_in_prompt)
+                                     think_in_prompt=args.think_in_prompt, question_coverage=args.question_coverage)
         if args.jsonl:
             if args.answer is not None or args.question is not None or args.optimal_steps is not None:
                 raise ValueError("--answer, --question and --optimal-steps go with --completion; rows of --jsonl carry their own")
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no answer unless marked (####, \\boxed, 'the answer is', 'A:'); by default the last number counts")
     p.add_argument("--think-in-prompt", action="store_true",
                    help="the prompt ended with <think> (r1kit's chat template): no answer before </think>")
+    p.add_argument("--question-coverage", action="store_true",
+                   help="scale step validity by the share of the question's numbers that valid steps use (needs --question)")
     p.set_defaults(func=cmd_reward)
 
     p = sub.add_parser("data", help="make or inspect maths datasets (JSONL)")

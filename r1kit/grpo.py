@@ -68,6 +68,12 @@ The trap in the reward
   model learnt exactly that (2.48 -> 1.75-2.16 steps, accuracy down). `step_validity` defaults to
   "at_least_optimal": valid steps / max(steps written, optimal steps), which removed the cut
   (2.51 steps) in the same run; "article" is SPEC S11's fraction.
+  The third, measured too: "valid" means correct arithmetic on grounded numbers, and constants
+  (2, 10, ...) and earlier results are grounded, so steps such as "6 * 2 = 12 / 12 + 2 = 14 / ..."
+  are all valid while ignoring the question. Started from a model that writes too few steps for
+  its problems, GRPO learnt them (step validity 0.27 -> 0.76, accuracy down). `question_coverage`
+  (on by default) multiplies step validity by the share of the question's numbers that valid steps
+  use, so such steps pay a fraction of the term.
 
 MoE routing: record, measure, replay
   Rollouts decode with the KV cache; the old-policy forward recomputes the same tokens in one full
@@ -127,7 +133,7 @@ from r1kit.sft import (
     resumed_train_time, save_trainer_state, truncate_metrics,
 )
 from r1kit.tokenizer import END_THINK, Tokenizer
-from r1kit.verify import RewardConfig, check_steps, extract_steps, score
+from r1kit.verify import RewardConfig, check_steps, extract_steps, question_coverage, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
@@ -142,7 +148,7 @@ class RLConfig(BaseModel):
     prompts_per_step: int = Field(8, ge=1, description="problems per step; 8 x G=8 = 64 rollouts, a step of seconds on a CPU")
     micro_batch_size: int = Field(32, ge=1, description="sequences per forward/backward; gradients accumulate over the rollout batch, so this changes memory, not the result")
     max_steps: int = Field(200, ge=1, description="rollout batches (each gives ppo_epochs optimiser steps)")
-    max_minutes: float | None = Field(None, gt=0, description="optional wall-clock stop (training time, evaluation excluded)")
+    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it, judged by the last step's time")
     lr: float = Field(1e-4, gt=0, description="~1/30 of SFT's 3e-3: RL nudges the SFT policy rather than rewriting it (7B RL runs use 1e-6 after SFT at ~2e-5)")
     warmup_steps: int = Field(10, ge=0, description="linear warm-up, then constant (DeepSeekMath uses a constant lr); Adam's first steps are full-size whatever the gradient's noise")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decay on matrices; 0 as TRL's GRPO: decay pulls towards zero, not towards the SFT policy")
@@ -163,6 +169,7 @@ class RLConfig(BaseModel):
     efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
     efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (verify.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
     step_validity: Literal["article", "at_least_optimal"] = Field("at_least_optimal", description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
+    question_coverage: bool = Field(True, description="scale step validity by the share of the question's numbers that valid steps use (verify.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
     seed: int = Field(0, description="one seed for problem order and rollout sampling")
@@ -194,7 +201,7 @@ def reward_config(cfg: RLConfig) -> RewardConfig:
     # the prompt ends inside <think> (as in evaluate.py): a completion without </think> has no answer
     return RewardConfig(accuracy_weight=cfg.accuracy_weight, step_validity_weight=cfg.step_validity_weight,
                         efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency,
-                        step_validity=cfg.step_validity, think_in_prompt=True)
+                        step_validity=cfg.step_validity, question_coverage=cfg.question_coverage, think_in_prompt=True)
 
 
 # ----------------------------------------------------------------------------- the loss, in small pieces
@@ -220,7 +227,8 @@ def completion_segments(
 
     Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
     completion). A line scores step_validity_weight when every claim on it is valid (correct and
-    grounded in the question and earlier lines, the verifier's step check), else 0. The answer
+    grounded in the question and earlier lines, the verifier's step check), else 0; with
+    `question_coverage`, times the completion's coverage, as its step validity is. The answer
     scores the rest of the completion's `reward` (completion_rewards'), i.e. the reward less its
     step-validity term: accuracy, the efficiency term where credited, and the reward functions'.
     A completion whose token pieces do not decode to its text (never for r1kit's byte-level BPE on
@@ -240,16 +248,20 @@ def completion_segments(
         if claims:  # None (more than the verifier reads) or a list with claims
             line_ends.append(min(offset - 1, len(reasoning)))
             line_claims.append(claims)
-    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
+    all_checks = check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants)
+    line_weight = cfg.step_validity_weight
+    if cfg.question_coverage:  # as in the outcome reward, valid lines pay in proportion to the question's numbers used
+        line_weight *= question_coverage(all_checks, example.question)
+    checks = iter(all_checks)
     ends, rewards = [], []
     for end_char, claims in zip(line_ends, line_claims):
         valid = all([next(checks).valid for _ in claims])
         t = bisect.bisect_left(char_end_T, end_char)  # the token that ends the line
         if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
-            rewards[-1] = min(rewards[-1], cfg.step_validity_weight * valid)
+            rewards[-1] = min(rewards[-1], line_weight * valid)
             continue
         ends.append(t)
-        rewards.append(cfg.step_validity_weight * valid)
+        rewards.append(line_weight * valid)
     answer_reward = reward - cfg.step_validity_weight * step_validity
     if ends and ends[-1] >= last:  # the answer shares the last token: fold it in
         rewards[-1] += answer_reward
@@ -618,7 +630,7 @@ def train_rl(
         bar.update(1)
         after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
             lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
-            save_last=lambda: save(last, with_state=True))
+            save_last=lambda: save(last, with_state=True), step_seconds=elapsed)
         if after == "interrupted":
             bar.close()
             return last

@@ -57,6 +57,14 @@ Steps (`extract_steps`, `check_steps`)
     ungrounded claims are counted separately in the breakdown. Without a question, grounding is not
     checked (``grounding_checked`` is False) and every correct claim is valid.
 
+    Coverage (`question_coverage`, off by default; RewardConfig.question_coverage): grounding lets
+    a step build on earlier steps and constants, so "6 * 2 = 12 / 12 + 2 = 14 / ..." is all valid
+    yet ignores the question. With it on, step validity is multiplied by the share of the numbers
+    the question writes in digits that valid claims use as operands (in any form the question
+    allows: "30 minutes" as 30, 0.5 or 1800). A synthetic problem's gold steps cover all of its
+    numbers; GSM8K questions may state numbers a solution never needs, which then lowers every
+    completion of that question alike.
+
 Efficiency (`efficiency`)
     "article" (default; SPEC S11 as written): 1 - steps / optimal_steps. It is 1 with no step, 0 at
     the optimal count and negative above it, without a floor: three times the optimal count gives
@@ -748,6 +756,45 @@ def _read_word(word: str, previous: Fraction | None, whole: Fraction | None, num
 
 
 _TENS = frozenset(Fraction(t) for t in range(20, 100, 10))
+_NEXT_WORD = re.compile(r"\s*([A-Za-z]+)")
+
+
+def stated_numbers(question: str) -> list[frozenset[Fraction]]:
+    """The numbers a question writes in digits, each as the forms a step may use it in (its value
+    and, read with the word after it, the unit conversions and percent forms `question_numbers`
+    gives: "30 minutes" is 30, 0.5 or 1800; the unit's own factors, 60 for "minutes", are not
+    this number's, unless it is the number written: "an hour has 60 minutes"). One entry per distinct number. Number words ("three") are left out."""
+    stated: list[frozenset[Fraction]] = []
+    text = question[:MAX_COMPLETION_CHARS]
+    for m in _QUESTION_TOKEN.finditer(text):
+        if not m.group("num"):
+            continue
+        word = _NEXT_WORD.match(text, m.end())
+        word = word.group(1) if word else ""
+        forms = question_numbers(f"{m.group(0)} {word}") - question_numbers(word) | question_numbers(m.group(0))
+        if m.group("pct"):
+            forms -= _UNIT_FACTORS["percent"]  # 20% is 20, 0.2, 1.2 or 0.8; the bare 100 is not this number
+        if forms and forms not in stated:
+            stated.append(forms)
+    return stated
+
+
+def question_coverage(checks: Sequence["StepCheck"], question: str) -> float:
+    """The share of the question's numbers (`stated_numbers`) that some valid claim uses as an
+    operand; 1 for a question without numbers in digits. Step validity alone cannot tell steps that
+    solve the problem from valid steps that ignore it ("6 * 2 = 12 / 12 + 2 = 14 ...", built on the
+    constant 2): scaling it by coverage can."""
+    stated = stated_numbers(question)
+    if not stated:
+        return 1.0
+    used = []
+    for check in checks:
+        if check.valid:
+            try:
+                used += [_literal(text) for text in _literals(_parse(_tokens(check.step.expression)))]
+            except ExpressionError:  # cannot happen for a valid claim; never fail the scoring on it
+                continue
+    return sum(any(_near(n, half_unit, forms) for n, half_unit in used) for forms in stated) / len(stated)
 
 
 @dataclass(frozen=True)
@@ -874,6 +921,9 @@ class RewardConfig:
     # that one cut off before </think> has no answer (off: plain text from other models is all answer)
     think_in_prompt: bool = False
     constants: frozenset[Fraction] = CONSTANTS  # numbers any step may use without a source
+    # scale step validity by `question_coverage` (needs the question): valid steps that ignore the
+    # question's numbers stop paying. Off: SPEC S11's term as written; GRPO gamed it (docs/benchmarks.md)
+    question_coverage: bool = False
 
     def __post_init__(self):
         for name in ("accuracy_weight", "step_validity_weight", "efficiency_weight"):
@@ -903,6 +953,7 @@ class RewardBreakdown:
     ungrounded_steps: int = 0
     answer: str | None = None
     grounding_checked: bool = False
+    coverage: float | None = None  # question_coverage, when the config asks for it and there is a question
     extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -937,11 +988,15 @@ def score(completion: str, answer: str | int | float, question: str | None = Non
     if config.step_validity == "at_least_optimal" and optimal_steps is not None:
         denominator = max(n_steps, optimal_steps)
     step_validity = valid / denominator if denominator else 0.0
+    coverage = None
+    if config.question_coverage and question is not None:
+        coverage = question_coverage(checks, question)
+        step_validity *= coverage
     eff = None if optimal_steps is None else efficiency(n_steps, optimal_steps, config.efficiency)
     total = round(config.accuracy_weight * accuracy + config.step_validity_weight * step_validity
                   + config.efficiency_weight * (eff or 0.0), 12)  # so that 0.6 + 0.3 reads 0.9
     return RewardBreakdown(accuracy, step_validity, eff, n_steps, optimal_steps, total, valid, correct,
-                           correct - valid if grounding_checked else 0, predicted, grounding_checked)
+                           correct - valid if grounding_checked else 0, predicted, grounding_checked, coverage)
 
 
 def completion_text(completion: str | Sequence[Mapping]) -> str:

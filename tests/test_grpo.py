@@ -212,6 +212,24 @@ def test_process_segments_reward_each_reasoning_line_and_the_answer(toy):
     assert segments(tok.encode("?? no steps"))[1] == [0.0]
 
 
+def test_question_coverage_makes_steps_that_ignore_the_question_pay_less(toy):
+    tok = Tokenizer.load(toy / "init")
+    ex = synth(1, seed=3, steps=2, max_operand=10)[0]  # 7 passengers, 6 get off, 3 get on: 7 - 6 = 1, 1 + 3 = 4
+    plain, covered = RLConfig(train_data="x", question_coverage=False), RLConfig(train_data="x")  # on by default
+    gold = tok.encode(format_completion(reasoning_text(ex), ex.answer))
+    # two valid steps on the constant 2 that use only 7 of the question's 7, 6 and 3; wrong answer
+    chain = tok.encode(format_completion("7 * 2 = 14\n14 + 2 = 16", 16))
+    rewards = {}
+    for name, cfg in (("plain", plain), ("covered", covered)):
+        totals, parts = completion_rewards(tok, [gold, chain], [ex, ex], cfg)
+        rewards[name] = totals
+        if name == "covered":  # process credit pays each valid line the same share
+            _, lines = completion_segments(tok, chain, ex, cfg, totals[1], parts["step_validity"][1])
+            assert lines == pytest.approx([0.1, 0.1, 0.0])
+    assert rewards["plain"] == pytest.approx([0.9, 0.3])  # 2 valid of 2 optimal steps
+    assert rewards["covered"] == pytest.approx([0.9, 0.1])  # coverage 1/3
+
+
 def test_process_advantages_by_hand():
     # group of two: A has lines ending at tokens 1 and 3 with rewards 0 and 0.6; B one segment worth 0.3.
     # All rewards (0, 0.6, 0.3): mean 0.3, unbiased std 0.3, so normalised A: (-1, +1), B: (0).

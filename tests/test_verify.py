@@ -32,6 +32,7 @@ from r1kit.verify import (
     extract_steps,
     format_response,
     format_reward,
+    question_coverage,
     question_numbers,
     score,
     score_batch,
@@ -209,6 +210,48 @@ def test_numbers_in_words_and_units_ground_steps(question, completion):
 ])
 def test_question_numbers(question, includes):
     assert includes <= question_numbers(question)
+
+
+CHLOE = ("Chloe is 6 years old. Her father is 8 times as old as her. Her grandfather is 21 years older "
+         "than her father. What is the sum of the ages of Chloe, her father and her grandfather?")
+# what GRPO learnt from a model that writes too few steps: valid by grounding, yet solving nothing
+CONSTANT_CHAIN = "6 * 2 = 12\n12 + 2 = 14\n14 + 2 = 16\n16 + 2 = 18"
+
+
+def test_question_coverage_tells_valid_steps_that_ignore_the_question():
+    hack, gold = check_steps(extract_steps(CONSTANT_CHAIN), CHLOE), check_steps(extract_steps("6 * 8 = 48\n48 + 21 = 69\n6 + 48 + 69 = 123"), CHLOE)
+    assert all(c.valid for c in hack) and all(c.valid for c in gold)
+    assert question_coverage(hack, CHLOE) == pytest.approx(1 / 3)  # uses 6 of 6, 8, 21
+    assert question_coverage(gold, CHLOE) == 1.0
+    # a number counts as used in the forms its unit allows, and the unit's own factor is not it
+    assert question_coverage(check_steps(extract_steps("30 / 60 = 0.5"), "It rained for 30 minutes."), "It rained for 30 minutes.") == 1.0
+    week = "Maya goes on holiday for 5 weeks. A week has 7 days. How many days is that?"
+    assert question_coverage(check_steps(extract_steps("5 * 7 = 35"), week), week) == 1.0
+    assert question_coverage(check_steps(extract_steps("5 * 2 = 10"), week), week) == 0.5
+    # invalid claims use nothing; a question without digits is covered by anything
+    assert question_coverage(check_steps(extract_steps("6 * 8 = 49"), CHLOE), CHLOE) == 0.0
+    assert question_coverage([], "three apples and two pears") == 1.0
+
+
+def test_coverage_scales_step_validity_only_when_asked():
+    completion = f"{CONSTANT_CHAIN}\n#### 18"
+    plain = score(completion, "123", CHLOE, optimal_steps=3)
+    covered = score(completion, "123", CHLOE, optimal_steps=3, config=RewardConfig(question_coverage=True))
+    assert plain.step_validity == 1.0 and plain.coverage is None
+    assert covered.coverage == pytest.approx(1 / 3) and covered.step_validity == pytest.approx(1 / 3)
+    assert covered.total == pytest.approx(plain.total - 0.3 * 2 / 3)
+    solved = score("6 * 8 = 48\n48 + 21 = 69\n6 + 48 + 69 = 123\n#### 123", "123", CHLOE, optimal_steps=3,
+                   config=RewardConfig(question_coverage=True))
+    assert (solved.step_validity, solved.coverage, solved.total) == (1.0, 1.0, pytest.approx(0.9))
+
+
+def test_synthetic_gold_steps_cover_their_questions():
+    from r1kit.synth import TEMPLATES, synth
+    examples = synth(600, seed=7, steps=range(1, 7))
+    assert {e.meta["template"] for e in examples} == set(TEMPLATES)  # every situation is exercised
+    for e in examples:
+        checks = check_steps(extract_steps("\n".join(e.steps)), e.question)
+        assert question_coverage(checks, e.question) == 1.0, (e.question, e.steps)
 
 
 def test_without_a_question_grounding_is_not_checked():
@@ -419,6 +462,9 @@ def test_cli_scores_one_completion(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert {k: out[k] for k in ("accuracy", "step_validity", "efficiency", "steps", "optimal_steps", "total")} == {
         "accuracy": 1.0, "step_validity": 1.0, "efficiency": 0.0, "steps": 2, "optimal_steps": 2, "total": 0.9}
+    assert main(["reward", "--answer", "123", "--question", CHLOE, "--completion", CONSTANT_CHAIN, "--question-coverage"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["coverage"] == pytest.approx(1 / 3) and out["step_validity"] == pytest.approx(1 / 3)
     assert main(["reward", "--answer", "72", "--completion", "48 + 24 = 72", "--think-in-prompt"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == 0.0  # cut off inside the reasoning
     path = tmp_path / "completion.txt"
