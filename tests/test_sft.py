@@ -10,7 +10,7 @@ from r1kit.checkpoint import load_pretrained
 from r1kit.cli import main
 from r1kit.data import read_metrics, write_jsonl
 from r1kit.synth import synth
-from r1kit.sft import SFTConfig, batch_indices, lr_at, load_run_config, make_batch, train_sft
+from r1kit.sft import SFTConfig, after_step, batch_indices, lr_at, load_run_config, make_batch, train_sft
 from r1kit.tokenizer import Tokenizer
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
@@ -122,3 +122,16 @@ def test_config_sections_and_overrides_are_validated():
         load_run_config(TINY, ["lr=1"])
     with pytest.raises(ValueError, match="unknown key 'sft.learning_rate'"):
         load_run_config(TINY, ["sft.learning_rate=1"])
+
+
+def test_max_minutes_is_a_budget_no_step_overruns():
+    cfg = SFTConfig(train_data="x", max_minutes=1, max_steps=1000, eval_every=0, save_every=1000)
+    saves = []
+
+    def after(train_time: float, step_seconds: float) -> str:
+        return after_step(10, cfg, train_time, None, evaluate=None, save_last=lambda: saves.append(1), step_seconds=step_seconds)
+
+    assert after(55.0, 4.0) == "continue"  # the next 4-second step ends at 59 s, within the minute
+    assert after(57.0, 4.0) == "out_of_time"  # it would end at 61 s: stop now, at 57
+    assert after(59.9, 0.05) == "continue" and after(60.0, 0.0) == "continue" and after(60.1, 0.0) == "out_of_time"
+    assert saves == []
