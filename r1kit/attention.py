@@ -5,7 +5,7 @@ Multi-scale attention uses one set of q/k/v projections feeding three branches:
   global    causal sparse top-k: each query keeps only its `topk` highest-scoring keys (S3);
   symbolic  only keys whose token is a mathematical symbol (S4);
 mixed per token and head by a learned softmax gate over the three, computed from the hidden state
-(initialised local-first, as NSA implementations start). A query with no allowed key in a branch
+(initialised to equal weights; `gate_local_bias` gives NSA's local-first start). A query with no allowed key in a branch
 (no symbol before it, say) gets exactly zero from that branch.
 
 Each branch is torch's fused SDPA under a boolean mask, so no score matrix is kept for autograd;
@@ -214,7 +214,7 @@ class Attention(nn.Module):
         self.qkv_proj = nn.Linear(cfg.dim, self.q_size + 2 * self.kv_size, bias=False)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         if self.kind == "multiscale":
-            # gate logits per (head, branch) from the hidden state; the bias sets the local-first start
+            # gate logits per (head, branch) from the hidden state; the bias sets the starting mix
             self.gate = nn.Linear(cfg.dim, cfg.n_heads * len(BRANCHES), bias=True)
         # mean gate weight per branch over the last forward's tokens and heads (for reports)
         self.last_gate_mean: torch.Tensor | None = None

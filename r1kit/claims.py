@@ -147,7 +147,7 @@ def write_claims_doc(results: dict[str, dict], doc: Path, minutes: float, n_test
     lines = [
         "# The article's claims at our scale", "",
         f"`r1kit claims --minutes {minutes:g}` on {date.today().isoformat()}, 2 CPU cores, torch fp32. Demo model",
-        "(1.5M parameters; 4 layers, MoE 4 experts top-2), synthetic problems: training 1-4 steps, held-out",
+        "(1.6M parameters; 4 layers, MoE 4 experts top-2), synthetic problems: training 1-4 steps, held-out",
         f"{n_test} problems of 2-3 steps, operands below 100, greedy decoding. Every SFT run had the same",
         f"minutes ({ms['minutes']:.1f}) and every RL run the same minutes ({results['rl_composite']['minutes']:.1f}),",
         "data and seed. Small budgets: these are directions at toy scale, not the article's settings.", "",

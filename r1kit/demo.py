@@ -50,9 +50,10 @@ class DemoPlan:
     max_new_tokens: int = 128
 
 
-# Measured on 2 CPU cores (docs/benchmarks.md): the demo model runs ~160 SFT steps a minute at
-# batch 32 with length-grouped batches, and a GRPO step of 16 prompts x 8 samples (2 passes) ~5 s.
-SFT_STEPS_PER_MINUTE = 160
+# Measured on 2 CPU cores (docs/benchmarks.md): the demo model runs ~195 SFT steps a minute at
+# batch 32 with length-grouped batches and the 1024-token BPE, and a GRPO step of 16 prompts x 8
+# samples (2 passes) ~5 s.
+SFT_STEPS_PER_MINUTE = 195
 RL_STEPS_PER_MINUTE = 12
 
 
