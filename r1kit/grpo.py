@@ -148,7 +148,7 @@ class RLConfig(BaseModel):
     prompts_per_step: int = Field(8, ge=1, description="problems per step; 8 x G=8 = 64 rollouts, a step of seconds on a CPU")
     micro_batch_size: int = Field(32, ge=1, description="sequences per forward/backward; gradients accumulate over the rollout batch, so this changes memory, not the result")
     max_steps: int = Field(200, ge=1, description="rollout batches (each gives ppo_epochs optimiser steps)")
-    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it, judged by the last step's time")
+    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far")
     lr: float = Field(1e-4, gt=0, description="~1/30 of SFT's 3e-3: RL nudges the SFT policy rather than rewriting it (7B RL runs use 1e-6 after SFT at ~2e-5)")
     warmup_steps: int = Field(10, ge=0, description="linear warm-up, then constant (DeepSeekMath uses a constant lr); Adam's first steps are full-size whatever the gradient's noise")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decay on matrices; 0 as TRL's GRPO: decay pulls towards zero, not towards the SFT policy")
@@ -555,6 +555,7 @@ def train_rl(
 
     optimizer = make_optimizer(model, cfg)
     step, train_time = 0, 0.0  # train_time: seconds of training so far (evaluation excluded)
+    longest_step = 0.0  # seconds: what the max_minutes budget reserves for the next step
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
         truncate_metrics(metrics_path, step)
@@ -613,6 +614,7 @@ def train_rl(
         step += 1
         elapsed = time.perf_counter() - t0
         train_time += elapsed
+        longest_step = max(longest_step, elapsed)
 
         record = _step_record(rewards_PG, parts, completions, passes, tok.eos_id, bool(reward_fns))
         record["rollout_tokens_per_s"] = record["response_tokens"] * len(completions) / t_rollout
@@ -630,7 +632,7 @@ def train_rl(
         bar.update(1)
         after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
             lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
-            save_last=lambda: save(last, with_state=True), step_seconds=elapsed)
+            save_last=lambda: save(last, with_state=True), step_seconds=longest_step)
         if after == "interrupted":
             bar.close()
             return last

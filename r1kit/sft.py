@@ -57,7 +57,7 @@ class SFTConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     length_window: int = Field(8, ge=1, description="micro-batches whose examples are grouped by length (1 = plain shuffle); less padding, same epoch")
     max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the cosine schedule")
-    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it; the schedule still follows max_steps")
+    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far; the schedule still follows max_steps")
     lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * this")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps; Adam's moment estimates settle first")
@@ -260,6 +260,7 @@ def train_sft(
     optimizer = make_optimizer(model, cfg)
     step = 0
     train_time = 0.0  # seconds of training so far (evaluation excluded)
+    longest_step = 0.0  # seconds: what the max_minutes budget reserves for the next step
     if resume:
         step = load_trainer_state(last / "trainer_state", optimizer)
         truncate_metrics(metrics_path, step)
@@ -304,6 +305,7 @@ def train_sft(
         step += 1
         elapsed = time.perf_counter() - t0
         train_time += elapsed
+        longest_step = max(longest_step, elapsed)
         window_time += elapsed
         window_loss += step_loss
         for minutes in [m for m in snapshots if train_time >= m * 60]:
@@ -322,7 +324,7 @@ def train_sft(
         bar.update(1)
         after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
             lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
-            save_last=lambda: save(last, with_state=True), step_seconds=elapsed)
+            save_last=lambda: save(last, with_state=True), step_seconds=longest_step)
         if after == "interrupted":
             bar.close()
             return last
@@ -376,9 +378,9 @@ def after_step(step: int, cfg, train_time: float, stop_at: int | None, evaluate,
     (`save_last`). Returns "continue", "out_of_time" (the caller ends the run as if at max_steps)
     or "interrupted" (stop_at reached: last/ is written, nothing else).
 
-    max_minutes is a budget, not a deadline to overrun: the run is out of time when another step
-    as long as this one (`step_seconds`) would take it past max_minutes, so an RL run of 5-second
-    steps asked for 8 minutes trains 8 minutes at most, not 8 plus a step."""
+    max_minutes is a budget, not a deadline to overrun: the run is out of time when another step as
+    long as the longest so far (`step_seconds`) would take it past max_minutes, so an RL run of
+    5-second steps asked for 8 minutes trains up to 8 minutes, not 8 plus a step."""
     out_of_time = cfg.max_minutes is not None and train_time + step_seconds > cfg.max_minutes * 60
     if evaluate and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and not out_of_time:
         evaluate()
