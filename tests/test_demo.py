@@ -87,7 +87,8 @@ def test_pass_at_k_matches_hand_computed_values():
 def test_greedy_samples_give_pass_at_k_equal_to_greedy_accuracy(run, monkeypatch):
     """At temperature 0 every sample is the greedy completion, so pass@k for every k must equal the
     greedy evaluation's accuracy. The real verifier finds the quick model right on almost nothing,
-    so a stand-in marks a completion right by the parity of its length: the check then compares
+    so a stand-in marks a completion right by the parity of its length plus its problem's answer
+    digits (the quick model may write equally long text for every problem): the check then compares
     the sampled path's completions with the greedy path's on about half right, half wrong."""
     import dataclasses
 
@@ -96,7 +97,8 @@ def test_greedy_samples_give_pass_at_k_equal_to_greedy_accuracy(run, monkeypatch
     real_score = evaluate_module.score
 
     def parity_score(text, answer, **kwargs):
-        return dataclasses.replace(real_score(text, answer, **kwargs), accuracy=float(len(text) % 2 == 0))
+        right = (len(text) + sum(map(ord, str(answer)))) % 2 == 0
+        return dataclasses.replace(real_score(text, answer, **kwargs), accuracy=float(right))
 
     monkeypatch.setattr(evaluate_module, "score", parity_score)
     model, tok = load_pretrained(run / "sft" / "final"), Tokenizer.load(run / "sft" / "final")
