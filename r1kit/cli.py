@@ -69,6 +69,8 @@ def cmd_reward(args: argparse.Namespace) -> None:
             return
         if args.answer is None:
             raise ValueError("--completion needs --answer")
+        if args.question_coverage and args.question is None:
+            raise ValueError("--question-coverage needs --question: coverage is the share of the question's numbers used")
         completion = args.completion
         try:  # a completion's text may be too long to be a path at all (OSError), so it is text
             if Path(completion).is_file():

@@ -133,7 +133,7 @@ from r1kit.sft import (
     resumed_train_time, save_trainer_state, truncate_metrics,
 )
 from r1kit.tokenizer import END_THINK, Tokenizer
-from r1kit.verify import RewardConfig, check_steps, extract_steps, question_coverage, score
+from r1kit.verify import RewardConfig, check_steps, extract_steps, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
@@ -222,13 +222,15 @@ def group_advantages(rewards_PG: torch.Tensor, kind: str = "group_std", eps: flo
 
 def completion_segments(
     tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, reward: float, step_validity: float,
+    coverage: float = 1.0,
 ) -> tuple[list[int], list[float]]:
     """Process rewards of one completion: (the index of each segment's last token, its reward).
 
     Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
     completion). A line scores step_validity_weight when every claim on it is valid (correct and
-    grounded in the question and earlier lines, the verifier's step check), else 0; with
-    `question_coverage`, times the completion's coverage, as its step validity is. The answer
+    grounded in the question and earlier lines, the verifier's step check), else 0, times the
+    completion's question `coverage` (completion_rewards' part; 1 when the config does not use it),
+    as its step validity is. The answer
     scores the rest of the completion's `reward` (completion_rewards'), i.e. the reward less its
     step-validity term: accuracy, the efficiency term where credited, and the reward functions'.
     A completion whose token pieces do not decode to its text (never for r1kit's byte-level BPE on
@@ -248,11 +250,8 @@ def completion_segments(
         if claims:  # None (more than the verifier reads) or a list with claims
             line_ends.append(min(offset - 1, len(reasoning)))
             line_claims.append(claims)
-    all_checks = check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants)
-    line_weight = cfg.step_validity_weight
-    if cfg.question_coverage:  # as in the outcome reward, valid lines pay in proportion to the question's numbers used
-        line_weight *= question_coverage(all_checks, example.question)
-    checks = iter(all_checks)
+    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
+    line_weight = cfg.step_validity_weight * coverage
     ends, rewards = [], []
     for end_char, claims in zip(line_ends, line_claims):
         valid = all([next(checks).valid for _ in claims])
@@ -375,11 +374,13 @@ def completion_rewards(
     tok: Tokenizer, completions: list[list[int]], examples: list[Example], cfg: RLConfig, reward_fns: Sequence[RewardFn] = (),
 ) -> tuple[list[float], dict[str, list[float]]]:
     """The reward of each completion (token ids, scored against the example in the same row), and
-    its parts: accuracy, step_validity, efficiency (before `efficiency_only_if_correct`), extra."""
+    its parts: accuracy, step_validity, efficiency (before `efficiency_only_if_correct`), extra, and
+    coverage (the factor in step_validity; 1 when `question_coverage` is off)."""
     reward_cfg = reward_config(cfg)
     texts = [completion_text(tok, ids) for ids in completions]
     rewards: list[float] = []
-    parts: dict[str, list[float]] = {"accuracy": [], "step_validity": [], "efficiency": [], "extra": [0.0] * len(texts)}
+    parts: dict[str, list[float]] = {"accuracy": [], "step_validity": [], "efficiency": [], "coverage": [],
+                                     "extra": [0.0] * len(texts)}
     for text, ex in zip(texts, examples):
         b = score(text, ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=reward_cfg)
         efficiency = b.efficiency or 0.0
@@ -390,6 +391,7 @@ def completion_rewards(
         parts["accuracy"].append(b.accuracy)
         parts["step_validity"].append(b.step_validity)
         parts["efficiency"].append(efficiency)
+        parts["coverage"].append(1.0 if b.coverage is None else b.coverage)
     for fn in reward_fns:
         values = list(fn(texts, examples))
         if len(values) != len(texts) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
@@ -600,8 +602,8 @@ def train_rl(
         rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
         advantages_N = group_advantages(rewards_PG, cfg.advantage).flatten().float()
         if cfg.credit == "process":
-            segments = [completion_segments(tok, c, ex, cfg, r, sv)
-                        for c, ex, r, sv in zip(completions, examples, rewards, parts["step_validity"])]
+            segments = [completion_segments(tok, c, ex, cfg, r, sv, cov) for c, ex, r, sv, cov
+                        in zip(completions, examples, rewards, parts["step_validity"], parts["coverage"])]
             advantages_N = process_advantages(segments, [len(c) for c in completions], G)
 
         t1 = time.perf_counter()

@@ -759,11 +759,13 @@ _TENS = frozenset(Fraction(t) for t in range(20, 100, 10))
 _NEXT_WORD = re.compile(r"\s*([A-Za-z]+)")
 
 
-def stated_numbers(question: str) -> list[frozenset[Fraction]]:
+@lru_cache(maxsize=4096)  # RL scores a group of completions per question
+def stated_numbers(question: str) -> tuple[frozenset[Fraction], ...]:
     """The numbers a question writes in digits, each as the forms a step may use it in (its value
     and, read with the word after it, the unit conversions and percent forms `question_numbers`
     gives: "30 minutes" is 30, 0.5 or 1800; the unit's own factors, 60 for "minutes", are not
-    this number's, unless it is the number written: "an hour has 60 minutes"). One entry per distinct number. Number words ("three") are left out."""
+    this number's, unless it is the number written: "an hour has 60 minutes"). One entry per
+    distinct number. Number words ("three") are left out."""
     stated: list[frozenset[Fraction]] = []
     text = question[:MAX_COMPLETION_CHARS]
     for m in _QUESTION_TOKEN.finditer(text):
@@ -776,7 +778,7 @@ def stated_numbers(question: str) -> list[frozenset[Fraction]]:
             forms -= _UNIT_FACTORS["percent"]  # 20% is 20, 0.2, 1.2 or 0.8; the bare 100 is not this number
         if forms and forms not in stated:
             stated.append(forms)
-    return stated
+    return tuple(stated)
 
 
 def question_coverage(checks: Sequence["StepCheck"], question: str) -> float:
@@ -787,13 +789,8 @@ def question_coverage(checks: Sequence["StepCheck"], question: str) -> float:
     stated = stated_numbers(question)
     if not stated:
         return 1.0
-    used = []
-    for check in checks:
-        if check.valid:
-            try:
-                used += [_literal(text) for text in _literals(_parse(_tokens(check.step.expression)))]
-            except ExpressionError:  # cannot happen for a valid claim; never fail the scoring on it
-                continue
+    # a valid claim was parsed by _judge already, so its expression parses and its literals read
+    used = [_literal(text) for check in checks if check.valid for text in _literals(_parse(_tokens(check.step.expression)))]
     return sum(any(_near(n, half_unit, forms) for n, half_unit in used) for forms in stated) / len(stated)
 
 

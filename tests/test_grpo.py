@@ -224,7 +224,7 @@ def test_question_coverage_makes_steps_that_ignore_the_question_pay_less(toy):
         totals, parts = completion_rewards(tok, [gold, chain], [ex, ex], cfg)
         rewards[name] = totals
         if name == "covered":  # process credit pays each valid line the same share
-            _, lines = completion_segments(tok, chain, ex, cfg, totals[1], parts["step_validity"][1])
+            _, lines = completion_segments(tok, chain, ex, cfg, totals[1], parts["step_validity"][1], parts["coverage"][1])
             assert lines == pytest.approx([0.1, 0.1, 0.0])
     assert rewards["plain"] == pytest.approx([0.9, 0.3])  # 2 valid of 2 optimal steps
     assert rewards["covered"] == pytest.approx([0.9, 0.1])  # coverage 1/3

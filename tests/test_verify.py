@@ -465,6 +465,9 @@ def test_cli_scores_one_completion(capsys, tmp_path):
     assert main(["reward", "--answer", "123", "--question", CHLOE, "--completion", CONSTANT_CHAIN, "--question-coverage"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["coverage"] == pytest.approx(1 / 3) and out["step_validity"] == pytest.approx(1 / 3)
+    with pytest.raises(SystemExit):
+        main(["reward", "--answer", "123", "--completion", CONSTANT_CHAIN, "--question-coverage"])
+    assert "--question-coverage needs --question" in capsys.readouterr().err
     assert main(["reward", "--answer", "72", "--completion", "48 + 24 = 72", "--think-in-prompt"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == 0.0  # cut off inside the reasoning
     path = tmp_path / "completion.txt"
