@@ -100,8 +100,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 
     try:
         if args.data_command == "drills":
-            n = data.write_jsonl(args.out, synth.drills(args.n, args.seed, args.max_operand))
-            print(f"wrote {n} arithmetic drills (max operand {args.max_operand}) to {args.out}")
+            n = data.write_jsonl(args.out, synth.drills(args.n, args.seed, args.max_operand, args.steps))
+            print(f"wrote {n} arithmetic drills ({args.steps[0]}-{args.steps[1]} steps, max operand {args.max_operand}) to {args.out}")
             return
         if args.data_command == "inspect":
             examples, skipped = data.load_examples(args.file, skip_bad=args.skip_bad)
@@ -366,10 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="make or inspect maths datasets (JSONL)")
     data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    q = data_sub.add_parser("drills", help="write one-step arithmetic drills to mix into SFT data")
+    q = data_sub.add_parser("drills", help="write arithmetic drills (one step, or chains worked left to right) to mix into SFT data")
     q.add_argument("--n", type=int, required=True)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-operand", type=int, default=100)
+    q.add_argument("--steps", type=_steps_arg, default=(1, 1), help="claims per drill, e.g. 1 (default) or a chain of 4-8")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("synth", help="write synthetic verifiable word problems (docs/data.md)")

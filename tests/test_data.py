@@ -271,3 +271,23 @@ def test_drills_are_exact_one_step_problems_within_the_knobs():
         assert e.question == f"Work out {a} {op} {b}."
         assert int(b) <= 50 and int(a) <= (500 if op in "+-" else 50 * 10)
     assert set(ops) == set("+-*/") and min(ops.values()) > 60
+
+
+def test_chained_drills_are_exact_left_to_right_chains():
+    examples = synth.drills(300, seed=1, max_operand=100, steps=(4, 8))
+    assert [e.to_json() for e in examples] == [e.to_json() for e in synth.drills(300, seed=1, max_operand=100, steps=(4, 8))]
+    lengths = Counter()
+    for e in examples:
+        lengths[len(e.steps)] += 1
+        assert e.optimal_steps == len(e.steps) and e.question.startswith("From left to right, work out ")
+        expression = e.question.removeprefix("From left to right, work out ").removesuffix(".").split()
+        value = Fraction(int(expression[0]))
+        for i, step in enumerate(e.steps):
+            a, op, b, _, c = step.split()
+            assert Fraction(int(a)) == value and [op, b] == expression[2 * i + 1: 2 * i + 3]  # the chain is the question's
+            value = {"+": value + int(b), "-": value - int(b), "*": value * int(b), "/": value / int(b)}[op]
+            assert value == int(c) and value >= 1 and int(b) <= 100  # exact, whole and positive
+        assert len(expression) == 2 * len(e.steps) + 1 and e.answer == e.steps[-1].split()[-1]
+    assert set(lengths) == set(range(4, 9))
+    with pytest.raises(ValueError, match="drill steps"):
+        synth.drills(1, seed=0, steps=(3, 2))
