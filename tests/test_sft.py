@@ -64,8 +64,9 @@ def test_schedule_warms_up_then_decays_to_floor():
     assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 110))
 
 
-def test_tiny_model_learns_the_toy_set(toy_data, tmp_path):
-    model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.max_steps=60")
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_tiny_model_learns_the_toy_set(toy_data, tmp_path, optimizer):
+    model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.max_steps=60", f"sft.optimizer={optimizer}")
     final = train_sft(model_cfg, cfg, progress=False)
     losses = _losses(tmp_path / "run")
     # cross-entropy on response tokens starts near ln(vocab) ~ 5 and must fall at least 3x
@@ -76,12 +77,14 @@ def test_tiny_model_learns_the_toy_set(toy_data, tmp_path):
     assert "eval_accuracy" in records[-1] and "utilisation" in records[-2]
 
 
-def test_resume_reproduces_the_uninterrupted_run(toy_data, tmp_path):
-    model_cfg, cfg = _configs(toy_data, tmp_path / "full", "model.layer_drop=0.2", "sft.eval_data=null")
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_reproduces_the_uninterrupted_run(toy_data, tmp_path, optimizer):
+    extra = ("model.layer_drop=0.2", "sft.eval_data=null", f"sft.optimizer={optimizer}")
+    model_cfg, cfg = _configs(toy_data, tmp_path / "full", *extra)
     train_sft(model_cfg, cfg, progress=False)
     full = _losses(tmp_path / "full")
 
-    model_cfg, cfg = _configs(toy_data, tmp_path / "split", "model.layer_drop=0.2", "sft.eval_data=null")
+    model_cfg, cfg = _configs(toy_data, tmp_path / "split", *extra)
     train_sft(model_cfg, cfg, progress=False, stop_at=20)  # interrupted after step 20
     assert not (tmp_path / "split" / "final").exists()
     train_sft(model_cfg, cfg, resume=True, progress=False)

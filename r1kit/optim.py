@@ -1,0 +1,105 @@
+"""Muon for a transformer's hidden matrices, AdamW for the rest, in one torch Optimizer.
+
+Muon (Keller Jordan, 2024; "Muon is Scalable for LLM Training", Moonshot 2025) replaces each
+hidden matrix's update by the nearest semi-orthogonal matrix to its Nesterov momentum (a few
+Newton-Schulz iterations), so every direction of the matrix moves at the same rate instead of the
+few that dominate the gradient. Embeddings, the output head, norms, biases and small routing
+matrices keep AdamW, as in the reference implementation.
+
+Why not `torch.optim.Muon`: it takes 2-D parameters only, and r1kit stores each layer's experts
+as one [E, out, in] tensor; here each expert's matrix is orthogonalised on its own (batched).
+The update is scaled by 0.2 * sqrt(max(out, in)) (Moonshot's rule), which gives it AdamW's RMS,
+so the two kinds of group share one learning rate and one weight decay.
+
+One optimizer (groups flagged `use_muon`), so the trainer's schedule, state saving and
+`--resume` treat it like AdamW.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn as nn
+
+# Keller Jordan's quintic coefficients: push singular values of the normalised matrix towards ~1
+# in 5 steps, trading exactness (they land in ~[0.7, 1.2]) for speed.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(g_XMN: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """Newton-Schulz approximation of U V^T for G = U S V^T, batched over leading dims: [..., M, N]."""
+    a, b, c = NS_COEFFICIENTS
+    x = g_XMN.float()
+    tall = x.size(-2) > x.size(-1)
+    if tall:  # iterate on the smaller Gram matrix
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)  # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x.mT if tall else x).to(g_XMN.dtype)
+
+
+def muon_param_names(model: nn.Module) -> set[str]:
+    """Hidden matrices: every >= 2-D parameter inside the blocks except the attention gate and
+    the MoE router (a few logits each; AdamW moves them as it moves biases)."""
+    return {
+        name for name, p in model.named_parameters()
+        if p.dim() >= 2 and name.startswith("layers.") and not name.endswith(("attn.gate.weight", "expert_embed_EC"))
+    }
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Param groups with `use_muon=True` get Muon (momentum, nesterov); the others AdamW (betas, eps).
+    Every group has `lr` and `weight_decay` (decoupled, as in AdamW)."""
+
+    def __init__(self, groups: Iterable[dict], lr: float, betas: tuple[float, float] = (0.9, 0.95),
+                 momentum: float = 0.95, eps: float = 1e-8, ns_steps: int = 5):
+        defaults = dict(lr=lr, weight_decay=0.0, betas=betas, momentum=momentum, eps=eps, ns_steps=ns_steps, use_muon=False)
+        super().__init__(list(groups), defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if wd:
+                    p.mul_(1 - lr * wd)
+                if group["use_muon"]:
+                    self._muon(p, state, group, lr)
+                else:
+                    self._adamw(p, state, group, lr)
+        return loss
+
+    @staticmethod
+    def _muon(p: torch.Tensor, state: dict, group: dict, lr: float) -> None:
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        buf = state["momentum_buffer"]
+        buf.mul_(group["momentum"]).add_(p.grad)
+        update = p.grad.add(buf, alpha=group["momentum"])  # Nesterov
+        rows, cols = p.shape[-2:]
+        p.add_(orthogonalize(update, group["ns_steps"]), alpha=-lr * 0.2 * math.sqrt(max(rows, cols)))
+
+    @staticmethod
+    def _adamw(p: torch.Tensor, state: dict, group: dict, lr: float) -> None:
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        state["exp_avg"].lerp_(p.grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
+        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(group["eps"])
+        p.addcdiv_(state["exp_avg"], denom, value=-lr / bias1)
