@@ -50,10 +50,10 @@ class DemoPlan:
     max_new_tokens: int = 128
 
 
-# Measured on 2 CPU cores (docs/benchmarks.md): the demo model runs ~195 SFT steps a minute at
-# batch 32 with length-grouped batches and the 1024-token BPE, and a GRPO step of 16 prompts x 8
-# samples (2 passes) ~5 s.
-SFT_STEPS_PER_MINUTE = 195
+# Measured on 2 CPU cores (docs/benchmarks.md): the demo model runs ~150 SFT steps a minute with
+# Muon at batch 32 with length-grouped batches and the 1024-token BPE (138-175 as the machine's
+# speed varied; AdamW ~10% more), and a GRPO step of 16 prompts x 8 samples (2 passes) ~5 s.
+SFT_STEPS_PER_MINUTE = 150
 RL_STEPS_PER_MINUTE = 12
 
 
