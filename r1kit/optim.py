@@ -51,6 +51,17 @@ def muon_param_names(model: nn.Module) -> set[str]:
     }
 
 
+def muon_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> "MuonAdamW":
+    """Muon on the hidden matrices; AdamW on the other matrices (decayed) and on vectors (not)."""
+    hidden = muon_param_names(model)
+    named = list(model.named_parameters())
+    return MuonAdamW([
+        {"params": [p for n, p in named if n in hidden], "weight_decay": weight_decay, "use_muon": True},
+        {"params": [p for n, p in named if n not in hidden and p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if p.dim() < 2], "weight_decay": 0.0},
+    ], lr=lr, betas=betas)
+
+
 class MuonAdamW(torch.optim.Optimizer):
     """Param groups with `use_muon=True` get Muon (momentum, nesterov); the others AdamW (betas, eps).
     Every group has `lr` and `weight_decay` (decoupled, as in AdamW)."""

@@ -42,7 +42,7 @@ from r1kit.config import ModelConfig
 from r1kit.data import Example, load_examples, read_metrics, write_text
 from r1kit.evaluate import evaluate
 from r1kit.model import Transformer
-from r1kit.optim import MuonAdamW, muon_param_names
+from r1kit.optim import muon_adamw
 from r1kit.tokenizer import Tokenizer, format_completion
 
 
@@ -170,14 +170,7 @@ def make_batch(encoded: list[tuple[list[int], int]], indices: list[int], pad_id:
 def make_optimizer(model: Transformer, cfg: SFTConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    hidden = muon_param_names(model)
-    named = list(model.named_parameters())
-    groups = [
-        {"params": [p for n, p in named if n in hidden], "weight_decay": cfg.weight_decay, "use_muon": True},
-        {"params": [p for n, p in named if n not in hidden and p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in named if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return MuonAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return muon_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
 
 
 def adamw(model: Transformer, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:

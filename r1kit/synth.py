@@ -1104,6 +1104,7 @@ def drills(n: int, seed: int | str, max_operand: int = 100, steps: int | tuple[i
             b, c = rng.randint(2, count_max), rng.randint(1, max_operand)
             a = b * c
         claims, expression = [f"{a} {op} {b} = {c}"], f"{a} {op} {b}"
+        # a fixed length draws nothing, so one-step drills keep the random stream they always had
         for _ in range(rng.randint(lo, hi) - 1 if hi > lo else lo - 1):
             op, b, c_next = _chain_claim(rng, c, max_operand, count_max)
             claims.append(f"{c} {op} {b} = {c_next}")
