@@ -286,9 +286,9 @@ class Engine:
         # context: less memory to zero and hold; the running cache grows if a longer one joins
         capacity = min(self.max_seq_len, -(-max(r.total_len for r in requests) // 64) * 64)
         cache = KVCache.for_model(self.model, B, max_seq_len=capacity)
-        logits_BPV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache)
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
-        logits_BV = logits_BPV[torch.arange(B, device=self.device), last_B]
+        last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
+        logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP)
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

@@ -4,7 +4,7 @@ With `attention.kind = "dense"` and `moe.n_experts = 0` it is exactly the Llama 
 Otherwise attention is multi-scale (attention.py) and feed-forward layers are mixtures of
 experts (moe.py).
 
-    logits = model(ids_BT, positions_BT=None, cache=None, skip=None)
+    logits = model(ids_BT, positions_BT=None, cache=None, skip=None, logits_at_BT=None)
 
 - positions: int64 [B, T]; default 0..T-1 (or, with a cache, continuing after what it holds is
   the caller's job: the engine passes them). Positions must increase along T.
@@ -12,6 +12,9 @@ experts (moe.py).
 - skip: a LayerSkip naming blocks to skip entirely or only their attention (the dynamic engine
   uses this); training applies stochastic layer drop (config.layer_drop) so skipping degrades
   gracefully.
+- logits_at_BT: bool [B, T]; if given, only those positions get logits, [N, V] in row-major
+  order. The output head is a tenth of a small model's compute: SFT needs logits only where the
+  loss is (the response), prefill only at each prompt's last token.
 - The vocabulary's symbol flags (which token ids are maths symbols) are a buffer, set with
   `set_symbol_flags` from the tokenizer and saved with the checkpoint; the symbolic attention
   branch reads them.
@@ -144,6 +147,7 @@ class Transformer(nn.Module):
         positions_BT: torch.Tensor | None = None,
         cache: KVCacheLike | None = None,
         skip: LayerSkip | None = None,
+        logits_at_BT: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T = ids_BT.shape
         if positions_BT is None:
@@ -163,6 +167,10 @@ class Transformer(nn.Module):
             if self.training and self.config.layer_drop > 0 and torch.rand(()) < self.config.layer_drop:
                 continue
             h_BTC = block(h_BTC, ctx, cache, skip_attention=skip is not None and i in skip.attention)
+        if logits_at_BT is not None:
+            if logits_at_BT.shape != (B, T) or logits_at_BT.dtype != torch.bool:
+                raise ValueError(f"logits_at_BT must be a bool mask of shape {(B, T)}, got {logits_at_BT.dtype} {tuple(logits_at_BT.shape)}")
+            return self.lm_head(self.norm(h_BTC[logits_at_BT]))  # [N, V]
         return self.lm_head(self.norm(h_BTC))
 
     def _context(self, ids_BT: torch.Tensor, positions_BT: torch.Tensor, cache: KVCacheLike | None) -> AttentionContext:

@@ -61,7 +61,8 @@ class SFTConfig(BaseModel):
     max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the cosine schedule")
     max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far; the schedule still follows max_steps")
     lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * this")
+    schedule: Literal["cosine", "linear"] = Field("cosine", description="decay after warm-up, down to lr * min_lr_ratio at max_steps")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the schedule decays to lr * this")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps; Adam's moment estimates settle first")
     optimizer: Literal["adamw", "muon"] = Field(
         "muon", description="'muon': Muon on the blocks' hidden matrices, AdamW on the rest (r1kit.optim), the lever that paid most: "
@@ -182,19 +183,21 @@ def adamw(model: Transformer, lr: float, weight_decay: float, betas: tuple[float
 
 
 def lr_at(step: int, cfg: SFTConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine down to lr * min_lr_ratio at max_steps."""
+    """Linear warm-up to cfg.lr, then cosine or linear decay down to lr * min_lr_ratio at max_steps."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
     floor = cfg.lr * cfg.min_lr_ratio
-    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    remaining = 1 - progress if cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return floor + (cfg.lr - floor) * remaining
 
 
 def weighted_loss(model: Transformer, inputs, targets, weights, dtype: str) -> torch.Tensor:
+    scored_BT = weights > 0  # logits only where the loss is: no head or softmax work on prompt and padding
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        logits = model(inputs)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    loss = (ce * weights.flatten()).sum() / weights.sum().clamp_min(1e-9)
+        logits_NV = model(inputs, logits_at_BT=scored_BT)
+    ce_N = F.cross_entropy(logits_NV.float(), targets[scored_BT], reduction="none")
+    loss = (ce_N * weights[scored_BT]).sum() / weights.sum().clamp_min(1e-9)
     aux = model.aux_loss()
     return loss if aux is None else loss + aux
 

@@ -140,12 +140,15 @@ def _scripted(tok, script: str, prompt_len: int):
     model = Transformer(cfg).eval()
     script_ids = tok.encode(script)
 
-    def force(_module, args, logits_BTV):
-        positions_BT = args[1] if len(args) > 1 and args[1] is not None else torch.arange(logits_BTV.shape[1]).expand(logits_BTV.shape[:2])
-        step_BT = (positions_BT - prompt_len + 1).clamp(0, len(script_ids) - 1)
-        return logits_BTV + 1e4 * torch.nn.functional.one_hot(torch.tensor(script_ids)[step_BT], tok.vocab_size)
+    def force(_module, args, kwargs, logits):
+        ids_BT = args[0]
+        positions_BT = args[1] if len(args) > 1 and args[1] is not None else torch.arange(ids_BT.shape[1]).expand(ids_BT.shape)
+        if kwargs.get("logits_at_BT") is not None:  # logits [N, V] only at these positions (prefill)
+            positions_BT = positions_BT[kwargs["logits_at_BT"]]
+        step = (positions_BT - prompt_len + 1).clamp(0, len(script_ids) - 1)
+        return logits + 1e4 * torch.nn.functional.one_hot(torch.tensor(script_ids)[step], tok.vocab_size)
 
-    model.register_forward_hook(force)
+    model.register_forward_hook(force, with_kwargs=True)
     return model, script_ids
 
 

@@ -161,6 +161,24 @@ def test_gradients_reach_every_parameter(balancing):
             assert p.grad.abs().sum() > 0, name
 
 
+def test_logits_at_selected_positions_equal_the_full_forwards_and_carry_its_gradients():
+    model = make_model(moe=dict(balancing="none"))
+    ids = torch.randint(0, 64, (3, 12))
+    at_BT = torch.rand(3, 12) < 0.4
+    at_BT[1] = False  # a row with no selected position
+    full = model(ids)
+    (full[at_BT] ** 2).sum().backward()
+    full_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    picked = model(ids, logits_at_BT=at_BT)
+    torch.testing.assert_close(picked, full[at_BT])
+    (picked ** 2).sum().backward()
+    for p, g in zip(model.parameters(), full_grads):
+        torch.testing.assert_close(p.grad, g)
+    with pytest.raises(ValueError, match="bool mask"):
+        model(ids, logits_at_BT=at_BT.long())
+
+
 def test_position_beyond_context_is_a_clear_error():
     model = make_model()
     with pytest.raises(ValueError, match="max_seq_len"):

@@ -62,6 +62,10 @@ def test_schedule_warms_up_then_decays_to_floor():
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(60, cfg) == pytest.approx(0.55) and lr_at(110, cfg) == pytest.approx(0.1)
     assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 110))
+    # cosine sits above the straight line in the first half of the decay, below it in the second
+    linear = cfg.model_copy(update={"schedule": "linear", "min_lr_ratio": 0.0})
+    assert lr_at(35, linear) == pytest.approx(0.75) and lr_at(110, linear) == 0.0
+    assert lr_at(35, cfg) > 0.1 + 0.9 * 0.75 and lr_at(85, cfg) < 0.1 + 0.9 * 0.25
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
