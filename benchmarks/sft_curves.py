@@ -1,15 +1,15 @@
-"""Held-out greedy accuracy against SFT minutes, by difficulty, from one run's snapshots.
+"""Held-out greedy accuracy against SFT minutes, by difficulty, from runs' snapshots.
 
 Train with snapshots, then evaluate every snapshot on a grid of held-out sets (steps 1..4 x
 operands up to 10, 100, 1000; none of their questions is in the training file):
 
-    r1kit train sft --config configs/demo.yaml sft.out_dir=runs/curves sft.max_minutes=30 \\
-        sft.max_steps=6000 "sft.snapshot_minutes=[1,2,5,10,20]" ...
-    python benchmarks/sft_curves.py runs/curves --train runs/data/train_1-4_100.jsonl [--n 100]
+    r1kit train sft --config configs/demo.yaml sft.out_dir=runs/curves20 "sft.snapshot_minutes=[1,2,5,10]" ...
+    r1kit train sft --config configs/demo.yaml sft.out_dir=runs/curves60 sft.max_steps=9000 sft.max_minutes=60 ...
+    python benchmarks/sft_curves.py runs/curves20 runs/curves60 --train runs/data/train_1-4_100.jsonl [--n 100]
 
-Prints a markdown table, writes benchmarks/results/sft_curves.json and a plot (one panel per
-operand size, one line per step count). The run's own minutes come from its metrics (snapshot
-events; `final` is the end of the run).
+Prints a markdown table per run, writes benchmarks/results/sft_curves.json and a plot (one panel
+per operand size, one colour per step count, one line style per run). A run's minutes come from
+its metrics (snapshot events; `final` is the end of the run).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="SFT output directory holding minutes_* snapshots and final/")
+    parser.add_argument("runs", type=Path, nargs="+", help="SFT output directories holding minutes_* snapshots and final/")
     parser.add_argument("--train", required=True, help="the run's training JSONL (its questions are excluded)")
     parser.add_argument("--n", type=int, default=100, help="held-out problems per (steps, operands) cell")
     parser.add_argument("--steps", default="1,2,3,4")
@@ -49,29 +49,30 @@ def main() -> None:
     cells = {(s, m): synth(args.n, f"curves:{s}:{m}", steps=s, max_operand=m, exclude=exclude)
              for s in steps for m in operands}
 
-    log = read_metrics(args.run / "metrics.jsonl")
-    checkpoints = [(e["train_minutes"], e["step"], args.run / f"minutes_{e['minutes']:g}")
-                   for e in log if e.get("event") == "snapshot"]
-    last = max((r for r in log if "train_minutes" in r and "step" in r), key=lambda r: r["step"])
-    checkpoints.append((last["train_minutes"], last["step"], args.run / "final"))
-
     rows = []
-    for minutes, step, path in checkpoints:
-        model, tok = load_pretrained(path), Tokenizer.load(path)
-        row = {"checkpoint": path.name, "train_minutes": round(minutes, 2), "step": step, "accuracy": {}}
-        for (s, m), examples in cells.items():
-            row["accuracy"][f"{s}x{m}"] = evaluate(model, tok, examples).summary()["accuracy"]
-        rows.append(row)
-        print(path.name, f"{minutes:.1f} min", json.dumps(row["accuracy"]), flush=True)
+    for run in args.runs:
+        log = read_metrics(run / "metrics.jsonl")
+        checkpoints = [(e["train_minutes"], e["step"], run / f"minutes_{e['minutes']:g}")
+                       for e in log if e.get("event") == "snapshot"]
+        last = max((r for r in log if "train_minutes" in r and "step" in r), key=lambda r: r["step"])
+        checkpoints.append((last["train_minutes"], last["step"], run / "final"))
+        for minutes, step, path in checkpoints:
+            model, tok = load_pretrained(path), Tokenizer.load(path)
+            row = {"run": str(run), "checkpoint": path.name, "train_minutes": round(minutes, 2), "step": step, "accuracy": {}}
+            for (s, m), examples in cells.items():
+                row["accuracy"][f"{s}x{m}"] = evaluate(model, tok, examples).summary()["accuracy"]
+            rows.append(row)
+            print(path, f"{minutes:.1f} min", json.dumps(row["accuracy"]), flush=True)
 
     header = "| minutes (step) | " + " | ".join(f"{s} steps, <= {m}" for s in steps for m in operands) + " |"
-    print("\n" + header + "\n|" + "---|" * (1 + len(cells)))
-    for row in rows:
-        cells_text = " | ".join(f"{100 * row['accuracy'][f'{s}x{m}']:.0f}%" for s in steps for m in operands)
-        print(f"| {row['train_minutes']:.1f} ({row['step']}) | {cells_text} |")
+    for run in args.runs:
+        print(f"\n{run}\n\n" + header + "\n|" + "---|" * (1 + len(cells)))
+        for row in (r for r in rows if r["run"] == str(run)):
+            cells_text = " | ".join(f"{100 * row['accuracy'][f'{s}x{m}']:.0f}%" for s in steps for m in operands)
+            print(f"| {row['train_minutes']:.1f} ({row['step']}) | {cells_text} |")
 
     write_json(args.out, {"date": str(date.today()), "machine": platform.processor() or platform.machine(),
-                          "run": str(args.run), "n_per_cell": args.n, "rows": rows})
+                          "runs": [str(r) for r in args.runs], "n_per_cell": args.n, "rows": rows})
     _plot(rows, steps, operands, args.plot, atomic_file)
 
 
@@ -82,20 +83,25 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, len(operands), figsize=(4 * len(operands), 3.4), sharey=True)
-    minutes = [r["train_minutes"] for r in rows]
+    fig, axes = plt.subplots(1, len(operands), figsize=(4 * len(operands), 3.6), sharey=True)
+    runs = list(dict.fromkeys(r.get("run", "") for r in rows))  # in order; older JSON has no "run"
     for ax, m in zip(axes, operands):
         for s in steps:
-            ax.plot(minutes, [100 * r["accuracy"][f"{s}x{m}"] for r in rows], marker="o", label=f"{s} step{'s' * (s > 1)}")
+            for run, style in zip(runs, ["-", "--", ":", "-."]):
+                run_rows = [r for r in rows if r.get("run", "") == run]
+                label = f"{s} step{'s' * (s > 1)}" + (f" ({Path(run).name})" if len(runs) > 1 else "")
+                ax.plot([r["train_minutes"] for r in run_rows], [100 * r["accuracy"][f"{s}x{m}"] for r in run_rows],
+                        marker="o", markersize=3, linestyle=style, color=f"C{s - 1}", label=label)
         ax.set_title(f"operands <= {m}")
         ax.set_xscale("log")
-        ax.set_xticks([round(t) for t in minutes])
+        longest = max(r["train_minutes"] for r in rows)
+        ax.set_xticks([t for t in (1, 2, 5, 10, 20, 30, 45, 60) if t <= longest * 1.05])
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("SFT minutes (2 CPU cores)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("greedy accuracy (%)")
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
