@@ -58,7 +58,7 @@ class SFTConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     length_window: int = Field(8, ge=1, description="micro-batches whose examples are grouped by length (1 = plain shuffle); less padding, same epoch")
-    max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the cosine schedule")
+    max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the decay schedule")
     max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far; the schedule still follows max_steps")
     lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
     schedule: Literal["cosine", "linear"] = Field(
