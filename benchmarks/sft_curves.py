@@ -24,7 +24,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="SFT output directories holding minutes_* snapshots and final/")
-    parser.add_argument("--train", required=True, help="the run's training JSONL (its questions are excluded)")
+    parser.add_argument("--train", required=True, help="the runs' training JSONL (its questions are excluded)")
     parser.add_argument("--n", type=int, default=100, help="held-out problems per (steps, operands) cell")
     parser.add_argument("--steps", default="1,2,3,4")
     parser.add_argument("--operands", default="10,100,1000")
@@ -51,12 +51,7 @@ def main() -> None:
 
     rows = []
     for run in args.runs:
-        log = read_metrics(run / "metrics.jsonl")
-        checkpoints = [(e["train_minutes"], e["step"], run / f"minutes_{e['minutes']:g}")
-                       for e in log if e.get("event") == "snapshot"]
-        last = max((r for r in log if "train_minutes" in r and "step" in r), key=lambda r: r["step"])
-        checkpoints.append((last["train_minutes"], last["step"], run / "final"))
-        for minutes, step, path in checkpoints:
+        for minutes, step, path in _checkpoints(run, read_metrics(run / "metrics.jsonl")):
             model, tok = load_pretrained(path), Tokenizer.load(path)
             row = {"run": str(run), "checkpoint": path.name, "train_minutes": round(minutes, 2), "step": step, "accuracy": {}}
             for (s, m), examples in cells.items():
@@ -74,6 +69,14 @@ def main() -> None:
     write_json(args.out, {"date": str(date.today()), "machine": platform.processor() or platform.machine(),
                           "runs": [str(r) for r in args.runs], "n_per_cell": args.n, "rows": rows})
     _plot(rows, steps, operands, args.plot, atomic_file)
+
+
+def _checkpoints(run: Path, log: list[dict]) -> list[tuple[float, int, Path]]:
+    """(training minutes, step, directory) of a run's snapshots, then of its final checkpoint."""
+    checkpoints = [(e["train_minutes"], e["step"], run / f"minutes_{e['minutes']:g}")
+                   for e in log if e.get("event") == "snapshot"]
+    last = max((r for r in log if "train_minutes" in r and "step" in r), key=lambda r: r["step"])
+    return checkpoints + [(last["train_minutes"], last["step"], run / "final")]
 
 
 def _plot(rows, steps, operands, path: Path, atomic_file) -> None:

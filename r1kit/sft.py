@@ -8,7 +8,7 @@ What one run does:
   3. builds the model from the `model:` section, its vocabulary size taken from the tokenizer and
      its symbol flags from the tokenizer's vocabulary;
   4. trains with Muon on the hidden matrices and AdamW on the rest (r1kit.optim; or AdamW alone),
-     linear warm-up then cosine decay, gradient clipping and accumulation, on
+     linear warm-up then cosine (or linear) decay, gradient clipping and accumulation, on
      right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
      tokens count with weight `prompt_loss_weight`, 0 by default);
   5. after each optimiser step applies the MoE balancing updates; layer drop happens in the
@@ -195,12 +195,17 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
     return floor + (cfg.lr - floor) * remaining
 
 
+def weighted_ce_sum(model: Transformer, inputs, targets, weights) -> torch.Tensor:
+    """Sum over tokens of weight x cross-entropy. Logits only where the weight is > 0: no head or
+    softmax work on the prompt (weight 0 by default) and the padding."""
+    scored_BT = weights > 0
+    ce_N = F.cross_entropy(model(inputs, logits_at_BT=scored_BT).float(), targets[scored_BT], reduction="none")
+    return (ce_N * weights[scored_BT]).sum()
+
+
 def weighted_loss(model: Transformer, inputs, targets, weights, dtype: str) -> torch.Tensor:
-    scored_BT = weights > 0  # logits only where the loss is: no head or softmax work on prompt and padding
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        logits_NV = model(inputs, logits_at_BT=scored_BT)
-    ce_N = F.cross_entropy(logits_NV.float(), targets[scored_BT], reduction="none")
-    loss = (ce_N * weights[scored_BT]).sum() / weights.sum().clamp_min(1e-9)
+        loss = weighted_ce_sum(model, inputs, targets, weights) / weights.sum().clamp_min(1e-9)
     aux = model.aux_loss()
     return loss if aux is None else loss + aux
 
@@ -361,8 +366,7 @@ def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], ba
     total, count = 0.0, 0.0
     for start in range(0, len(encoded), batch_size):
         inputs, targets, weights = make_batch(encoded, list(range(start, min(start + batch_size, len(encoded)))), tok.pad_id, 0.0)
-        ce = F.cross_entropy(model(inputs).float().flatten(0, 1), targets.flatten(), reduction="none")
-        total += float((ce * weights.flatten()).sum())
+        total += float(weighted_ce_sum(model, inputs, targets, weights))
         count += float(weights.sum())
     return total / max(count, 1.0)
 
