@@ -51,12 +51,17 @@ def muon_param_names(model: nn.Module) -> set[str]:
     }
 
 
-def muon_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> "MuonAdamW":
-    """Muon on the hidden matrices; AdamW on the other matrices (decayed) and on vectors (not)."""
+def muon_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
+               muon_lr: float | None = None) -> "MuonAdamW":
+    """Muon on the hidden matrices; AdamW on the other matrices (decayed) and on vectors (not).
+    The Muon group's rate is `muon_lr` (default `lr`); each group's `lr_scale` holds its ratio to
+    `lr`, so a trainer's schedule sets `group["lr"] = scheduled_lr * group["lr_scale"]`."""
     hidden = muon_param_names(model)
     named = list(model.named_parameters())
+    muon_scale = 1.0 if muon_lr is None else muon_lr / lr
     return MuonAdamW([
-        {"params": [p for n, p in named if n in hidden], "weight_decay": weight_decay, "use_muon": True},
+        {"params": [p for n, p in named if n in hidden], "weight_decay": weight_decay, "use_muon": True,
+         "lr": lr * muon_scale, "lr_scale": muon_scale},
         {"params": [p for n, p in named if n not in hidden and p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for n, p in named if p.dim() < 2], "weight_decay": 0.0},
     ], lr=lr, betas=betas)
@@ -68,7 +73,7 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def __init__(self, groups: Iterable[dict], lr: float, betas: tuple[float, float] = (0.9, 0.95),
                  momentum: float = 0.95, eps: float = 1e-8, ns_steps: int = 5):
-        defaults = dict(lr=lr, weight_decay=0.0, betas=betas, momentum=momentum, eps=eps, ns_steps=ns_steps, use_muon=False)
+        defaults = dict(lr=lr, lr_scale=1.0, weight_decay=0.0, betas=betas, momentum=momentum, eps=eps, ns_steps=ns_steps, use_muon=False)
         super().__init__(list(groups), defaults)
 
     @torch.no_grad()

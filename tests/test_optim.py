@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from r1kit.config import preset
 from r1kit.model import Transformer
-from r1kit.optim import MuonAdamW, muon_param_names, orthogonalize
+from r1kit.optim import MuonAdamW, muon_adamw, muon_param_names, orthogonalize
 
 
 def test_orthogonalize_flattens_singular_values_per_matrix():
@@ -54,3 +55,11 @@ def test_muon_moves_only_hidden_matrices_by_an_rms_matched_step():
     delta = w.detach() - before
     # Moonshot's scale gives the update an RMS of about 0.2 * lr (AdamW's typical update RMS)
     assert 0.1e-3 < delta.pow(2).mean().sqrt() < 0.3e-3
+
+
+def test_muon_lr_scales_the_muon_group_only():
+    model = Transformer(preset("tiny"))
+    opt = muon_adamw(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), muon_lr=5e-3)
+    scales = {g["use_muon"]: g["lr_scale"] for g in opt.param_groups}
+    assert scales == {True: pytest.approx(5.0), False: 1.0}
+    assert [g["lr"] for g in opt.param_groups if g["use_muon"]] == [pytest.approx(5e-3)]
