@@ -41,7 +41,6 @@ REWARDS = {  # name -> RLConfig changes
 }
 SFT_RUNS = [f"sft_{b}" for b in BALANCING] + ["sft_dense"]
 RL_RUNS = [f"rl_{r}" for r in REWARDS]
-SFT_STEPS_PER_MINUTE = {"multiscale": 160, "dense": 230}  # measured, demo model, 2 cores (docs/benchmarks.md)
 
 
 def run_claims(out_dir: str | Path = "runs/claims", minutes: float = 60.0, doc: str | Path = "docs/claims.md",
@@ -85,7 +84,7 @@ def _sft_run(name: str, out: Path, data: dict, minutes: float, seed: int, progre
     balancing = "load_penalty" if name == "sft_dense" else name.removeprefix("sft_")
     model_cfg = model_config_from({**base[0], "attention": {"kind": kind}, "moe": {"balancing": balancing}})
     cfg = SFTConfig(train_data=str(data["train"]), eval_data=None, out_dir=str(out / name), seed=seed,
-                    **{"max_steps": max(50, int(SFT_STEPS_PER_MINUTE[kind] * minutes)), "max_minutes": minutes,
+                    **{"max_steps": 10**6, "max_minutes": minutes, "decay_by": "minutes",  # equal time, each schedule ended
                        "save_every": 10**6, **base[1]})
     final = train_sft(model_cfg, cfg, progress=progress)
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]

@@ -33,7 +33,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from r1kit import config as config_mod
@@ -59,11 +59,16 @@ class SFTConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     length_window: int = Field(8, ge=1, description="micro-batches whose examples are grouped by length (1 = plain shuffle); less padding, same epoch")
     max_steps: int = Field(1000, ge=1, description="optimiser steps; also the length of the decay schedule")
-    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far; the schedule still follows max_steps")
+    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far; the schedule follows max_steps unless decay_by='minutes'")
     lr: float = Field(3e-3, gt=0, description="peak learning rate; small models tolerate a high one (nanoGPT's char model uses 1e-3 at 10M)")
     schedule: Literal["cosine", "linear"] = Field(
-        "cosine", description="decay after warm-up, down to lr * min_lr_ratio at max_steps; linear to zero measured level with cosine "
+        "cosine", description="decay after warm-up, down to lr * min_lr_ratio at the end (decay_by); linear to zero measured level with cosine "
         "to 0.1 (32.2% vs 31.6% after 1000 demo steps, docs/benchmarks.md)"
+    )
+    decay_by: Literal["steps", "minutes"] = Field(
+        "steps", description="what the decay counts: 'steps' (up to max_steps; deterministic, so --resume reproduces a run exactly) or "
+        "'minutes' (training time up to max_minutes, which it requires: the schedule ends with the time budget at whatever speed the "
+        "CPU gives, max_steps only caps the run; losses then depend on timing)"
     )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the schedule decays to lr * this")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps; Adam's moment estimates settle first")
@@ -71,6 +76,7 @@ class SFTConfig(BaseModel):
         "muon", description="'muon': Muon on the blocks' hidden matrices, AdamW on the rest (r1kit.optim), the lever that paid most: "
         "68.2% vs 16.0% greedy accuracy after 1950 demo steps, ~10% dearer a step (docs/benchmarks.md); 'adamw' everywhere"
     )
+    muon_lr: float | None = Field(None, gt=0, description="peak learning rate of the Muon group (optimizer 'muon'); None = lr. It follows the same schedule")
     weight_decay: float = Field(0.1, ge=0, description="decoupled decay on matrices only (not norms, biases)")
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (Muon's momentum is its own 0.95)")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
@@ -87,6 +93,12 @@ class SFTConfig(BaseModel):
     snapshot_minutes: list[float] = Field(
         [], description="training minutes at which to keep the weights in out_dir/minutes_<m>/ (accuracy-vs-minutes curves from one run)"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if self.decay_by == "minutes" and self.max_minutes is None:
+            raise ValueError("decay_by='minutes' needs max_minutes (the budget the schedule decays over)")
+        return self
 
 
 def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig, SFTConfig]:
@@ -174,7 +186,7 @@ def make_batch(encoded: list[tuple[list[int], int]], indices: list[int], pad_id:
 def make_optimizer(model: Transformer, cfg: SFTConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    return muon_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    return muon_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), muon_lr=cfg.muon_lr)
 
 
 def adamw(model: Transformer, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
@@ -185,11 +197,15 @@ def adamw(model: Transformer, lr: float, weight_decay: float, betas: tuple[float
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
 
-def lr_at(step: int, cfg: SFTConfig) -> float:
-    """Linear warm-up to cfg.lr, then cosine or linear decay down to lr * min_lr_ratio at max_steps."""
+def lr_at(step: int, cfg: SFTConfig, train_seconds: float = 0.0) -> float:
+    """Linear warm-up to cfg.lr, then cosine or linear decay down to lr * min_lr_ratio: at max_steps,
+    or (decay_by='minutes') when `train_seconds` reaches max_minutes."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.decay_by == "minutes":
+        progress = min(1.0, train_seconds / (60 * cfg.max_minutes))
+    else:
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
     floor = cfg.lr * cfg.min_lr_ratio
     remaining = 1 - progress if cfg.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
     return floor + (cfg.lr - floor) * remaining
@@ -301,14 +317,14 @@ def train_sft(
 
     snapshots = {m: out / f"minutes_{m:g}" for m in sorted(cfg.snapshot_minutes)}
     snapshots = {m: d for m, d in snapshots.items() if not d.exists()}  # a resumed run keeps earlier ones
-    bar = progress_bar(cfg.max_steps, step, progress, "sft")
+    bar = progress_bar(cfg.max_steps if cfg.decay_by == "steps" else None, step, progress, "sft")
     window_loss, window_tokens, window_time = 0.0, 0, 0.0
     model.train()
     while step < cfg.max_steps:
         t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
+        lr = lr_at(step, cfg, train_time)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         step_loss = 0.0
         for micro in range(cfg.grad_accum):
             idx = batch_indices(lengths, cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed, cfg.length_window)
@@ -440,7 +456,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     write_text(path, "".join(line + "\n" for line in keep))  # atomic: a crash here keeps the old log
 
 
-def progress_bar(total: int, initial: int, enabled: bool, desc: str):
+def progress_bar(total: int | None, initial: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)

@@ -68,6 +68,16 @@ def test_schedule_warms_up_then_decays_to_floor():
     assert lr_at(35, cfg) > 0.1 + 0.9 * 0.75 and lr_at(85, cfg) < 0.1 + 0.9 * 0.25
 
 
+def test_schedule_can_decay_over_the_time_budget():
+    cfg = SFTConfig(train_data="x", lr=1.0, warmup_steps=10, max_steps=10**6, max_minutes=2, min_lr_ratio=0.1, decay_by="minutes")
+    assert lr_at(5, cfg, train_seconds=50) == pytest.approx(0.6)  # warm-up still counts steps
+    # the step count no longer matters after warm-up; the share of the 120 s budget does
+    assert lr_at(20, cfg, train_seconds=60) == lr_at(5000, cfg, train_seconds=60) == pytest.approx(0.55)
+    assert lr_at(20, cfg, train_seconds=120) == pytest.approx(0.1) == lr_at(20, cfg, train_seconds=500)
+    with pytest.raises(ValueError, match="max_minutes"):
+        SFTConfig(train_data="x", decay_by="minutes")
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_tiny_model_learns_the_toy_set(toy_data, tmp_path, optimizer):
     model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.max_steps=60", f"sft.optimizer={optimizer}")
@@ -142,3 +152,20 @@ def test_max_minutes_is_a_budget_no_step_overruns():
     assert after(57.0, 4.0) == "out_of_time"  # it would end at 61 s: stop now, at 57
     assert after(59.9, 0.05) == "continue" and after(60.0, 0.0) == "continue" and after(60.1, 0.0) == "out_of_time"
     assert saves == []
+
+
+def test_a_minutes_schedule_ends_with_the_budget_and_muon_lr_reaches_its_group(toy_data, tmp_path):
+    out = tmp_path / "run"
+    model_cfg, cfg = _configs(toy_data, out, "sft.max_minutes=0.05", "sft.decay_by=minutes", "sft.max_steps=100000",
+                              "sft.optimizer=muon", "sft.muon_lr=2e-2", "sft.eval_data=null", "sft.log_every=1")
+    train_sft(model_cfg, cfg, progress=False)
+    log = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert log[-1]["train_minutes"] <= 0.05 and log[-1]["step"] < 100000  # the clock ended the run
+    lrs = [r["lr"] for r in log]
+    assert all(a >= b for a, b in zip(lrs[cfg.warmup_steps:], lrs[cfg.warmup_steps + 1:]))
+    # the last step started within a few steps' time of the budget: the rate is down near its floor
+    floor = cfg.lr * cfg.min_lr_ratio
+    assert floor <= lrs[-1] < floor + 0.1 * (cfg.lr - floor)
+    meta = json.loads((out / "last" / "trainer_state" / "state.json").read_text())
+    muon_group = next(g for g in meta["param_groups"] if g["use_muon"])
+    assert muon_group["lr"] == pytest.approx(lrs[-1] * 2e-2 / cfg.lr)
