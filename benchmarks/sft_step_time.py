@@ -1,0 +1,72 @@
+"""Where one SFT training step's time goes: forward, backward, clipping, optimiser (medians).
+
+Builds the model of a config (with overrides), encodes training problems with a checkpoint's
+tokenizer, and times real steps of the trainer's own functions (length-grouped batches, weighted
+loss, clipping, Muon/AdamW, balancing update) after a few warm-up steps.
+
+    python benchmarks/sft_step_time.py --config configs/demo.yaml --tokenizer runs/curves20/final \\
+        --data runs/data/train_1-4_100.jsonl [model.attention.kind=dense model.moe.n_experts=0 ...]
+
+On a shared or noisy machine, run the configurations to compare one after another, more than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--tokenizer", required=True, help="a directory holding tokenizer.json (a checkpoint)")
+    parser.add_argument("--data", required=True, help="training JSONL")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("overrides", nargs="*", help="model.x=.. / sft.y=.. as for r1kit train sft")
+    args = parser.parse_args()
+
+    import torch
+
+    from r1kit.data import load_examples
+    from r1kit.model import Transformer
+    from r1kit.sft import batch_indices, encode_examples, load_run_config, make_batch, make_optimizer, weighted_loss
+    from r1kit.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    model_cfg, cfg = load_run_config(args.config, [f"sft.train_data={args.data}", *args.overrides])
+    tok = Tokenizer.load(args.tokenizer)
+    encoded, _ = encode_examples(tok, load_examples(args.data).examples[:4000], cfg.max_len)
+    lengths = [len(ids) for ids, _ in encoded]
+    model = Transformer(model_cfg.model_copy(update={"vocab_size": tok.vocab_size}))
+    model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+    optimizer = make_optimizer(model, cfg)
+    model.train()
+
+    parts: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "optimiser": [], "step": []}
+    tokens = []
+    for step in range(5 + args.steps):
+        idx = batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_window)
+        inputs, targets, weights = make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight)
+        t0 = time.perf_counter()
+        loss = weighted_loss(model, inputs, targets, weights, cfg.dtype)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        t3 = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.update_balancing()
+        t4 = time.perf_counter()
+        if step >= 5:  # the first steps allocate and warm caches
+            for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                parts[name].append(seconds)
+            tokens.append(int((targets != tok.pad_id).sum()))
+    print(f"{' '.join(args.overrides) or 'config as is'}: B={cfg.batch_size}, {statistics.mean(tokens):.0f} tokens a step, "
+          f"{torch.get_num_threads()} threads, medians of {args.steps} steps")
+    print("  " + "  ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in parts.items()))
+
+
+if __name__ == "__main__":
+    main()
