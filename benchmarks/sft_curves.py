@@ -88,6 +88,7 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
 
     fig, axes = plt.subplots(1, len(operands), figsize=(4 * len(operands), 3.6), sharey=True)
     runs = list(dict.fromkeys(r.get("run", "") for r in rows))  # in order; older JSON has no "run"
+    longest = max(r["train_minutes"] for r in rows)
     for ax, m in zip(axes, operands):
         for s in steps:
             for run, style in zip(runs, ["-", "--", ":", "-."]):
@@ -97,7 +98,6 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
                         marker="o", markersize=3, linestyle=style, color=f"C{s - 1}", label=label)
         ax.set_title(f"operands <= {m}")
         ax.set_xscale("log")
-        longest = max(r["train_minutes"] for r in rows)
         ax.set_xticks([t for t in (1, 2, 5, 10, 20, 30, 45, 60) if t <= longest * 1.05])
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())

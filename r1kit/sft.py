@@ -8,7 +8,8 @@ What one run does:
   3. builds the model from the `model:` section, its vocabulary size taken from the tokenizer and
      its symbol flags from the tokenizer's vocabulary;
   4. trains with Muon on the hidden matrices and AdamW on the rest (r1kit.optim; or AdamW alone),
-     linear warm-up then cosine (or linear) decay, gradient clipping and accumulation, on
+     linear warm-up then cosine (or linear) decay over max_steps or, with `decay_by: minutes`, over
+     the max_minutes budget; gradient clipping and accumulation, on
      right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
      tokens count with weight `prompt_loss_weight`, 0 by default);
   5. after each optimiser step applies the MoE balancing updates; layer drop happens in the
@@ -19,7 +20,8 @@ What one run does:
 
 Determinism: the batch order is a pure function of (seed, step), and the trainer state holds
 the optimiser's tensors and torch's RNG state, so `--resume` reproduces the uninterrupted run's
-losses exactly (a test checks it). Nothing is pickled: tensors go to safetensors, the rest to JSON.
+losses exactly (a test checks it) when the schedule counts steps; one that counts minutes depends
+on the steps' timing. Nothing is pickled: tensors go to safetensors, the rest to JSON.
 """
 
 from __future__ import annotations
