@@ -100,6 +100,8 @@ class SFTConfig(BaseModel):
     def _check(self) -> "SFTConfig":
         if self.decay_by == "minutes" and self.max_minutes is None:
             raise ValueError("decay_by='minutes' needs max_minutes (the budget the schedule decays over)")
+        if self.muon_lr is not None and self.optimizer != "muon":
+            raise ValueError(f"muon_lr is the Muon group's rate; optimizer={self.optimizer!r} has no Muon group (drop muon_lr or use 'muon')")
         return self
 
 

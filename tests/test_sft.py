@@ -78,6 +78,11 @@ def test_schedule_can_decay_over_the_time_budget():
         SFTConfig(train_data="x", decay_by="minutes")
 
 
+def test_muon_lr_without_muon_is_an_error():
+    with pytest.raises(ValueError, match="no Muon group"):
+        load_run_config(TINY, ["sft.train_data=x", "sft.optimizer=adamw", "sft.muon_lr=1e-2"])
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_tiny_model_learns_the_toy_set(toy_data, tmp_path, optimizer):
     model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.max_steps=60", f"sft.optimizer={optimizer}")
