@@ -93,6 +93,25 @@ def _steps_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected a step count or a range such as 2-3, got {text!r}") from None
 
 
+OP_NAMES = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _op_weights_arg(text: str) -> dict[str, float]:
+    """'sub=3,div=3' -> {'-': 3.0, '/': 3.0}. Names, so the value never starts with '-' (which
+    argparse would read as an option) and '*' never meets the shell; the symbols work too."""
+    weights = {}
+    for item in text.split(","):
+        name, eq, value = item.strip().partition("=")
+        try:
+            weights[OP_NAMES.get(name.strip(), name.strip())] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise argparse.ArgumentTypeError(f"expected OP=WEIGHT pairs such as 'sub=3,div=3' "
+                                             f"(OP one of {', '.join(OP_NAMES)}), got {text!r}")
+    return weights
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from collections import Counter
 
@@ -124,7 +143,7 @@ def cmd_data(args: argparse.Namespace) -> None:
             raise ValueError("--test-n and --test-out go together")
         templates = args.templates.split(",") if args.templates else None
         exclude = {data.question_hash(e.question) for f in args.exclude for e in data.load_examples(f).examples}
-        knobs = dict(steps=steps, max_operand=args.max_operand, templates=templates)
+        knobs = dict(steps=steps, max_operand=args.max_operand, templates=templates, op_weights=args.op_weights)
         outputs = []
         if args.test_n is not None:
             train, test = synth.synth_splits(args.n, args.test_n, args.seed, exclude=exclude, **knobs)
@@ -382,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-steps", type=int, help="most steps (default 6)")
     q.add_argument("--max-operand", type=int, default=100, help="largest number drawn for a question (default 100)")
     q.add_argument("--templates", help="comma-separated template names (default: all; see docs/data.md)")
+    q.add_argument("--op-weights", type=_op_weights_arg, metavar="OP=W,...",
+                   help="e.g. sub=3,div=3 (add, sub, mul, div): keep problems in proportion to their operations' "
+                        "mean weight (missing ones weigh 1), for training sets; --test-out keeps the natural mix")
     q.add_argument("--test-n", type=int, help="also write this many held-out problems sharing no question with --out")
     q.add_argument("--test-out", help="JSONL file for the held-out problems")
     q.add_argument("--exclude", action="append", default=[], metavar="FILE",

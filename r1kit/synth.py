@@ -991,7 +991,29 @@ def _attempt(template: Template, k: int, rng: random.Random, max_operand: int) -
     return None
 
 
-def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclude: Iterable[str]) -> list[Example]:
+OPERATIONS = "+-*/"
+
+
+def check_op_weights(op_weights: dict[str, float] | None) -> dict[str, float] | None:
+    """Weights per operation for `synth(op_weights=...)`: keys among + - * /, values > 0, a missing
+    operation weighs 1. None stays None (no reweighting)."""
+    if op_weights is None:
+        return None
+    if unknown := [op for op in op_weights if op not in OPERATIONS]:
+        raise ValueError(f"op_weights: unknown operation(s) {unknown}; allowed: + - * /")
+    if bad := {op: w for op, w in op_weights.items() if not w > 0}:
+        raise ValueError(f"op_weights must be > 0, got {bad}")
+    return {op: float(op_weights.get(op, 1.0)) for op in OPERATIONS}
+
+
+def _mean_op_weight(example: Example, op_weights: dict[str, float]) -> float:
+    return sum(op_weights[step.split()[1]] for step in example.steps) / len(example.steps)
+
+
+def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclude: Iterable[str],
+           op_weights: dict[str, float] | None = None) -> list[Example]:
+    op_weights = check_op_weights(op_weights)
+    top_weight = max(op_weights.values()) if op_weights else 1.0
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a whole number >= 0, got {n!r}")
     if isinstance(max_operand, bool) or not isinstance(max_operand, int) or max_operand < MIN_MAX_OPERAND:
@@ -1022,6 +1044,10 @@ def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclu
                 usable[k] = [t for t in usable[k] if t is not template]
             continue
         failures[(template.name, k)] = 0
+        # keep a problem with probability (mean weight of its steps' operations) / (largest weight);
+        # the draw happens only with weights, so unweighted data stays exactly what it was
+        if op_weights and rng.random() * top_weight > _mean_op_weight(example, op_weights):
+            continue
         h = question_hash(example.question)
         if h in seen:
             duplicates_left -= 1
@@ -1035,7 +1061,8 @@ def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclu
 
 
 def synth(n: int, seed: int | str, steps: int | Sequence[int] | range = (1, 6), max_operand: int = 100,
-          templates: Sequence[str] | None = None, exclude: Iterable[str] = ()) -> list[Example]:
+          templates: Sequence[str] | None = None, exclude: Iterable[str] = (),
+          op_weights: dict[str, float] | None = None) -> list[Example]:
     """`n` distinct synthetic problems, the same for the same arguments.
 
     seed         seeds a private random.Random (never the global RNG)
@@ -1046,23 +1073,29 @@ def synth(n: int, seed: int | str, steps: int | Sequence[int] | range = (1, 6), 
     templates    names from TEMPLATES to draw from; default None = all. For each step count a
                  template that can make it is chosen uniformly
     exclude      question hashes never to return (e.g. a test set's)
+    op_weights   e.g. {"-": 3, "/": 3}: keep each drawn problem with probability proportional to
+                 the mean weight of its steps' operations (missing ones weigh 1), so the slowest-
+                 learnt operations are seen more often in training; default None = the templates'
+                 own mix. A rejected problem is replaced by a fresh draw (step count included)
 
     A (template, steps) pair that keeps failing to fit the knobs (e.g. 6-step shopping with
     change when every number is at most 10) is dropped. ValueError for bad knobs, for a step count
     left with no template, and for knobs that allow fewer than n distinct questions."""
-    return _synth(n, random.Random(seed), steps, max_operand, templates, exclude)
+    return _synth(n, random.Random(seed), steps, max_operand, templates, exclude, op_weights)
 
 
 def synth_splits(n_train: int, n_test: int, seed: int, steps: int | Sequence[int] | range = (1, 6),
                  max_operand: int = 100, templates: Sequence[str] | None = None,
-                 exclude: Iterable[str] = ()) -> tuple[list[Example], list[Example]]:
+                 exclude: Iterable[str] = (), op_weights: dict[str, float] | None = None,
+                 ) -> tuple[list[Example], list[Example]]:
     """(train, test) sharing no question hash (and none in `exclude`). The test set comes from its
     own stream (seed f"{seed}:test"), so it does not change with n_train; the train set is
-    synth(n_train, seed, ...) with every test question skipped. Knobs as `synth`."""
+    synth(n_train, seed, ...) with every test question skipped. Knobs as `synth`; `op_weights`
+    reweights the train set only, so the test set keeps the templates' own mix."""
     exclude = set(exclude)
     test = _synth(n_test, random.Random(f"{seed}:test"), steps, max_operand, templates, exclude)
     exclude |= {question_hash(e.question) for e in test}
-    train = _synth(n_train, random.Random(seed), steps, max_operand, templates, exclude)
+    train = _synth(n_train, random.Random(seed), steps, max_operand, templates, exclude, op_weights)
     return train, test
 
 

@@ -221,6 +221,54 @@ def test_drop_long_counts_what_it_drops():
         data.drop_long(examples, 0)
 
 
+def _op_shares(examples: list[Example]) -> dict[str, float]:
+    ops = Counter(step.split()[1] for e in examples for step in e.steps)
+    return {op: ops[op] / sum(ops.values()) for op in "+-*/"}
+
+
+def test_op_weights_shift_the_mix_towards_the_weighted_operations():
+    knobs = dict(steps=(1, 4), max_operand=100)
+    plain = synth.synth(1500, seed=3, **knobs)
+    weighted = synth.synth(1500, seed=3, op_weights={"-": 4, "/": 4}, **knobs)
+    before, after = _op_shares(plain), _op_shares(weighted)
+    assert after["-"] > before["-"] + 0.04 and after["/"] > before["/"] + 0.04, (before, after)
+    assert after["*"] < before["*"] and after["+"] < before["+"]
+    assert len({data.question_hash(e.question) for e in weighted}) == 1500
+    for ex in weighted:
+        check_example(ex, 100)
+    # every step count still comes up, in similar numbers (each ~375 of 1500)
+    counts = Counter(len(e.steps) for e in weighted)
+    assert set(counts) == {1, 2, 3, 4} and min(counts.values()) > 250, counts
+
+
+def test_op_weights_reweight_the_train_set_only_and_bad_weights_fail_clearly():
+    knobs = dict(steps=(1, 3), max_operand=50)
+    _, test = synth.synth_splits(100, 50, seed=0, **knobs)
+    _, test_weighted = synth.synth_splits(100, 50, seed=0, op_weights={"-": 5}, **knobs)
+    assert [e.question for e in test_weighted] == [e.question for e in test]
+    with pytest.raises(ValueError, match="unknown operation"):
+        synth.synth(5, seed=0, op_weights={"x": 2})
+    with pytest.raises(ValueError, match="must be > 0"):
+        synth.synth(5, seed=0, op_weights={"-": 0})
+
+
+def test_cli_op_weights(tmp_path, capsys):
+    out = tmp_path / "w.jsonl"
+    assert main(["data", "synth", "--n", "20", "--seed", "1", "--steps", "1-2", "--out", str(out),
+                 "--op-weights", "sub=3, /=2"]) == 0
+    named = data.load_examples(out).examples
+    assert len(named) == 20
+    assert main(["data", "synth", "--n", "20", "--seed", "1", "--steps", "1-2", "--out", str(out),
+                 "--op-weights=-=3,div=2"]) == 0
+    assert data.load_examples(out).examples == named  # names and symbols mean the same
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "synth", "--n", "5", "--out", str(out), "--op-weights", "sub=three"])
+    assert exit_info.value.code == 2 and "OP=WEIGHT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--n", "5", "--out", str(out), "--op-weights", "pow=2"])
+    assert "unknown operation" in capsys.readouterr().err
+
+
 def test_cli_data_synth_writes_n_rows_and_a_disjoint_test_set(tmp_path, capsys):
     out, test_out = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     argv = ["data", "synth", "--n", "30", "--seed", "1", "--out", str(out), "--steps", "2-3",
