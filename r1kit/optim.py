@@ -36,9 +36,12 @@ def orthogonalize(g_XMN: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> tor
     if tall:  # iterate on the smaller Gram matrix
         x = x.mT
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)  # spectral norm <= Frobenius norm <= 1
+    x_bMN = x.reshape(-1, *x.shape[-2:])  # one batch dim, so baddbmm fuses the scalings into the matmuls
     for _ in range(steps):
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        gram_bMM = x_bMN @ x_bMN.mT
+        poly_bMM = torch.baddbmm(gram_bMM, gram_bMM, gram_bMM, beta=b, alpha=c)  # b * gram + c * gram @ gram
+        x_bMN = torch.baddbmm(x_bMN, poly_bMM, x_bMN, beta=a)  # a * x + poly @ x
+    x = x_bMN.view(x.shape)
     return (x.mT if tall else x).to(g_XMN.dtype)
 
 
