@@ -994,15 +994,15 @@ def _attempt(template: Template, k: int, rng: random.Random, max_operand: int) -
 OPERATIONS = "+-*/"
 
 
-def check_op_weights(op_weights: dict[str, float] | None) -> dict[str, float] | None:
-    """Weights per operation for `synth(op_weights=...)`: keys among + - * /, values > 0, a missing
-    operation weighs 1. None stays None (no reweighting)."""
+def _check_op_weights(op_weights: dict[str, float] | None) -> dict[str, float] | None:
+    """Weights per operation for `synth(op_weights=...)`: keys among + - * /, finite values > 0, a
+    missing operation weighs 1. None stays None (no reweighting)."""
     if op_weights is None:
         return None
     if unknown := [op for op in op_weights if op not in OPERATIONS]:
-        raise ValueError(f"op_weights: unknown operation(s) {unknown}; allowed: + - * /")
-    if bad := {op: w for op, w in op_weights.items() if not w > 0}:
-        raise ValueError(f"op_weights must be > 0, got {bad}")
+        raise ValueError(f"op_weights: unknown operation(s) {unknown}; allowed: + - * / (add sub mul div in the CLI)")
+    if bad := {op: w for op, w in op_weights.items() if not (math.isfinite(w) and w > 0)}:
+        raise ValueError(f"op_weights must be finite and > 0, got {bad}")
     return {op: float(op_weights.get(op, 1.0)) for op in OPERATIONS}
 
 
@@ -1012,7 +1012,7 @@ def _mean_op_weight(example: Example, op_weights: dict[str, float]) -> float:
 
 def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclude: Iterable[str],
            op_weights: dict[str, float] | None = None) -> list[Example]:
-    op_weights = check_op_weights(op_weights)
+    op_weights = _check_op_weights(op_weights)
     top_weight = max(op_weights.values()) if op_weights else 1.0
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a whole number >= 0, got {n!r}")

@@ -248,8 +248,10 @@ def test_op_weights_reweight_the_train_set_only_and_bad_weights_fail_clearly():
     assert [e.question for e in test_weighted] == [e.question for e in test]
     with pytest.raises(ValueError, match="unknown operation"):
         synth.synth(5, seed=0, op_weights={"x": 2})
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="finite and > 0"):
         synth.synth(5, seed=0, op_weights={"-": 0})
+    with pytest.raises(ValueError, match="finite and > 0"):
+        synth.synth(5, seed=0, op_weights={"/": float("inf")})
 
 
 def test_cli_op_weights(tmp_path, capsys):
