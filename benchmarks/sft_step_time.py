@@ -29,8 +29,8 @@ def main() -> None:
     import torch
 
     from r1kit.data import load_examples
-    from r1kit.model import Transformer
-    from r1kit.sft import batch_indices, encode_examples, load_run_config, make_batch, make_optimizer, weighted_loss
+    from r1kit.sft import (batch_indices, encode_examples, load_run_config, make_batch, make_optimizer,
+                           model_for_tokenizer, weighted_loss)
     from r1kit.tokenizer import Tokenizer
 
     torch.manual_seed(0)
@@ -38,8 +38,7 @@ def main() -> None:
     tok = Tokenizer.load(args.tokenizer)
     encoded, _ = encode_examples(tok, load_examples(args.data).examples[:4000], cfg.max_len)
     lengths = [len(ids) for ids, _ in encoded]
-    model = Transformer(model_cfg.model_copy(update={"vocab_size": tok.vocab_size}))
-    model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+    model = model_for_tokenizer(model_cfg, tok)
     optimizer = make_optimizer(model, cfg)
     model.train()
 

@@ -267,6 +267,13 @@ def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> int
 # ----------------------------------------------------------------------------- the loop
 
 
+def model_for_tokenizer(model_cfg: ModelConfig, tok: Tokenizer) -> Transformer:
+    """A fresh model sized to the tokenizer's vocabulary, with its symbol flags."""
+    model = Transformer(model_cfg.model_copy(update={"vocab_size": tok.vocab_size}))
+    model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+    return model
+
+
 def train_sft(
     model_cfg: ModelConfig, cfg: SFTConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None
 ) -> Path:
@@ -289,8 +296,7 @@ def train_sft(
             tok = Tokenizer.load(cfg.tokenizer)
         else:
             tok = Tokenizer.train(training_corpus(train_examples), vocab_size=cfg.vocab_size)
-        model = Transformer(model_cfg.model_copy(update={"vocab_size": tok.vocab_size}))
-        model.set_symbol_flags(torch.tensor(tok.symbol_flags()))
+        model = model_for_tokenizer(model_cfg, tok)
     encoded, dropped = encode_examples(tok, train_examples, cfg.max_len)
     if not encoded:
         raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")

@@ -1122,7 +1122,7 @@ def drills(n: int, seed: int | str, max_operand: int = 100, steps: int | tuple[i
     count_max = max(10, math.isqrt(max_operand))
     out = []
     for _ in range(n):
-        op = rng.choice("+-*/")
+        op = rng.choice(OPERATIONS)
         if op == "+":
             a, b = rng.randint(1, 10 * max_operand), rng.randint(1, max_operand)
             c = a + b
