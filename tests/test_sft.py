@@ -176,7 +176,7 @@ def test_a_minutes_schedule_ends_with_the_budget_and_muon_lr_reaches_its_group(t
     for r, t in zip(log, seconds_before):
         assert r["lr"] == pytest.approx(lr_at(r["step"] - 1, cfg, t), rel=1e-6)
     # the clock ended the run within one step of the budget (no step starts that would overrun it)
-    step_seconds = [b - a for a, b in zip([0.0, *seconds_before[1:]], [r["train_minutes"] * 60 for r in log])]
+    step_seconds = [r["train_minutes"] * 60 - t for r, t in zip(log, seconds_before)]
     assert cfg.max_minutes * 60 - log[-1]["train_minutes"] * 60 <= max(step_seconds) + 1e-6
     assert lrs[-1] < lrs[cfg.warmup_steps]  # and the rate had decayed from its peak
     meta = json.loads((out / "last" / "trainer_state" / "state.json").read_text())
