@@ -27,13 +27,16 @@ Shape legend: B batch, T tokens, C model dim, V vocabulary, S visible keys.
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
+import r1kit.multiscale_kernel as multiscale_kernel
 from r1kit.attention import Attention, AttentionContext, KVCacheLike, plan_chunks, rope_tables
 from r1kit.config import ModelConfig
 from r1kit.moe import MoEFeedForward, SwiGLU
@@ -81,6 +84,11 @@ def upgrade_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             if all(p in out for p in parts):
                 out[stem + new_suffix] = torch.cat([out.pop(p) for p in parts], dim=dim)
     return out
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
 
 
 def _from_zero(positions_BT: torch.Tensor) -> bool:
@@ -200,7 +208,21 @@ class Transformer(nn.Module):
             cos_BTD=self.rope_cos[positions_BT], sin_BTD=self.rope_sin[positions_BT],
             q_pos_BT=positions_BT, k_pos_BS=k_pos_BS, k_symbol_BS=k_symbol_BS,
             standard_causal=standard, all_visible=all_visible, chunks=chunks,
+            fused_multiscale=not dense and cache is None and len(chunks) == 1 and self._fused_multiscale_applies(positions_BT),
         )
+
+    def _fused_multiscale_applies(self, positions_BT: torch.Tensor) -> bool:
+        """Whether this training forward runs multi-scale attention on the fused CPU kernel."""
+        kernel = self.config.attention.kernel
+        if kernel == "sdpa" or not torch.is_grad_enabled() or positions_BT.device.type != "cpu":
+            return False
+        if not multiscale_kernel.available():
+            if kernel == "fused":
+                raise RuntimeError(f"attention.kernel=fused, but the fused kernel is not available: {multiscale_kernel.unavailable_reason()}")
+            _warn_once(f"the fused multi-scale kernel is not available ({multiscale_kernel.unavailable_reason()}); "
+                       "training uses three SDPA calls a layer instead (same results, slower)")
+            return False
+        return _from_zero(positions_BT)
 
     # ------------------------------------------------------------------ MoE hooks for trainers
 
