@@ -187,6 +187,16 @@ void backward_row(const float* d_probs, const float* s, const float* symbol, con
   d_gate[kSymbol] = softmax_backward(d_probs, s, symbol, 0, n_causal, stats[4], stats[5], gate[kSymbol], d_scores, p);
 }
 
+// body(row, n, t, scratch) for every one of the N x T query rows, in parallel; each thread gets its own
+// `scratch_floats` of scratch.
+template <typename F>
+void parallel_rows(int64_t N, int64_t T, int64_t scratch_floats, F&& body) {
+  at::parallel_for(0, N * T, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(scratch_floats);
+    for (int64_t row = begin; row < end; ++row) body(row, row / T, row % T, scratch.data());
+  });
+}
+
 void check_float(const torch::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous() && t.dim() == dim,
               name, " must be a contiguous float32 CPU tensor with ", dim, " dimensions");
@@ -217,13 +227,9 @@ std::vector<torch::Tensor> forward(torch::Tensor scores, torch::Tensor k_symbol,
   float* p_ptr = probs.data_ptr<float>();
   uint8_t* m_ptr = global_mask.data_ptr<uint8_t>();
   float* st_ptr = stats.data_ptr<float>();
-  at::parallel_for(0, N * T, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(3 * T);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / T, t = row % T;
-      forward_row(s_ptr + row * T, sym_ptr + (n / n_heads) * T, t, T, g_ptr + row * kBranches, window, topk,
-                  p_ptr + row * T, m_ptr + row * T, st_ptr + row * 2 * kBranches, buf.data());
-    }
+  parallel_rows(N, T, 3 * T, [&](int64_t row, int64_t n, int64_t t, float* buf) {
+    forward_row(s_ptr + row * T, sym_ptr + (n / n_heads) * T, t, T, g_ptr + row * kBranches, window, topk,
+                p_ptr + row * T, m_ptr + row * T, st_ptr + row * 2 * kBranches, buf);
   });
   return {probs, global_mask, stats};
 }
@@ -250,14 +256,10 @@ std::vector<torch::Tensor> backward(torch::Tensor d_probs, torch::Tensor scores,
   const float* g_ptr = gate.data_ptr<float>();
   float* ds_ptr = d_scores.data_ptr<float>();
   float* dg_ptr = d_gate.data_ptr<float>();
-  at::parallel_for(0, N * T, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(2 * T);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / T, t = row % T;
-      backward_row(dp_ptr + row * T, s_ptr + row * T, sym_ptr + (n / n_heads) * T, m_ptr + row * T,
-                   st_ptr + row * 2 * kBranches, g_ptr + row * kBranches, t, T, window, topk, ds_ptr + row * T,
-                   dg_ptr + row * kBranches, buf.data());
-    }
+  parallel_rows(N, T, 2 * T, [&](int64_t row, int64_t n, int64_t t, float* buf) {
+    backward_row(dp_ptr + row * T, s_ptr + row * T, sym_ptr + (n / n_heads) * T, m_ptr + row * T,
+                 st_ptr + row * 2 * kBranches, g_ptr + row * kBranches, t, T, window, topk, ds_ptr + row * T,
+                 dg_ptr + row * kBranches, buf);
   });
   return {d_scores, d_gate};
 }
