@@ -39,7 +39,7 @@ class AttentionConfig(_Strict):
     )
     kernel: Literal["auto", "fused", "sdpa"] = Field(
         "auto", description="multiscale in training: 'fused' computes one score matrix for the three branches in C++ (r1kit/csrc, compiled "
-        "on first use; fwd+bwd 2.7-3.3x faster per layer at T = 77-130 on 2 CPU cores, docs/benchmarks.md), 'sdpa' runs three masked "
+        "on first use; fwd+bwd 2.7-3.9x faster per layer at T = 77-130 on 2 CPU cores, docs/benchmarks.md), 'sdpa' runs three masked "
         "SDPA calls; 'auto' = fused where it builds and applies (CPU, float32, one chunk, no cache), else sdpa. Same results to ~1e-6"
     )
     gate_local_bias: float = Field(

@@ -5,7 +5,7 @@ layer; on a CPU at training lengths (T ~ 100, head size 32) that costs three den
 more. This path computes the scores once (torch.bmm), does each query row's masks, top-k, three
 softmaxes and gated mix in C++ (csrc/multiscale.cpp), and the value product once; its backward
 likewise. Same results as the reference up to float rounding (tests/test_multiscale_kernel.py);
-forward and backward of one demo layer are 2.7-3.3x faster at T = 77-130 (docs/benchmarks.md).
+forward and backward of one demo layer are 2.7-3.9x faster at T = 77-130 (docs/benchmarks.md).
 
 The training layout only: the keys are the queries, at positions 0..T-1 in every row, so query t
 sees keys 0..t and the work per row is proportional to t. It keeps the [B*H, T, T] scores, mixed
