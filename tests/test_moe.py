@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from r1kit.config import preset
-from r1kit.moe import MoEFeedForward, SwiGLU, balance_metrics
+from r1kit.model.moe import MoEFeedForward, SwiGLU, balance_metrics
 
 
 def _moe(**moe_changes) -> MoEFeedForward:
@@ -54,7 +54,8 @@ def test_capacity_factor_drops_overflow_in_training_only():
     dropless = moe(x)
     moe.train()
     capped = moe(x)
-    kept = (capped - dropless).abs().sum(-1) < 1e-6
+    # kept tokens equal the dropless output up to fp32 rounding (the expert's matmul sees fewer rows)
+    kept = (capped - dropless).abs().sum(-1) <= 1e-5 * dropless.abs().sum(-1)
     dropped = capped.abs().sum(-1) == 0
     assert (kept | dropped).all()
     # capacity = ceil(0.5 * 40 / 4) = 5 tokens per expert at most
