@@ -53,7 +53,7 @@ def _build(spec: dict, seed: int = 0):
     import torch
 
     from r1kit.config import model_config_from
-    from r1kit.model import Transformer
+    from r1kit.model.transformer import Transformer
 
     torch.manual_seed(seed)
     model = Transformer(model_config_from(dict(spec))).eval()
@@ -66,7 +66,7 @@ def _run(library: str, spec: dict, hf_dir: str | None, batch: int, prompt_len: i
 
     torch.manual_seed(1)
     if library == "r1kit":
-        from r1kit.engine import Engine, SamplingParams
+        from r1kit.inference.engine import Engine, SamplingParams
 
         model = _build(spec)
         vocab = model.config.vocab_size
@@ -132,9 +132,9 @@ def main() -> None:
     import torch
     import transformers
 
-    from r1kit.checkpoint import save_pretrained
-    from r1kit.export import export_hf
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.interop.checkpoint import save_pretrained
+    from r1kit.interop.hf import export_hf
+    from r1kit.data.tokenizer import Tokenizer
 
     models = {name: MODELS[name] for name in args.models.split(",")}
     batches = [int(b) for b in args.batches.split(",")]

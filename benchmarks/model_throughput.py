@@ -31,7 +31,7 @@ def _measure(config: dict, batch: int, seq_len: int, steps: int, queue) -> None:
     import torch
 
     from r1kit.config import ModelConfig
-    from r1kit.model import Transformer
+    from r1kit.model.transformer import Transformer
 
     torch.manual_seed(0)
     model = Transformer(ModelConfig(**config)).train()

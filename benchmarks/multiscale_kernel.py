@@ -29,8 +29,8 @@ def main() -> None:
 
     import torch
 
-    from r1kit import multiscale_kernel
-    from r1kit.attention import multiscale_chunk
+    from r1kit.model.kernels import multiscale as multiscale_kernel
+    from r1kit.model.attention import multiscale_chunk
 
     if not multiscale_kernel.available():
         raise SystemExit(f"the fused kernel is not available here: {multiscale_kernel.unavailable_reason()}")

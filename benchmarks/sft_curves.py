@@ -34,16 +34,16 @@ def main() -> None:
     args = parser.parse_args()
     steps, operands = [int(s) for s in args.steps.split(",")], [int(s) for s in args.operands.split(",")]
     if args.plot_only:
-        from r1kit.data import atomic_file
+        from r1kit.data.schema import atomic_file
 
         _plot(json.loads(args.out.read_text())["rows"], steps, operands, args.plot, atomic_file)
         return
 
-    from r1kit.checkpoint import load_pretrained
-    from r1kit.data import atomic_file, load_examples, question_hash, read_metrics, write_json
+    from r1kit.interop.checkpoint import load_pretrained
+    from r1kit.data.schema import atomic_file, load_examples, question_hash, read_metrics, write_json
     from r1kit.evaluate import evaluate
-    from r1kit.synth import synth
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.data.synth import synth
+    from r1kit.data.tokenizer import Tokenizer
 
     exclude = {question_hash(e.question) for e in load_examples(args.train).examples}
     cells = {(s, m): synth(args.n, f"curves:{s}:{m}", steps=s, max_operand=m, exclude=exclude)

@@ -24,10 +24,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
 
-    from r1kit.checkpoint import load_pretrained
-    from r1kit.data import load_examples
-    from r1kit.engine import SamplingParams, generate
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.interop.checkpoint import load_pretrained
+    from r1kit.data.schema import load_examples
+    from r1kit.inference.engine import SamplingParams, generate
+    from r1kit.data.tokenizer import Tokenizer
 
     model, tok = load_pretrained(args.checkpoint).eval(), Tokenizer.load(args.checkpoint)
     examples = load_examples(args.data).examples[: args.n]

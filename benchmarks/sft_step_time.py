@@ -28,10 +28,10 @@ def main() -> None:
 
     import torch
 
-    from r1kit.data import load_examples
-    from r1kit.sft import (batch_indices, encode_examples, load_run_config, make_batch, make_optimizer,
+    from r1kit.data.schema import load_examples
+    from r1kit.train.sft import (batch_indices, encode_examples, load_run_config, make_batch, make_optimizer,
                            model_for_tokenizer, weighted_loss)
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.data.tokenizer import Tokenizer
 
     torch.manual_seed(0)
     model_cfg, cfg = load_run_config(args.config, [f"sft.train_data={args.data}", *args.overrides])

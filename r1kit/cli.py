@@ -28,8 +28,8 @@ def cmd_config(args: argparse.Namespace) -> None:
 def cmd_init(args: argparse.Namespace) -> None:
     import torch
 
-    from r1kit.checkpoint import save_pretrained
-    from r1kit.model import Transformer
+    from r1kit.interop.checkpoint import save_pretrained
+    from r1kit.model.transformer import Transformer
 
     cfg = _model_config(args)
     torch.manual_seed(args.seed)
@@ -39,7 +39,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from r1kit.checkpoint import load_pretrained
+    from r1kit.interop.checkpoint import load_pretrained
 
     model = load_pretrained(args.checkpoint)
     info = {
@@ -53,7 +53,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_reward(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit import verify
+    from r1kit.reward import verify
 
     try:
         weights = [float(w) for w in args.weights.split(",")]
@@ -115,7 +115,7 @@ def _op_weights_arg(text: str) -> dict[str, float]:
 def cmd_data(args: argparse.Namespace) -> None:
     from collections import Counter
 
-    from r1kit import data, synth
+    from r1kit.data import schema as data, synth
 
     try:
         if args.data_command == "drills":
@@ -163,9 +163,9 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit.data import load_examples
-    from r1kit.sft import training_corpus
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.data.schema import load_examples
+    from r1kit.train.sft import training_corpus
+    from r1kit.data.tokenizer import Tokenizer
 
     examples, _ = load_examples(args.data)
     tok = Tokenizer.train(training_corpus(examples), vocab_size=args.vocab_size)
@@ -176,7 +176,7 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
 
 
 def cmd_train_sft(args: argparse.Namespace) -> None:
-    from r1kit.sft import load_run_config, train_sft
+    from r1kit.train.sft import load_run_config, train_sft
 
     model_cfg, sft_cfg = load_run_config(args.config, args.overrides)
     final = train_sft(model_cfg, sft_cfg, resume=args.resume, progress=not args.no_progress)
@@ -184,7 +184,7 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
 
 
 def cmd_train_rl(args: argparse.Namespace) -> None:
-    from r1kit.grpo import load_rl_config, train_rl
+    from r1kit.train.grpo import load_rl_config, train_rl
 
     cfg = load_rl_config(args.config, args.overrides)
     final = train_rl(cfg, args.init, resume=args.resume, progress=not args.no_progress)
@@ -192,19 +192,19 @@ def cmd_train_rl(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from r1kit.demo import run_demo
+    from r1kit.recipes.demo import run_demo
 
     run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress)
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from r1kit.claims import run_claims
+    from r1kit.recipes.claims import run_claims
 
     run_claims(args.out, minutes=args.minutes, doc=args.doc, n_test=args.n_test, seed=args.seed, progress=not args.no_progress)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from r1kit.report import write_report
+    from r1kit.recipes.report import write_report
 
     print(f"wrote {write_report(args.run_dir)}")
 
@@ -212,10 +212,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit.checkpoint import load_pretrained
-    from r1kit.data import load_examples
+    from r1kit.interop.checkpoint import load_pretrained
+    from r1kit.data.schema import load_examples
     from r1kit.evaluate import evaluate, print_table, sampled_accuracy
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.data.tokenizer import Tokenizer
 
     if args.samples < 0:
         raise SystemExit(f"--samples must be >= 0, got {args.samples}")
@@ -234,7 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
     print_table(greedy, title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
     if args.out:
-        from r1kit.data import write_json, write_jsonl
+        from r1kit.data.schema import write_json, write_jsonl
 
         out = Path(args.out)
         write_json(out, {"checkpoint": str(args.checkpoint), "data": str(args.data), **summary})
@@ -244,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _sampling_params(args: argparse.Namespace):
-    from r1kit.engine import SamplingParams
+    from r1kit.inference.engine import SamplingParams
 
     return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                           top_p=args.top_p, seed=args.seed, n=getattr(args, "n", 1), stop=tuple(args.stop or ()))
@@ -280,7 +280,7 @@ class _Painter:
 def cmd_generate(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
-    from r1kit.engine import Engine
+    from r1kit.inference.engine import Engine
 
     engine = Engine.from_checkpoint(args.checkpoint)
     params = _sampling_params(args)
@@ -295,8 +295,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    from r1kit.engine import Engine
-    from r1kit.tokenizer import format_chat
+    from r1kit.inference.engine import Engine
+    from r1kit.format import format_conversation
 
     engine = Engine.from_checkpoint(args.checkpoint)
     params = _sampling_params(args)
@@ -318,11 +318,11 @@ def cmd_chat(args: argparse.Namespace) -> None:
         if not line:
             continue
         messages.append({"role": "user", "content": line})
-        prompt = engine.tokenizer.encode(format_chat(messages))
+        prompt = engine.tokenizer.encode(format_conversation(messages))
         if len(prompt) + 1 >= engine.max_seq_len:  # keep the newest turns that fit
-            while len(messages) > 1 and len(engine.tokenizer.encode(format_chat(messages))) + 1 >= engine.max_seq_len:
+            while len(messages) > 1 and len(engine.tokenizer.encode(format_conversation(messages))) + 1 >= engine.max_seq_len:
                 messages = messages[2:]
-            prompt = engine.tokenizer.encode(format_chat(messages))
+            prompt = engine.tokenizer.encode(format_conversation(messages))
             print("(older turns dropped: the context is full)")
         answer = []
         try:
@@ -340,7 +340,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
 
 
 def cmd_export_hf(args: argparse.Namespace) -> None:
-    from r1kit.export import export_hf
+    from r1kit.interop.hf import export_hf
 
     out = export_hf(args.checkpoint, args.out_dir)  # a non-dense model: ExportError, reported by main()
     print(f"wrote a Hugging Face Llama model to {out} (LlamaForCausalLM.from_pretrained({str(out)!r}))")

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from r1kit.data import Example
-from r1kit.engine import Engine, SamplingParams, generate
-from r1kit.model import Transformer
-from r1kit.moe import balance_metrics
-from r1kit.tokenizer import Tokenizer
-from r1kit.verify import RewardConfig, score
+from r1kit.data.schema import Example
+from r1kit.inference.engine import Engine, SamplingParams, generate
+from r1kit.model.transformer import Transformer
+from r1kit.model.moe import balance_metrics
+from r1kit.data.tokenizer import Tokenizer
+from r1kit.reward.verify import RewardConfig, score
 
 # r1kit's prompt ends inside <think>: a completion cut off before </think> has no answer yet
 SCORING = RewardConfig(think_in_prompt=True)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from r1kit.config import ModelConfig, preset
-from r1kit.model import Transformer
+from r1kit.model.transformer import Transformer
 
 ATTENTION_KINDS = ("dense", "multiscale")
 BALANCING_MODES = ("none", "load_penalty", "aux_loss", "bias")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from r1kit.attention import AttentionContext, multiscale_attention, plan_chunks, rope_tables
+from r1kit.model.attention import AttentionContext, multiscale_attention, plan_chunks, rope_tables
 
 
 def _context(B, T, chunk_size, window, k_symbol_BS=None) -> AttentionContext:

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import make_model
-from r1kit.checkpoint import CheckpointError, load_pretrained, save_pretrained
-from r1kit.model import Transformer
+from r1kit.interop.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from r1kit.model.transformer import Transformer
 
 
 def test_round_trip_is_bit_exact_including_routing_state(tmp_path):

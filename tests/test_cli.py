@@ -34,8 +34,8 @@ def checkpoint(tmp_path_factory):
     import torch
 
     from conftest import make_model
-    from r1kit.checkpoint import save_pretrained
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.interop.checkpoint import save_pretrained
+    from r1kit.data.tokenizer import Tokenizer
 
     tok = Tokenizer.train(["Tom has 12 apples and buys 7 more. How many?", "12 + 7 = 19\n</think>\n#### 19"] * 20, vocab_size=160)
     model = make_model(vocab_size=tok.vocab_size, max_seq_len=128)
@@ -64,7 +64,7 @@ def test_generate_prompt_too_long_is_a_clear_error(checkpoint, capsys):
 def test_chat_keeps_history_and_exits(checkpoint, capsys, monkeypatch):
     lines = iter(["How many apples?", "And now?", "/reset", "/exit"])
     prompts = []
-    import r1kit.engine as engine_mod
+    import r1kit.inference.engine as engine_mod
 
     real_stream = engine_mod.Engine.stream
 

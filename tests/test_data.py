@@ -1,4 +1,4 @@
-"""r1kit.data: the synthetic generator's guarantees (exact, grounded, minimal, within the knobs,
+"""r1kit.data.schema: the synthetic generator's guarantees (exact, grounded, minimal, within the knobs,
 deterministic), train/test disjointness, the GSM8K mapping, and JSONL errors."""
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from r1kit import data, synth
+from r1kit.data import schema as data, synth
 from r1kit.cli import main
-from r1kit.data import DataError, Example
+from r1kit.data.schema import DataError, Example
 
 GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
 STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")  # `a op b = c`, single spaces, plain integers

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from r1kit.checkpoint import load_pretrained
+from r1kit.interop.checkpoint import load_pretrained
 from r1kit.cli import main
-from r1kit.data import load_examples
+from r1kit.data.schema import load_examples
 from r1kit.evaluate import evaluate, pass_at_k, sampled_accuracy
-from r1kit.tokenizer import Tokenizer
+from r1kit.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_report_rebuilds_from_saved_metrics(run):
 
 
 def test_claims_pipeline_writes_the_table_and_resumes(tmp_path):
-    from r1kit.claims import RL_RUNS, SFT_RUNS, run_claims
+    from r1kit.recipes.claims import RL_RUNS, SFT_RUNS, run_claims
 
     kwargs = dict(minutes=0.5, doc=tmp_path / "claims.md", n_test=6, n_train=300, progress=False,
                   model={"preset": "tiny", "max_seq_len": 256},

@@ -6,9 +6,9 @@ import torch
 
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
 from r1kit.config import preset
-from r1kit.engine import Engine, SamplingParams, generate, sampling_probs
-from r1kit.model import Transformer
-from r1kit.tokenizer import Tokenizer
+from r1kit.inference.engine import Engine, SamplingParams, generate, sampling_probs
+from r1kit.model.transformer import Transformer
+from r1kit.data.tokenizer import Tokenizer
 
 CORPUS = [
     "Tom has 12 apples and buys 7 more. How many apples does he have?",
@@ -174,7 +174,7 @@ def test_text_stop_strings_and_streaming_keep_reasoning_apart(tok):
 
 
 def test_cache_rows_of_different_capacity_join_without_losing_what_is_written():
-    from r1kit.kv_cache import KVCache
+    from r1kit.inference.kv_cache import KVCache
 
     model = make_model().eval()
     short, long = KVCache.for_model(model, 1, max_seq_len=8), KVCache.for_model(model, 2, max_seq_len=16)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from conftest import make_model
-from r1kit.checkpoint import save_pretrained
+from r1kit.interop.checkpoint import save_pretrained
 from r1kit.cli import main
-from r1kit.engine import Engine, SamplingParams
-from r1kit.export import ExportError, export_hf
-from r1kit.tokenizer import Tokenizer
+from r1kit.inference.engine import Engine, SamplingParams
+from r1kit.interop.hf import ExportError, export_hf
+from r1kit.data.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers", reason="transformers is needed to load the exported model")
 

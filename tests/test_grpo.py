@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from conftest import make_model
-from r1kit import grpo
-from r1kit.checkpoint import load_pretrained, save_pretrained
-from r1kit.data import load_examples, write_jsonl
-from r1kit.grpo import (
+from r1kit.train import grpo
+from r1kit.interop.checkpoint import load_pretrained, save_pretrained
+from r1kit.data.schema import load_examples, write_jsonl
+from r1kit.train.grpo import (
     MicroBatch, RLConfig, clipped_surrogate, completion_rewards, completion_segments, group_advantages, k3_kl,
     load_rl_config, make_micro_batches, make_optimizer, policy_update, process_advantages, routing_mismatch,
     token_logprobs, train_rl,
 )
-from r1kit.sft import reasoning_text, training_corpus
-from r1kit.synth import synth
-from r1kit.tokenizer import Tokenizer, format_completion
+from r1kit.train.sft import reasoning_text, training_corpus
+from r1kit.data.synth import synth
+from r1kit.data.tokenizer import Tokenizer
+from r1kit.format import format_completion
 
 RL_TINY = str(Path(__file__).resolve().parents[1] / "configs" / "rl_tiny.yaml")
 TIMING_KEYS = {"rollout_tokens_per_s", "update_tokens_per_s", "train_minutes"}

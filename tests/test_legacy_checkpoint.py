@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from r1kit.checkpoint import load_pretrained
+from r1kit.interop.checkpoint import load_pretrained
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
-from r1kit.export import hf_state_dict
-from r1kit.kv_cache import KVCache
-from r1kit.model import LayerSkip
+from r1kit.interop.hf import hf_state_dict
+from r1kit.inference.kv_cache import KVCache
+from r1kit.model.transformer import LayerSkip
 
 # chunk_size 16 < T makes the multiscale branches run several query chunks
 SMALL_CHUNKS = dict(attention=dict(chunk_size=16, window=4, topk=6))

@@ -5,10 +5,10 @@ of kernel."""
 import pytest
 import torch
 
-from r1kit import multiscale_kernel
-from r1kit.attention import multiscale_chunk
+from r1kit.model.kernels import multiscale as multiscale_kernel
+from r1kit.model.attention import multiscale_chunk
 from r1kit.config import preset
-from r1kit.model import Transformer
+from r1kit.model.transformer import Transformer
 
 pytestmark = pytest.mark.skipif(
     not multiscale_kernel.available(), reason=f"fused kernel not built here: {multiscale_kernel.unavailable_reason()}"

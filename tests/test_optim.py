@@ -1,4 +1,4 @@
-"""Muon + AdamW optimizer (r1kit.optim): the orthogonalisation, AdamW's half against torch's."""
+"""Muon + AdamW optimizer (r1kit.train.optim): the orthogonalisation, AdamW's half against torch's."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from r1kit.config import preset
-from r1kit.model import Transformer
-from r1kit.optim import MuonAdamW, muon_adamw, muon_param_names, orthogonalize
+from r1kit.model.transformer import Transformer
+from r1kit.train.optim import MuonAdamW, muon_adamw, muon_param_names, orthogonalize
 
 
 def test_orthogonalize_flattens_singular_values_per_matrix():

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from r1kit.checkpoint import load_pretrained
+from r1kit.interop.checkpoint import load_pretrained
 from r1kit.cli import main
-from r1kit.data import read_metrics, write_jsonl
-from r1kit.synth import synth
-from r1kit.sft import SFTConfig, after_step, batch_indices, lr_at, load_run_config, make_batch, train_sft
-from r1kit.tokenizer import Tokenizer
+from r1kit.data.schema import read_metrics, write_jsonl
+from r1kit.data.synth import synth
+from r1kit.train.sft import SFTConfig, after_step, batch_indices, lr_at, load_run_config, make_batch, train_sft
+from r1kit.data.tokenizer import Tokenizer
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 

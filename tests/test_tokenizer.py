@@ -1,9 +1,7 @@
-import jinja2
 import pytest
 
-from r1kit.tokenizer import (
-    CHAT_TEMPLATE, END_THINK, EOS, SPECIAL_TOKENS, THINK, Tokenizer, TokenizerError, format_chat, format_prompt, is_symbol_token,
-)
+from r1kit.data.tokenizer import Tokenizer, TokenizerError, is_symbol_token
+from r1kit.format import END_THINK, EOS, SPECIAL_TOKENS, format_prompt
 
 CORPUS = [
     "Natalia sold 48 clips in April and half as many in May. How many clips did she sell?",
@@ -56,20 +54,3 @@ def test_save_and_load(tok, tmp_path):
     assert loaded.encode(text) == tok.encode(text) and loaded.symbol_flags() == tok.symbol_flags()
     with pytest.raises(TokenizerError, match="no tokenizer.json"):
         Tokenizer.load(tmp_path / "nowhere")
-
-
-def test_jinja_chat_template_renders_the_same_prompt():
-    rendered = jinja2.Template(CHAT_TEMPLATE).render(
-        messages=[{"role": "user", "content": "How many?"}], add_generation_prompt=True, bos_token="<|bos|>"
-    )
-    assert rendered == format_prompt("How many?") and rendered.endswith(THINK + "\n")
-
-
-def test_multi_turn_chat_matches_the_jinja_template():
-    messages = [{"role": "user", "content": "How many?"}, {"role": "assistant", "content": "#### 4"},
-                {"role": "user", "content": "And twice that?"}]
-    rendered = jinja2.Template(CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True, bos_token="<|bos|>")
-    assert rendered == format_chat(messages)
-    assert format_chat(messages[:1]) == format_prompt("How many?")
-    with pytest.raises(ValueError, match="unknown chat role"):
-        format_chat([{"role": "system", "content": "x"}])

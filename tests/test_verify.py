@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from r1kit import verify
+from r1kit.reward import verify
 from r1kit.cli import main
-from r1kit.verify import (
+from r1kit.reward.verify import (
     MAX_CLAIMS,
     MAX_EXPRESSION_CHARS,
     MAX_RESULT_BITS,
@@ -246,7 +246,7 @@ def test_coverage_scales_step_validity_only_when_asked():
 
 
 def test_synthetic_gold_steps_cover_their_questions():
-    from r1kit.synth import TEMPLATES, synth
+    from r1kit.data.synth import TEMPLATES, synth
     examples = synth(600, seed=7, steps=range(1, 7))
     assert {e.meta["template"] for e in examples} == set(TEMPLATES)  # every situation is exercised
     for e in examples:

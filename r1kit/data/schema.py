@@ -15,7 +15,7 @@ Example schema (one JSON object per line; `Example.to_json` / `Example.from_json
                    "n_steps", "max_operand", "facts"}; GSM8K -> {"source": "gsm8k", "solution",
                    "optimal_steps_from"}
 
-Synthetic problems come from r1kit.synth (templates listed in docs/data.md).
+Synthetic problems come from r1kit.data.synth (templates listed in docs/data.md).
 
 Bad input
     `read_jsonl` / `load_examples` raise `DataError` naming the file and line of a malformed line

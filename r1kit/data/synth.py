@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from r1kit.data import MAX_STEPS, MIN_MAX_OPERAND, MIN_STEPS, Example, question_hash
+from r1kit.data.schema import MAX_STEPS, MIN_MAX_OPERAND, MIN_STEPS, Example, question_hash
 
 # ------------------------------------------------------------------------ the synthetic generator
 

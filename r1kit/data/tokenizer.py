@@ -1,20 +1,12 @@
-"""Tokenizer: byte-level BPE (the `tokenizers` library), special tokens, the chat format and the
+"""Tokenizer: byte-level BPE (the `tokenizers` library) over r1kit.format's special tokens, and the
 per-token maths-symbol flags. Knows no model.
 
 Every digit is its own token (numbers are spelled digit by digit, so arithmetic has a fixed
 vocabulary); the rest is byte-level BPE trained on the corpus, so names and items of a small
 corpus become single tokens.
 
-Chat format (one, fixed; `CHAT_TEMPLATE` is the same as a Jinja template for other tools):
-
-    <|bos|><|user|>{question}<|assistant|><think>
-    {reasoning}
-    </think>
-    {answer}<|eos|>
-
-The prompt ends with `<|assistant|><think>` (as DeepSeek-R1's template does), so generation
-starts inside the reasoning. `{answer}` is the final answer in the one fixed form
-`#### N` (r1kit.verify extracts it, and the common other forms too).
+The chat format (special tokens, prompt template, `format_prompt`, `format_completion`) is
+r1kit.format's; this module encodes it.
 
 Symbol flags: a token is a maths symbol when, without surrounding spaces, it is non-empty and
 made only of digits, operators (+ - * / × ÷ ^), '=', brackets and the decimal point. A
@@ -32,48 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from r1kit.verify import format_answer
-
-BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
-USER, ASSISTANT = "<|user|>", "<|assistant|>"
-THINK, END_THINK = "<think>", "</think>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, USER, ASSISTANT, THINK, END_THINK]  # PAD first: id 0
+from r1kit.format import (
+    ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, SPECIAL_TOKENS, THINK, USER, format_completion, format_prompt,
+)
 
 SYMBOL_CHARS = set("0123456789+-*/×÷^=()[]{}.")
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}"
-    "{% elif m['role'] == 'assistant' %}<|assistant|>{{ m['content'] }}<|eos|>{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}"
-)
-
-
-def format_prompt(question: str) -> str:
-    return f"{BOS}{USER}{question.strip()}{ASSISTANT}{THINK}\n"
-
-
-def format_chat(messages: list[dict], add_generation_prompt: bool = True) -> str:
-    """A multi-turn conversation in the chat format (what CHAT_TEMPLATE renders): user turns,
-    assistant turns closed by EOS, and the prompt for the next assistant turn."""
-    parts = [BOS]
-    for m in messages:
-        if m["role"] == "user":
-            parts.append(f"{USER}{m['content'].strip()}")
-        elif m["role"] == "assistant":
-            parts.append(f"{ASSISTANT}{m['content']}{EOS}")
-        else:
-            raise ValueError(f"unknown chat role {m['role']!r}; allowed: user, assistant")
-    if add_generation_prompt:
-        parts.append(f"{ASSISTANT}{THINK}\n")
-    return "".join(parts)
-
-
-def format_completion(reasoning: str, answer: str) -> str:
-    """The part after the prompt: reasoning, </think>, the final answer, EOS."""
-    return f"{reasoning.strip()}\n{END_THINK}\n{format_answer(answer)}{EOS}"
 
 
 def is_symbol_token(text: str) -> bool:

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import torch
 
-from r1kit.kv_cache import KVCache
-from r1kit.model import Transformer
+from r1kit.inference.kv_cache import KVCache
+from r1kit.model.transformer import Transformer
 
 if TYPE_CHECKING:  # the engine works on ids alone; a tokenizer only adds text and stop strings
-    from r1kit.tokenizer import Tokenizer
+    from r1kit.data.tokenizer import Tokenizer
 
 FinishReason = Literal["stop", "length"]
 
@@ -166,8 +166,8 @@ class Engine:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "Engine":
-        from r1kit.checkpoint import load_pretrained
-        from r1kit.tokenizer import Tokenizer
+        from r1kit.interop.checkpoint import load_pretrained
+        from r1kit.data.tokenizer import Tokenizer
 
         return cls(load_pretrained(path), Tokenizer.load(path), **kwargs)
 

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from r1kit.config import ModelConfig, build
-from r1kit.model import Transformer, upgrade_state_dict
+from r1kit.model.transformer import Transformer, upgrade_state_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from r1kit.checkpoint import atomic_directory, load_pretrained
-from r1kit.model import Transformer
-from r1kit.tokenizer import ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, THINK, USER, Tokenizer
+from r1kit.interop.checkpoint import atomic_directory, load_pretrained
+from r1kit.model.transformer import Transformer
+from r1kit.data.tokenizer import Tokenizer
+from r1kit.format import ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, THINK, USER
 
 # r1kit name piece -> Hugging Face Llama name piece, applied in order
 _RENAMES = [

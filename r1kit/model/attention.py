@@ -15,7 +15,7 @@ and in training each chunk is recomputed in the backward pass (activation checkp
 there is more than one, so the masks of all chunks are never alive at once.
 
 In training (keys = the queries at positions 0..T-1, one chunk, float32 on a CPU) the three
-branches run instead on r1kit.multiscale_kernel: one score matrix, each row's masks, top-k,
+branches run instead on r1kit.model.kernels.multiscale: one score matrix, each row's masks, top-k,
 softmaxes and gated mix in C++; the same results to ~1e-6, in about a third of the time.
 
 Positions: every query and key carries an explicit position (int). Masks are computed from
@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-import r1kit.multiscale_kernel as multiscale_kernel
+import r1kit.model.kernels.multiscale as multiscale_kernel
 from r1kit.config import ModelConfig
 
 BRANCHES = ("local", "global", "symbolic")
@@ -95,7 +95,7 @@ class AttentionContext:
     all_visible: bool  # every query may see every visible key (decode of rows in lockstep): no mask at all
     # per query chunk: (t0, t1, lo, hi) -- queries t0:t1 may see key slots lo:hi (local) and :hi (others)
     chunks: list[tuple[int, int, int, int]]
-    # multi-scale training on the fused CPU kernel (r1kit.multiscale_kernel): keys are the queries at
+    # multi-scale training on the fused CPU kernel (r1kit.model.kernels.multiscale): keys are the queries at
     # positions 0..T-1, one chunk, gradients on; decided once per forward by the model
     fused_multiscale: bool = False
     _causal_B1TS: torch.Tensor | None = None

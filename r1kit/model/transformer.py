@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-import r1kit.multiscale_kernel as multiscale_kernel
-from r1kit.attention import Attention, AttentionContext, KVCacheLike, plan_chunks, rope_tables
+import r1kit.model.kernels.multiscale as multiscale_kernel
+from r1kit.model.attention import Attention, AttentionContext, KVCacheLike, plan_chunks, rope_tables
 from r1kit.config import ModelConfig
-from r1kit.moe import MoEFeedForward, SwiGLU
+from r1kit.model.moe import MoEFeedForward, SwiGLU
 
 
 @dataclass(frozen=True)

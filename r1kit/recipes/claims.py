@@ -23,13 +23,13 @@ from datetime import date
 from pathlib import Path
 
 from r1kit.config import model_config_from
-from r1kit.data import atomic_file, load_examples, question_hash, write_json, write_jsonl, write_text
+from r1kit.data.schema import atomic_file, load_examples, question_hash, write_json, write_jsonl, write_text
 from r1kit.evaluate import evaluate
-from r1kit.checkpoint import load_pretrained
-from r1kit.grpo import RLConfig, train_rl
-from r1kit.sft import SFTConfig, train_sft
-from r1kit.synth import synth
-from r1kit.tokenizer import Tokenizer
+from r1kit.interop.checkpoint import load_pretrained
+from r1kit.train.grpo import RLConfig, train_rl
+from r1kit.train.sft import SFTConfig, train_sft
+from r1kit.data.synth import synth
+from r1kit.data.tokenizer import Tokenizer
 
 BALANCING = ("none", "load_penalty", "aux_loss", "bias")
 REWARDS = {  # name -> RLConfig changes

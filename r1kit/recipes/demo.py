@@ -10,7 +10,7 @@ Stages (each shows progress; the time budget is split between the two trainings)
   3. eval       greedy accuracy, step validity, steps, expert use and attention gates;
   4. GRPO       RL from the SFT checkpoint with the composite reward, ~20% of the budget;
   5. eval       the same evaluation on the RL model;
-  6. report     runs/demo/report.md with its plots (r1kit.report), and runs/demo/final, the
+  6. report     runs/demo/report.md with its plots (r1kit.recipes.report), and runs/demo/final, the
                 model to chat with.
 Evaluation uses exactly `r1kit eval`'s settings, so `r1kit eval runs/demo/sft/final --data
 runs/demo/data/test.jsonl --n N` reproduces the report's numbers.
@@ -26,15 +26,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from r1kit.checkpoint import atomic_directory, load_pretrained
+from r1kit.interop.checkpoint import atomic_directory, load_pretrained
 from r1kit.config import model_config_from
-from r1kit.data import load_examples, question_hash, write_json, write_jsonl
+from r1kit.data.schema import load_examples, question_hash, write_json, write_jsonl
 from r1kit.evaluate import evaluate, print_table
-from r1kit.grpo import RLConfig, train_rl
-from r1kit.report import write_report
-from r1kit.sft import SFTConfig, train_sft
-from r1kit.synth import synth
-from r1kit.tokenizer import Tokenizer
+from r1kit.train.grpo import RLConfig, train_rl
+from r1kit.recipes.report import write_report
+from r1kit.train.sft import SFTConfig, train_sft
+from r1kit.data.synth import synth
+from r1kit.data.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1kit.data import atomic_file, read_metrics, write_text
+from r1kit.data.schema import atomic_file, read_metrics, write_text
 
 BRANCHES = ("local", "global", "symbolic")
 

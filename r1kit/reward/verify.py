@@ -96,19 +96,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Callable, Literal, Mapping, Sequence
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-ANSWER_MARKER = "####"  # the fixed final-answer form: "#### 72" on its own line after </think>
-
-
-def format_answer(answer: object) -> str:
-    """The final answer in r1kit's fixed form: ``#### 72``."""
-    return f"{ANSWER_MARKER} {answer}"
-
-
-def format_response(reasoning: str, answer: object) -> str:
-    """A whole response in r1kit's format: ``<think>\\n...\\n</think>\\n#### 72``."""
-    return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n{format_answer(answer)}"
-
+from r1kit.format import ANSWER_MARKER, END_THINK, THINK, format_answer, format_response, split_completion
 
 MAX_COMPLETION_CHARS = 65_536  # ~16k tokens, past any budget r1kit samples with
 MAX_ARITHMETIC_CHARS = 8_192  # arithmetic text examined; GSM8K's longest solution has 1,228 chars
@@ -375,22 +363,13 @@ def _boxed(text: str) -> str | None:
     return None
 
 
-def split_completion(completion: str) -> tuple[str, str | None]:
-    """(reasoning, final part): the final part follows the last </think>; it is None when a
-    <think> is never closed, and the whole completion when there are no tags."""
-    close = completion.rfind(THINK_CLOSE)
-    if close >= 0:
-        return completion[:close], completion[close + len(THINK_CLOSE):]
-    return (completion, None) if THINK_OPEN in completion else ("", completion)
-
-
 def extract_answer(completion: str, last_number_fallback: bool = True, think_in_prompt: bool = False) -> str | None:
     """The final answer's text (e.g. "72", "\\frac{1}{2}"), or None; see the module docstring.
     `think_in_prompt`: the prompt ended with <think> (r1kit's chat template), so the completion
     starts inside the reasoning and has no answer until it writes </think>."""
     if len(completion) > MAX_COMPLETION_CHARS:
         return None
-    final = split_completion(THINK_OPEN + completion if think_in_prompt else completion)[1]
+    final = split_completion(THINK + completion if think_in_prompt else completion)[1]
     if final is None:
         return None
     for end in _last_ends(_MARKER, final):
@@ -1054,7 +1033,7 @@ _RESPONSE_FORMAT = re.compile(r"\s*<think>(?:(?!</?think>).)*</think>\s*####[ \t
 def format_reward(completions: Sequence, think_in_prompt: bool = False, **columns) -> list[float]:
     """1.0 for a completion in r1kit's response format (`format_response`), else 0.0: an example
     of an extra reward, in TRL's signature. `think_in_prompt`: the prompt supplied the <think>."""
-    texts = [THINK_OPEN + completion_text(c) if think_in_prompt else completion_text(c) for c in completions]
+    texts = [THINK + completion_text(c) if think_in_prompt else completion_text(c) for c in completions]
     return [float(len(t) <= MAX_COMPLETION_CHARS and bool(_RESPONSE_FORMAT.fullmatch(t))) for t in texts]
 
 

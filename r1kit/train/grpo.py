@@ -123,17 +123,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from r1kit import config as config_mod
-from r1kit.checkpoint import load_pretrained, save_pretrained
-from r1kit.data import Example, load_examples
-from r1kit.engine import Engine, SamplingParams
+from r1kit.interop.checkpoint import load_pretrained, save_pretrained
+from r1kit.data.schema import Example, load_examples
+from r1kit.inference.engine import Engine, SamplingParams
 from r1kit.evaluate import completion_text, evaluate
-from r1kit.model import Transformer
-from r1kit.sft import (
+from r1kit.model.transformer import Transformer
+from r1kit.train.sft import (
     adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
     resumed_train_time, save_trainer_state, truncate_metrics,
 )
-from r1kit.tokenizer import END_THINK, Tokenizer
-from r1kit.verify import RewardConfig, check_steps, extract_steps, score
+from r1kit.data.tokenizer import Tokenizer
+from r1kit.format import END_THINK
+from r1kit.reward.verify import RewardConfig, check_steps, extract_steps, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 

@@ -3,11 +3,11 @@
     r1kit train sft --config configs/demo.yaml [sft.max_steps=2000 model.dim=192 ...]
 
 What one run does:
-  1. reads the training and evaluation JSONL files (synthetic schema or GSM8K, r1kit.data);
+  1. reads the training and evaluation JSONL files (synthetic schema or GSM8K, r1kit.data.schema);
   2. trains a byte-level BPE tokenizer on the training text (or loads `sft.tokenizer`);
   3. builds the model from the `model:` section, its vocabulary size taken from the tokenizer and
      its symbol flags from the tokenizer's vocabulary;
-  4. trains with Muon on the hidden matrices and AdamW on the rest (r1kit.optim; or AdamW alone),
+  4. trains with Muon on the hidden matrices and AdamW on the rest (r1kit.train.optim; or AdamW alone),
      linear warm-up then cosine (or linear) decay over max_steps or, with `decay_by: minutes`, over
      the max_minutes budget; gradient clipping and accumulation, on
      right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
@@ -39,13 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from r1kit import config as config_mod
-from r1kit.checkpoint import load_pretrained, save_pretrained
+from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.config import ModelConfig
-from r1kit.data import Example, load_examples, read_metrics, write_text
+from r1kit.data.schema import Example, load_examples, read_metrics, write_text
 from r1kit.evaluate import evaluate
-from r1kit.model import Transformer
-from r1kit.optim import muon_adamw
-from r1kit.tokenizer import Tokenizer, format_completion
+from r1kit.model.transformer import Transformer
+from r1kit.train.optim import muon_adamw
+from r1kit.data.tokenizer import Tokenizer
+from r1kit.format import format_completion
 
 
 class SFTConfig(BaseModel):
@@ -75,7 +76,7 @@ class SFTConfig(BaseModel):
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the schedule decays to lr * this")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps; Adam's moment estimates settle first")
     optimizer: Literal["adamw", "muon"] = Field(
-        "muon", description="'muon': Muon on the blocks' hidden matrices, AdamW on the rest (r1kit.optim), the lever that paid most: "
+        "muon", description="'muon': Muon on the blocks' hidden matrices, AdamW on the rest (r1kit.train.optim), the lever that paid most: "
         "68.2% vs 16.0% greedy accuracy after 1950 demo steps, ~10% dearer a step (docs/benchmarks.md); 'adamw' everywhere"
     )
     muon_lr: float | None = Field(None, gt=0, description="peak learning rate of the Muon group (optimizer 'muon'); None = lr. It follows the same schedule")
