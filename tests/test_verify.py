@@ -15,28 +15,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from r1kit.reward import verify
 from r1kit.cli import main
-from r1kit.reward.verify import (
-    MAX_CLAIMS,
-    MAX_EXPRESSION_CHARS,
-    MAX_RESULT_BITS,
+from r1kit.format import format_response
+from r1kit.reward import (
     ExpressionError,
+    RewardBreakdown,
     RewardConfig,
+    Step,
     answers_match,
     check_steps,
     composite_reward,
     efficiency,
-    evaluate,
+    evaluate_expression,
     extract_answer,
     extract_steps,
-    format_response,
     format_reward,
     question_coverage,
     question_numbers,
     score,
     score_batch,
 )
+from r1kit.reward.arithmetic import MAX_EXPRESSION_CHARS, MAX_RESULT_BITS
+from r1kit.reward.steps import MAX_CLAIMS
 
 GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
 NATALIA = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -306,19 +306,20 @@ def test_random_expressions_evaluate_to_the_exact_fraction(expression):
     text, value, _ = expression
     if value is None or len(text) > MAX_EXPRESSION_CHARS or not _fits(value):
         with pytest.raises(ExpressionError):
-            evaluate(text)
+            evaluate_expression(text)
     else:
-        assert evaluate(text) == value
+        assert evaluate_expression(text) == value
 
 
 def test_evaluator_precedence_and_limits():
-    assert evaluate("2 + 3 * 4") == 14
-    assert evaluate("-2^2") == -4 and evaluate("2^3^2") == 512 and evaluate("2**-1") == Fraction(1, 2)
-    assert evaluate("7 // 2") == 3 and evaluate("$1,200 * 5%") == 60
+    assert evaluate_expression("2 + 3 * 4") == 14
+    assert evaluate_expression("-2^2") == -4 and evaluate_expression("2^3^2") == 512
+    assert evaluate_expression("2**-1") == Fraction(1, 2)
+    assert evaluate_expression("7 // 2") == 3 and evaluate_expression("$1,200 * 5%") == 60
     for bad in ("9**9**9**9", "1/0", "2^0.5", "2^65", "((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))))",
                 "1" * 30, "1 +", "(1", "__import__('os')", "x"):
         with pytest.raises(ExpressionError):
-            evaluate(bad)
+            evaluate_expression(bad)
 
 
 ADVERSARIAL = {
@@ -340,7 +341,7 @@ ADVERSARIAL = {
 }
 
 
-def _timed_score(text: str, **kwargs) -> tuple[verify.RewardBreakdown, float]:
+def _timed_score(text: str, **kwargs) -> tuple[RewardBreakdown, float]:
     """The result and the best of three times: a bound on the work, not on a noisy neighbour."""
     best = float("inf")
     for _ in range(3):
@@ -518,7 +519,7 @@ def test_cli_usage_errors_exit_2(capsys, tmp_path):
 
 # --- GSM8K: the measurements of docs/verifier.md -------------------------------------------------
 
-def _perturb(solution: str, rng: random.Random) -> tuple[str, verify.Step] | None:
+def _perturb(solution: str, rng: random.Random) -> tuple[str, Step] | None:
     """The solution with one annotated claim's result changed (and its restatement after >>), and
     the claim as it was; None when the solution has no annotated claim."""
     claims = [m for m in re.finditer(r"<<([^<>=]+)=([^<>=]+)>>", solution) if extract_steps(m.group())]

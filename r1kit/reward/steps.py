@@ -1,0 +1,480 @@
+"""The claims in a completion and their judging (the step-validity term of the reward):
+extraction, correctness, grounding in the question, question coverage, and `count_steps`, the
+optimal step count of a reference solution.
+
+Steps (`extract_steps`, `check_steps`)
+    A claim is ``expression = value`` with an operator in the expression: GSM8K calculator
+    annotations ``<<48/2=24>>``, and plain text: ``4 * 7 = 28``, ``$4 x 7 = $28``, ``3 + 4 + 5 =
+    12``, ``2(3+4) = 14``, ``8 x 1 1/2 = 12``, chains ``2*3 = 6 + 1 = 7`` (two claims; a right side
+    that is itself an expression must equal the left, or start with the left's value as a running
+    total). On a line with annotations, the prose restates them ("48/2 = <<48/2=24>>24"), so a prose
+    claim there counts only for a value no annotation on the line claims. Algebra is not arithmetic:
+    "2x + 30 = 160" or "5A/5 = 20" yield no claim. A repeated claim counts once.
+
+    Correct: the expression evaluates exactly to the value. Decimal tolerance: a value written with
+    d >= 1 decimal places may be the exact result rounded to d places (10/3 = 3.33; 2/3 = 0.66 is
+    wrong); a value written without decimals must be exact (100/3 = 33 is wrong). A value with %
+    may be the fraction (17/20 = 85%) or the percentage (100 - 15 = 85%).
+
+    Grounded: every number in the expression comes from the question (`question_numbers`: its
+    digits, number words such as three / half / a dozen / twice / two-thirds, and the conversion
+    factors of its unit words, such as 60 for "hour" and 0.01 for "%"), or from an earlier valid
+    claim (its value or a partial result), or from CONSTANTS = {1, 2, 10, 12, 60, 100}; and at
+    least one comes from the question or an earlier claim, so padding such as ``<<1+1=2>>`` is
+    never grounded. A number written with d decimals matches a known number rounded to d places
+    (3.33 stands for 10/3). A correct claim with at least one number from the question or an
+    earlier claim grounds the claims after it, even when it also uses a number the question does
+    not explain (world knowledge: 4 legs, 5 weekdays): that claim is ungrounded, once, and what
+    builds on it is not tainted. A claim of constants and unexplained numbers grounds nothing.
+
+    StepValidity = valid claims (correct and grounded) / claims, 0 with no claim; correct but
+    ungrounded claims are counted separately in the breakdown. Without a question, grounding is not
+    checked (``grounding_checked`` is False) and every correct claim is valid.
+
+    Coverage (`question_coverage`, off by default; RewardConfig.question_coverage): grounding lets
+    a step build on earlier steps and constants, so "6 * 2 = 12 / 12 + 2 = 14 / ..." is all valid
+    yet ignores the question. With it on, step validity is multiplied by the share of the numbers
+    the question writes in digits that valid claims use as operands (in any form the question
+    allows: "30 minutes" as 30, 0.5 or 1800). A synthetic problem's gold steps cover all of its
+    numbers; GSM8K questions may state numbers a solution never needs, which then lowers every
+    completion of that question alike.
+
+Limits
+    A completion with more than MAX_EQUALS "=", MAX_ARITHMETIC_CHARS of arithmetic or MAX_CLAIMS
+    claims has no steps read (`extract_steps` gives None): `score` counts it MAX_CLAIMS + 1 steps
+    and step validity 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Literal, Sequence
+
+from r1kit.reward.arithmetic import (
+    _MIXED,
+    _NUM,
+    MAX_COMPLETION_CHARS,
+    MAX_EXPRESSION_CHARS,
+    ExpressionError,
+    _evaluate,
+    _literal,
+    _literals,
+    _parse,
+    _tokens,
+)
+
+MAX_ARITHMETIC_CHARS = 8_192  # arithmetic text examined; GSM8K's longest solution has 1,228 chars
+MAX_CLAIMS = 64  # GSM8K gold solutions have at most 9
+MAX_EQUALS = 4 * MAX_CLAIMS  # "=" signs in a completion; a cheap first check before any parsing
+CONSTANTS = frozenset(Fraction(c) for c in (1, 2, 10, 12, 60, 100))  # grounded without a source
+
+_ANNOTATION = re.compile(r"<<([^<>\n]*)>>")
+_RUN_CHARS = r"0-9$€£¥.,%()+\-−–*/×÷^·⋅xX \t"
+# a maximal run of arithmetic characters holding an "="; the lookbehind makes a failed attempt
+# cost O(1) inside a run, so scanning stays linear
+_ARITHMETIC_RUN = re.compile(rf"(?<![{_RUN_CHARS}=])(?:[{_RUN_CHARS}]*+=)++[{_RUN_CHARS}]*+")
+_VARIABLE = re.compile(r"[A-HJ-Z]\b|[xyzn]\b")  # "30 + M", not "28 a day" or "+ I"
+_LATEX_ARITHMETIC = [
+    (re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"((\1)/(\2))"),
+    (re.compile(r"\\(?:times|cdot|ast)(?![A-Za-z])"), "*"),
+    (re.compile(r"\\div(?![A-Za-z])"), "/"),
+    (re.compile(r"\{,\}"), ","),
+    (re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[,!;()\[\]]"), ""),
+    (re.compile(r"\\([$%])"), r"\1"),
+    (re.compile(r"\{"), "("),
+    (re.compile(r"\}"), ")"),
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One claim ``expression = value``; `value` is a number, or in a chain an expression."""
+
+    expression: str
+    value: str
+    source: Literal["annotation", "text"]
+
+
+def _is_operand_end(kind: str) -> bool:
+    return kind in ("num", "rp")
+
+
+def _chains(tokens: list[tuple[str, str]]) -> list[tuple[list[tuple[str, str]], bool]]:
+    """Split a run's tokens where prose punctuation, a variable, an unmatched parenthesis, or a
+    number right after an operand (no operator between) shows that one expression has ended; each
+    chain holding an "=" comes with whether a word or symbol cut it short."""
+    unmatched, stack = set(), []
+    for i, (kind, _) in enumerate(tokens):
+        if kind == "lp":
+            stack.append(i)
+        elif kind == "rp":
+            (stack.pop() if stack else unmatched.add(i))
+    unmatched.update(stack)
+    chains, current = [], []
+    for i, (kind, text) in enumerate(tokens):
+        breaks = kind == "other" or i in unmatched
+        if text in ("x", "X") and kind == "other" and current and current[-1][0] == "num":
+            current.pop()  # "2x": the number is a coefficient, not an operand
+        if breaks or (current and kind == "num" and _is_operand_end(current[-1][0])):
+            chains.append((current, breaks))
+            current = []
+        if not breaks:
+            current.append((kind, text))
+    chains.append((current, False))
+    return [(c, cut) for c, cut in chains if any(kind == "eq" for kind, _ in c)]
+
+
+def _has_binary_operator(tokens: list[tuple[str, str]]) -> bool:
+    """An operator after an operand, or an operand before "(" (2(3+4) multiplies)."""
+    return any(kind in ("op", "lp") and i and _is_operand_end(tokens[i - 1][0]) for i, (kind, _) in enumerate(tokens))
+
+
+def _join(tokens: list[tuple[str, str]]) -> str:
+    return " ".join(text for _, text in tokens)
+
+
+def _claims(text: str, source: Literal["annotation", "text"], glued: tuple[bool, bool] = (False, False)) -> list[Step]:
+    """The claims in one annotation or one run of arithmetic. Plain text that does not parse is
+    prose, not a claim; an annotation declares a claim, so a malformed one stays (and is wrong).
+    `glued`: the run touches a letter at its (start, end), as in "5A", "30mph" or "30 + M", so the
+    term there belongs to algebra or a unit and is dropped."""
+    if source == "annotation":
+        sides = text.split("=")
+        if len(sides) < 2 or any(len(s) > MAX_EXPRESSION_CHARS for s in sides):
+            return [Step(text[:MAX_EXPRESSION_CHARS], "", source)]
+        return [Step(left.strip(), right.strip(), source) for left, right in zip(sides, sides[1:])
+                if _has_binary_operator(_tokens(left))]
+    steps = []
+    tokens = _tokens(text)
+    if glued[0] and tokens and tokens[0][0] == "num":
+        tokens = tokens[1:]
+    if glued[1]:  # "30mph", "= 24/Y": drop the term the letter belongs to
+        while tokens and tokens[-1][0] == "op":
+            tokens = tokens[:-1]
+        tokens = tokens[:-1]
+    for chain, cut in _chains(tokens):
+        # a chain that starts with an operator continues an expression the prose began ("2x + 3 =
+        # 9", "M + 4 = 8"): its first side is only a fragment; so is its last side when an operator
+        # runs on into a variable ("21/7 = 90/x"), though not when it runs into prose ("= 28 - so")
+        head_fragment = chain[0][0] in ("op", "eq")
+        tail_fragment = chain[-1][0] == "eq" or (chain[-1][0] == "op" and cut)
+        while chain and chain[-1][0] in ("op", "eq"):
+            chain = chain[:-1]
+        segments, current = [], []
+        for token in chain:
+            if token[0] == "eq":
+                segments.append(current)
+                current = []
+            else:
+                current.append(token)
+        segments.append(current)
+        pairs = list(zip(segments, segments[1:]))
+        for n, (left, right) in enumerate(pairs):
+            if (n == 0 and head_fragment) or (n == len(pairs) - 1 and tail_fragment):
+                continue
+            if not (left and right and _has_binary_operator(left)):
+                continue
+            try:
+                _parse(left), _parse(right)
+            except ExpressionError:
+                continue
+            steps.append(Step(_join(left), _join(right), source))
+    return steps
+
+
+def _bare(value: str) -> str:
+    return re.sub(r"[\s$€£¥,]", "", value)
+
+
+def extract_steps(text: str) -> list[Step] | None:
+    """The claims in `text`, in order, each once; None when it holds more arithmetic than the
+    verifier examines (over MAX_CLAIMS claims, MAX_EQUALS "=" or MAX_ARITHMETIC_CHARS)."""
+    if len(text) > MAX_COMPLETION_CHARS or text.count("=") > MAX_EQUALS:
+        return None
+    steps, seen, budget = [], set(), MAX_ARITHMETIC_CHARS
+    for line in text.split("\n"):
+        if "=" not in line:
+            continue
+        found = []
+        if "<<" in line and (annotations := _ANNOTATION.findall(line)):
+            # the prose around annotations restates them ("48/2 = <<48/2=24>>24"): a prose claim
+            # counts only for a value no annotation on the line claims ("5*7 = <<35=35>>35")
+            found = [s for a in annotations for s in _claims(a, "annotation")]
+            budget -= sum(map(len, annotations))
+            annotated = {_bare(s.value) for s in found}
+            line = _ANNOTATION.sub("", line)
+        else:
+            annotated = set()
+        if "=" in line:
+            if "\\" in line or "{" in line:
+                for pattern, replacement in _LATEX_ARITHMETIC:
+                    line = pattern.sub(replacement, line)
+            for m in _ARITHMETIC_RUN.finditer(line):
+                run, start, end = m.group(), m.start(), m.end()
+                budget -= len(run)
+                if budget < 0:
+                    return None
+                if len(run) > 2 * MAX_EXPRESSION_CHARS:  # one invalid claim, not parsed
+                    found.append(Step(run[:MAX_EXPRESSION_CHARS], "", "text"))
+                    continue
+                glued = (start > 0 and line[start - 1].isalpha() and not run[0].isspace(),
+                         end < len(line) and line[end].isalpha() and not run[-1].isspace()
+                         or run.rstrip()[-1:] in "+-*/^" and bool(_VARIABLE.match(line, end)))
+                found.extend(s for s in _claims(run, "text", glued) if _bare(s.value) not in annotated)
+        if budget < 0:
+            return None
+        for step in found:
+            key = (step.expression.replace(" ", ""), step.value.replace(" ", ""))
+            if key not in seen:
+                seen.add(key)
+                steps.append(step)
+        if len(steps) > MAX_CLAIMS:
+            return None
+    return steps
+
+
+def count_steps(solution: str) -> int:
+    """The number of claims in a reference solution (e.g. a GSM8K gold answer): its optimal_steps."""
+    steps = extract_steps(solution)
+    if steps is None:
+        raise ValueError("the reference solution holds more arithmetic than the verifier examines")
+    return len(steps)
+
+
+# numbers a question states in words; see question_numbers
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen".split())}
+_TENS_WORDS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_WORDS.update({w: 10 * i for i, w in enumerate(_TENS_WORDS, 2)})
+_SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "dozen": 12}
+_FRACTION_WORDS = {"half": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5, "sixth": 6,
+                   "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
+_MULTIPLIER_WORDS = {"twice": 2, "double": 2, "doubled": 2, "triple": 3, "tripled": 3, "thrice": 3,
+                     "quadruple": 4, "quadrupled": 4, "pair": 2, "couple": 2}
+# a unit word brings its conversion factors, and converts the number just before it both ways
+_UNIT_WORDS = {
+    "percent": (100, Fraction(1, 100)), "cent": (100, Fraction(1, 100)), "penny": (100, Fraction(1, 100)),
+    "nickel": (5, Fraction(1, 20)), "dime": (10, Fraction(1, 10)), "quarter": (25, Fraction(1, 4)),
+    "second": (60,), "minute": (60,), "hour": (60, 24), "day": (24, 7), "week": (7, 52),
+    "weekend": (2,), "fortnight": (14,), "month": (12, 30, 4), "year": (12, 52, 365), "decade": (10,),
+    "century": (100,), "inch": (12,), "foot": (12, 3), "feet": (12, 3), "yard": (3, 36), "mile": (5280,),
+    "pound": (16,), "ounce": (16,), "gallon": (4, 128), "quart": (4, 32), "pint": (2, 16), "cup": (8, 16),
+    "liter": (1000,), "litre": (1000,), "kilogram": (1000,), "kg": (1000,), "kilometer": (1000,),
+    "km": (1000,), "meter": (100, 1000), "metre": (100, 1000), "centimeter": (100,), "cm": (100,),
+    **{month: (days,) for month, days in zip(
+        "january february march april may june july august september october november december".split(),
+        (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31))},
+}
+_UNIT_FACTORS = {word: frozenset(map(Fraction, factors)) for word, factors in _UNIT_WORDS.items()}
+# every form of a word the tables know (plurals too) -> its table key
+_WORD_FORMS = {form: word for word in (*_NUMBER_WORDS, *_SCALE_WORDS, *_FRACTION_WORDS, *_MULTIPLIER_WORDS,
+                                       *_UNIT_WORDS, "and", "a", "an") for form in (word, word + "s")}
+_WORD_FORMS.update({"pennies": "penny", "inches": "inch", "halves": "half", "centuries": "century"})
+_QUESTION_TOKEN = re.compile(
+    rf"(?P<num>{_MIXED}|{_NUM})(?:\s*/\s*(?P<den>\d+))?(?P<pct>\s*%)?|(?P<word>[A-Za-z]+)")
+
+
+def _percent(p: Fraction) -> set[Fraction]:
+    """p% as a step may use it: p/100, and the factors of "p% more" and "p% off"."""
+    return {p / 100, 1 + p / 100, 1 - p / 100} | _UNIT_FACTORS["percent"]
+
+
+@lru_cache(maxsize=4096)  # RL scores a group of completions per question
+def question_numbers(question: str) -> frozenset[Fraction]:
+    """Every number the question states, as a step may use it:
+    digits -- 20% also as 0.2, 1.2 and 0.8 (20% more, 20% off); 1/4 also as 1, 4 and 0.25;
+    number words -- three, twenty-five, two hundred, a dozen, four and a half;
+    fraction words -- half: 1/2 and 2; two-thirds: 2/3; half an hour: 30;
+    multiplier words -- twice, double: 2; triple, thrice: 3; pair, couple: 2;
+    unit words -- each brings its conversion factors (hour: 60 and 24, week: 7 and 52, cent: 100
+    and 0.01, quarter: 25, 4 and 0.25, June: 30; see _UNIT_WORDS) and converts the number before it
+    both ways (30 minutes: also 0.5 and 1800; 50 cents: also 0.5)."""
+    numbers: set[Fraction] = set()
+    previous: Fraction | None = None  # the number just read: "5 million", "two thirds", "30 minutes"
+    whole: Fraction | None = None  # a number before "and": "four and a half", "1 and 1/4"
+    for m in _QUESTION_TOKEN.finditer(question[:MAX_COMPLETION_CHARS]):
+        if m.group("word"):
+            word = _WORD_FORMS.get(m.group("word").lower())
+            if word is None:
+                previous = whole = None
+            elif word == "and":
+                whole, previous = previous, None
+            elif word not in ("a", "an"):
+                previous, whole = _read_word(word, previous, whole, numbers), None
+            continue
+        try:
+            value = _literal(m.group("num"))[0]
+        except ExpressionError:
+            previous = whole = None
+            continue
+        numbers.add(value)
+        if " " in m.group("num"):  # 2 1/2 also as 2 and 1/2
+            numbers.update(map(Fraction, m.group("num").split(" ")))
+        if m.group("den") and int(m.group("den")):
+            numbers.add(Fraction(int(m.group("den"))))
+            value /= int(m.group("den"))
+            numbers.add(value)
+        if m.group("pct"):
+            numbers |= _percent(value)
+        if whole is not None and value < 1:
+            numbers.add(whole + value)
+        previous, whole = value, None
+    return frozenset(numbers)
+
+
+def _read_word(word: str, previous: Fraction | None, whole: Fraction | None, numbers: set[Fraction]) -> Fraction | None:
+    """Add what a known word states to `numbers`; return the number it leaves for the next word."""
+    value = None
+    if word in _NUMBER_WORDS:
+        value = Fraction(_NUMBER_WORDS[word])
+        if previous is not None and previous in _TENS and value < 10:
+            value += previous  # twenty-five
+    elif word in _SCALE_WORDS:
+        value = _SCALE_WORDS[word] * (previous if previous is not None else Fraction(1))
+    elif word in _MULTIPLIER_WORDS:
+        numbers.add(Fraction(_MULTIPLIER_WORDS[word]))
+    elif word == "percent" and previous is not None:
+        numbers |= _percent(previous)
+    if word in _FRACTION_WORDS:
+        n = _FRACTION_WORDS[word]
+        numbers |= {Fraction(n), Fraction(1, n)}
+        value = (previous if previous is not None else Fraction(1)) / n  # "two thirds"
+        if whole is not None:
+            value += whole  # "four and a half"
+    if word in _UNIT_FACTORS:
+        numbers |= _UNIT_FACTORS[word]
+        if previous is not None:
+            for factor in _UNIT_FACTORS[word]:
+                numbers |= {previous * factor, previous / factor}
+    if value is not None:
+        numbers.add(value)
+    return value
+
+
+_TENS = frozenset(Fraction(t) for t in range(20, 100, 10))
+_NEXT_WORD = re.compile(r"\s*([A-Za-z]+)")
+
+
+@lru_cache(maxsize=4096)  # RL scores a group of completions per question
+def stated_numbers(question: str) -> tuple[frozenset[Fraction], ...]:
+    """The numbers a question writes in digits, each as the forms a step may use it in (its value
+    and, read with the word after it, the unit conversions and percent forms `question_numbers`
+    gives: "30 minutes" is 30, 0.5 or 1800; the unit's own factors, 60 for "minutes", are not
+    this number's, unless it is the number written: "an hour has 60 minutes"). One entry per
+    distinct number. Number words ("three") are left out."""
+    stated: list[frozenset[Fraction]] = []
+    text = question[:MAX_COMPLETION_CHARS]
+    for m in _QUESTION_TOKEN.finditer(text):
+        if not m.group("num"):
+            continue
+        word = _NEXT_WORD.match(text, m.end())
+        word = word.group(1) if word else ""
+        forms = question_numbers(f"{m.group(0)} {word}") - question_numbers(word) | question_numbers(m.group(0))
+        if m.group("pct"):
+            forms -= _UNIT_FACTORS["percent"]  # 20% is 20, 0.2, 1.2 or 0.8; the bare 100 is not this number
+        if forms and forms not in stated:
+            stated.append(forms)
+    return tuple(stated)
+
+
+def question_coverage(checks: Sequence["StepCheck"], question: str) -> float:
+    """The share of the question's numbers (`stated_numbers`) that some valid claim uses as an
+    operand; 1 for a question without numbers in digits. Step validity alone cannot tell steps that
+    solve the problem from valid steps that ignore it ("6 * 2 = 12 / 12 + 2 = 14 ...", built on the
+    constant 2): scaling it by coverage can."""
+    stated = stated_numbers(question)
+    if not stated:
+        return 1.0
+    # a valid claim was parsed by _judge already, so its expression parses and its literals read
+    used = [_literal(text) for check in checks if check.valid for text in _literals(_parse(_tokens(check.step.expression)))]
+    return sum(any(_near(n, half_unit, forms) for n, half_unit in used) for forms in stated) / len(stated)
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """A claim judged: `correct` (the arithmetic), `grounded` (None when there was no question to
+    ground against), and `reason`, empty when the claim is valid."""
+
+    step: Step
+    correct: bool
+    grounded: bool | None
+    reason: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.correct and self.grounded is not False
+
+
+def _near(value: Fraction, half_unit: Fraction, known: frozenset[Fraction] | set[Fraction]) -> bool:
+    return value in known or (half_unit > 0 and any(abs(k - value) <= half_unit for k in known))
+
+
+def _claimed(value: Fraction, literal: str) -> Fraction | None:
+    """The number `literal` claims if it matches `value` (within its rounding), else None. A
+    literal with % may claim the fraction (17/20 = 85%) or the percentage (100 - 15 = 85%)."""
+    claimed, half_unit = _literal(literal)
+    if abs(value - claimed) <= half_unit:
+        return claimed
+    if literal.endswith("%") and abs(value - claimed * 100) <= half_unit * 100:
+        return claimed * 100
+    return None
+
+
+def _judge(step: Step) -> tuple[Fraction, list[Fraction], list[str]]:
+    """(value, values the claim establishes, the literals it uses); raises ExpressionError when the
+    claim is malformed, over a limit, or wrong."""
+    if len(step.expression) > MAX_EXPRESSION_CHARS or len(step.value) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"longer than {MAX_EXPRESSION_CHARS} characters")
+    left = _parse(_tokens(step.expression))
+    partials: list[Fraction] = []
+    value = _evaluate(left, partials)
+    right_tokens = _tokens(step.value)
+    if len(right_tokens) == 1 and right_tokens[0][0] == "num":
+        claimed = _claimed(value, right_tokens[0][1])
+    else:
+        claimed = _evaluate(_parse(right_tokens))
+        if claimed != value and right_tokens[0][0] == "num":  # a running total: "2*3 = 6 + 1"
+            claimed = _claimed(value, right_tokens[0][1])
+        elif claimed != value:
+            claimed = None
+    if claimed is None:
+        shown = f"{float(value):g}" if abs(value) < 10**15 else "over 1e15"
+        raise ExpressionError(f"{step.expression} is {shown}, not {step.value}")
+    return value, partials + [claimed], _literals(left)
+
+
+def check_steps(steps: Sequence[Step], question: str | None = None,
+                constants: frozenset[Fraction] = CONSTANTS) -> list[StepCheck]:
+    """Judge each claim in order (see the module docstring): correct, then grounded in the
+    question, earlier claims and `constants`."""
+    from_question = question_numbers(question) if question is not None else frozenset()
+    earlier: set[Fraction] = set()
+    checks = []
+    for step in steps:
+        try:
+            value, established, literals = _judge(step)
+        except (ValueError, ArithmeticError) as e:  # ExpressionError, and Fraction's own
+            checks.append(StepCheck(step, False, None if question is None else False, f"incorrect: {e}"))
+            continue
+        if question is None:
+            earlier.update(established, (value,))
+            checks.append(StepCheck(step, True, None))
+            continue
+        sourced, unknown = False, []
+        for text in literals:
+            number, half_unit = _literal(text)
+            written = (number, number * 100) if text.endswith("%") else (number,)
+            if any(_near(n, half_unit, from_question) or _near(n, half_unit, earlier) for n in written):
+                sourced = True
+            elif not _near(number, half_unit, constants):
+                unknown.append(text)
+        if sourced:  # connected to the problem: later claims may build on it, even if it is not grounded
+            earlier.update(established, (value,))
+        reason = (f"ungrounded: {', '.join(unknown)} not in the question or earlier steps" if unknown
+                  else "" if sourced else "ungrounded: only constants")
+        checks.append(StepCheck(step, True, sourced and not unknown, reason))
+    return checks
