@@ -29,8 +29,9 @@ def main() -> None:
     import torch
 
     from r1kit.data.schema import load_examples
-    from r1kit.train.sft import (batch_indices, encode_examples, load_run_config, make_batch, make_optimizer,
-                           model_for_tokenizer, weighted_loss)
+    from r1kit.device import autocast
+    from r1kit.train.loop import batch_indices
+    from r1kit.train.sft import encode_examples, load_run_config, make_batch, model_for_tokenizer, sft_optimizer, weighted_loss
     from r1kit.data.tokenizer import Tokenizer
 
     torch.manual_seed(0)
@@ -39,7 +40,7 @@ def main() -> None:
     encoded, _ = encode_examples(tok, load_examples(args.data).examples[:4000], cfg.max_len)
     lengths = [len(ids) for ids, _ in encoded]
     model = model_for_tokenizer(model_cfg, tok)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = sft_optimizer(model, cfg)
     model.train()
 
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "optimiser": [], "step": []}
@@ -48,7 +49,8 @@ def main() -> None:
         idx = batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_window)
         inputs, targets, weights = make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight)
         t0 = time.perf_counter()
-        loss = weighted_loss(model, inputs, targets, weights, cfg.dtype)
+        with autocast("cpu", cfg.dtype):  # sft.dtype=bf16 to time bf16 autocast; 'auto' is read as fp32 here
+            loss = weighted_loss(model, inputs, targets, weights)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()

@@ -18,7 +18,7 @@ from r1kit.inference.engine import Engine, SamplingParams, generate
 from r1kit.model.transformer import Transformer
 from r1kit.model.moe import balance_metrics
 from r1kit.data.tokenizer import Tokenizer
-from r1kit.reward.verify import RewardConfig, score
+from r1kit.reward import RewardConfig, score
 
 # r1kit's prompt ends inside <think>: a completion cut off before </think> has no answer yet
 SCORING = RewardConfig(think_in_prompt=True)
@@ -69,9 +69,10 @@ def evaluate(
 ) -> EvalResult:
     model.eval()
     moe_layers = model.moe_layers()
-    counts = [torch.zeros(m.n_experts) for m in moe_layers]
+    device = next(model.parameters()).device
+    counts = [torch.zeros(m.n_experts, device=device) for m in moe_layers]
     gate_layers = [b.attn for b in model.layers if b.attn.kind == "multiscale"]
-    gate_sums = [torch.zeros(4) for _ in gate_layers]  # local, global, symbolic weight sums; token count
+    gate_sums = [torch.zeros(4, device=device) for _ in gate_layers]  # local, global, symbolic weight sums; token count
     rows: list[dict] = []
     # decode prompts of similar length together: less padding in the prefill
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].question))
@@ -101,7 +102,7 @@ def evaluate(
     for i, ex in enumerate(examples):
         breakdown = score_completion(completions[i], ex)
         rows.append({"question": ex.question, "gold": ex.answer, "completion": completions[i], **breakdown.to_dict()})
-    routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c)} for c in counts]
+    routing = [{"tokens_per_expert": c.tolist(), **balance_metrics(c.cpu())} for c in counts]
     gates = [(g[:3] / g[3].clamp_min(1)).tolist() for g in gate_sums]
     return EvalResult(rows=rows, routing=routing, gates=gates, prompts_too_long=too_long)
 

@@ -10,7 +10,8 @@ from r1kit.interop.checkpoint import load_pretrained
 from r1kit.cli import main
 from r1kit.data.schema import read_metrics, write_jsonl
 from r1kit.data.synth import synth
-from r1kit.train.sft import SFTConfig, after_step, batch_indices, lr_at, load_run_config, make_batch, train_sft
+from r1kit.train.loop import batch_indices, out_of_time
+from r1kit.train.sft import SFTConfig, decayed_lr, load_run_config, make_batch, train_sft
 from r1kit.data.tokenizer import Tokenizer
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
@@ -59,21 +60,21 @@ def test_batch_order_is_a_function_of_step_covering_each_epoch(window):
 
 def test_schedule_warms_up_then_decays_to_floor():
     cfg = SFTConfig(train_data="x", lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
-    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
-    assert lr_at(60, cfg) == pytest.approx(0.55) and lr_at(110, cfg) == pytest.approx(0.1)
-    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 110))
+    assert decayed_lr(0, cfg) == pytest.approx(0.1) and decayed_lr(9, cfg) == pytest.approx(1.0)
+    assert decayed_lr(60, cfg) == pytest.approx(0.55) and decayed_lr(110, cfg) == pytest.approx(0.1)
+    assert all(decayed_lr(s, cfg) >= decayed_lr(s + 1, cfg) for s in range(10, 110))
     # cosine sits above the straight line in the first half of the decay, below it in the second
     linear = cfg.model_copy(update={"schedule": "linear", "min_lr_ratio": 0.0})
-    assert lr_at(35, linear) == pytest.approx(0.75) and lr_at(110, linear) == 0.0
-    assert lr_at(35, cfg) > 0.1 + 0.9 * 0.75 and lr_at(85, cfg) < 0.1 + 0.9 * 0.25
+    assert decayed_lr(35, linear) == pytest.approx(0.75) and decayed_lr(110, linear) == 0.0
+    assert decayed_lr(35, cfg) > 0.1 + 0.9 * 0.75 and decayed_lr(85, cfg) < 0.1 + 0.9 * 0.25
 
 
 def test_schedule_can_decay_over_the_time_budget():
     cfg = SFTConfig(train_data="x", lr=1.0, warmup_steps=10, max_steps=10**6, max_minutes=2, min_lr_ratio=0.1, decay_by="minutes")
-    assert lr_at(5, cfg, train_seconds=50) == pytest.approx(0.6)  # warm-up still counts steps
+    assert decayed_lr(5, cfg, train_seconds=50) == pytest.approx(0.6)  # warm-up still counts steps
     # the step count no longer matters after warm-up; the share of the 120 s budget does
-    assert lr_at(20, cfg, train_seconds=60) == lr_at(5000, cfg, train_seconds=60) == pytest.approx(0.55)
-    assert lr_at(20, cfg, train_seconds=120) == pytest.approx(0.1) == lr_at(20, cfg, train_seconds=500)
+    assert decayed_lr(20, cfg, train_seconds=60) == decayed_lr(5000, cfg, train_seconds=60) == pytest.approx(0.55)
+    assert decayed_lr(20, cfg, train_seconds=120) == pytest.approx(0.1) == decayed_lr(20, cfg, train_seconds=500)
     with pytest.raises(ValueError, match="max_minutes"):
         SFTConfig(train_data="x", decay_by="minutes")
 
@@ -148,15 +149,10 @@ def test_config_sections_and_overrides_are_validated():
 
 def test_max_minutes_is_a_budget_no_step_overruns():
     cfg = SFTConfig(train_data="x", max_minutes=1, max_steps=1000, eval_every=0, save_every=1000)
-    saves = []
-
-    def after(train_time: float, step_seconds: float) -> str:
-        return after_step(10, cfg, train_time, None, evaluate=None, save_last=lambda: saves.append(1), step_seconds=step_seconds)
-
-    assert after(55.0, 4.0) == "continue"  # the next 4-second step ends at 59 s, within the minute
-    assert after(57.0, 4.0) == "out_of_time"  # it would end at 61 s: stop now, at 57
-    assert after(59.9, 0.05) == "continue" and after(60.0, 0.0) == "continue" and after(60.1, 0.0) == "out_of_time"
-    assert saves == []
+    assert not out_of_time(cfg, 55.0, 4.0)  # the next 4-second step ends at 59 s, within the minute
+    assert out_of_time(cfg, 57.0, 4.0)  # it would end at 61 s: stop now, at 57
+    assert not out_of_time(cfg, 59.9, 0.05) and not out_of_time(cfg, 60.0, 0.0) and out_of_time(cfg, 60.1, 0.0)
+    assert not out_of_time(cfg.model_copy(update={"max_minutes": None}), 1e9, 1e9)  # no budget, never out of time
 
 
 def test_a_minutes_schedule_ends_with_the_budget_and_muon_lr_reaches_its_group(toy_data, tmp_path):
@@ -174,7 +170,7 @@ def test_a_minutes_schedule_ends_with_the_budget_and_muon_lr_reaches_its_group(t
     # before holds that time); exact, so the test does not hang on how fast this machine runs
     seconds_before = [0.0] + [r["train_minutes"] * 60 for r in log[:-1]]
     for r, t in zip(log, seconds_before):
-        assert r["lr"] == pytest.approx(lr_at(r["step"] - 1, cfg, t), rel=1e-6)
+        assert r["lr"] == pytest.approx(decayed_lr(r["step"] - 1, cfg, t), rel=1e-6)
     # the clock ended the run within one step of the budget (no step starts that would overrun it)
     step_seconds = [r["train_minutes"] * 60 - t for r, t in zip(log, seconds_before)]
     assert cfg.max_minutes * 60 - log[-1]["train_minutes"] * 60 <= max(step_seconds) + 1e-6

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import torch
 
+from r1kit.device import autocast, choose_dtype, resolve_device
 from r1kit.inference.kv_cache import KVCache
 from r1kit.model.transformer import Transformer
 
@@ -147,6 +148,7 @@ class Engine:
         max_batch_size: int = 64,
         max_batch_tokens: int = 8192,
         seed: int = 0,
+        dtype: str = "fp32",
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -156,6 +158,8 @@ class Engine:
         self.max_batch_tokens = max_batch_tokens
         self.max_seq_len = model.config.max_seq_len
         self.device = next(model.parameters()).device
+        # the compute precision of the forward passes (r1kit.device.choose_dtype decides "auto")
+        self.dtype = dtype
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
         self._ids = itertools.count()
         self._waiting: deque[_Request] = deque()
@@ -165,11 +169,15 @@ class Engine:
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> "Engine":
-        from r1kit.interop.checkpoint import load_pretrained
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str = "fp32", **kwargs) -> "Engine":
+        """The checkpoint's model and tokenizer on `device` ("auto" | "cpu" | "cuda"), computing in
+        `dtype` ("fp32" | "bf16", or "auto": r1kit.device.choose_dtype)."""
         from r1kit.data.tokenizer import Tokenizer
+        from r1kit.interop.checkpoint import load_pretrained
 
-        return cls(load_pretrained(path), Tokenizer.load(path), **kwargs)
+        model = load_pretrained(path).to(resolve_device(device))
+        dtype, _reason = choose_dtype(dtype, next(model.parameters()).device, model.num_params())
+        return cls(model, Tokenizer.load(path), dtype=dtype, **kwargs)
 
     # ------------------------------------------------------------------ requests
 
@@ -254,7 +262,8 @@ class Engine:
             self._cache.select_rows(rows)
             tokens_B = tokens_B[rows]
         positions_B = torch.tensor([s.position for s in self._running], device=self.device)
-        self._next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache)[:, 0]
+        with autocast(self.device, self.dtype):
+            self._next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache)[:, 0].float()
         for seq in self._running:
             seq.position += 1
         return events
@@ -285,10 +294,12 @@ class Engine:
         # capacity for the longest of these requests (in steps of 64 slots), not the model's whole
         # context: less memory to zero and hold; the running cache grows if a longer one joins
         capacity = min(self.max_seq_len, -(-max(r.total_len for r in requests) // 64) * 64)
-        cache = KVCache.for_model(self.model, B, max_seq_len=capacity)
+        cache = KVCache.for_model(self.model, B, max_seq_len=capacity,
+                                  dtype=torch.bfloat16 if self.dtype == "bf16" else None)
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
         last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
-        logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP)
+        with autocast(self.device, self.dtype):
+            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP).float()
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

@@ -6,7 +6,7 @@ What one step does:
   1. picks `prompts_per_step` training problems, a pure function of (seed, step) as SFT's batches;
   2. samples `group_size` completions per problem (`rollout`, the engine, model in eval mode), at
      `temperature` / `top_p` with a sampling seed derived from (seed, step);
-  3. scores each with the verifier evaluation uses (`verify.score` on the decoded text, EOS
+  3. scores each with the verifier evaluation uses (`r1kit.reward.score` on the decoded text, EOS
      stripped): R = 0.6 accuracy + 0.3 step validity + 0.1 efficiency, plus any extra reward
      functions (`reward_fns`);
   4. turns rewards into advantages within each problem's group (`group_advantages`);
@@ -120,36 +120,35 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from r1kit import config as config_mod
-from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.data.schema import Example, load_examples
-from r1kit.inference.engine import Engine, SamplingParams
-from r1kit.evaluate import completion_text, evaluate
-from r1kit.model.transformer import Transformer
-from r1kit.train.sft import (
-    adamw, after_step, batch_indices, load_trainer_state, log_metrics, progress_bar, routing_summary,
-    resumed_train_time, save_trainer_state, truncate_metrics,
-)
 from r1kit.data.tokenizer import Tokenizer
+from r1kit.device import resolve_device
+from r1kit.evaluate import completion_text, evaluate
 from r1kit.format import END_THINK
-from r1kit.reward.verify import RewardConfig, check_steps, extract_steps, score
+from r1kit.inference.engine import Engine, SamplingParams
+from r1kit.interop.checkpoint import load_pretrained, save_pretrained
+from r1kit.model.transformer import Transformer
+from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices
+from r1kit.train.optim import adamw
+from r1kit.reward import RewardConfig, check_steps, extract_steps, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
 
-class RLConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class RLConfig(RunConfig):
+    """GRPO's own fields; the run-level ones are RunConfig's (r1kit.train.loop), four with RL's defaults."""
 
-    train_data: str = Field(..., description="JSONL of problems to roll out on (synthetic schema or GSM8K); only question, answer, optimal_steps are used")
-    eval_data: str | None = Field(None, description="held-out JSONL for greedy evaluation; None = no evaluation")
     out_dir: str = Field("runs/rl", description="where checkpoints and metrics go")
+    max_steps: int = Field(200, ge=1, description="rollout batches (each gives ppo_epochs optimiser steps)")
+    log_every: int = Field(1, ge=1, description="steps between metric lines (averaged over the window); RL steps take seconds, so every one")
+    save_every: int = Field(50, ge=1, description="steps between last/ checkpoints")
+
     group_size: int = Field(8, ge=2, description="G completions per problem; advantages compare within a group, so >= 2; 8 is TRL's default, a CPU-sized cut of DeepSeekMath's 64")
     prompts_per_step: int = Field(8, ge=1, description="problems per step; 8 x G=8 = 64 rollouts, a step of seconds on a CPU")
     micro_batch_size: int = Field(32, ge=1, description="sequences per forward/backward; gradients accumulate over the rollout batch, so this changes memory, not the result")
-    max_steps: int = Field(200, ge=1, description="rollout batches (each gives ppo_epochs optimiser steps)")
-    max_minutes: float | None = Field(None, gt=0, description="optional budget of training time (evaluation excluded): no step starts that would end past it at the longest step time so far")
     lr: float = Field(1e-4, gt=0, description="~1/30 of SFT's 3e-3: RL nudges the SFT policy rather than rewriting it (7B RL runs use 1e-6 after SFT at ~2e-5)")
     warmup_steps: int = Field(10, ge=0, description="linear warm-up, then constant (DeepSeekMath uses a constant lr); Adam's first steps are full-size whatever the gradient's noise")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decay on matrices; 0 as TRL's GRPO: decay pulls towards zero, not towards the SFT policy")
@@ -159,7 +158,6 @@ class RLConfig(BaseModel):
     ppo_epochs: int = Field(1, ge=1, description="optimisation passes per rollout batch (TRL's num_iterations); 1 = DeepSeekMath's mu = 1, on-policy, the clip never acts")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts (and of the log-probs); 1 samples the policy itself, for exploration")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of rollouts; 1 = off, so the ratio's distribution is the sampling one")
-    max_new_tokens: int = Field(128, ge=1, description="generation budget per completion, in rollouts and evaluation; the demo's traces take ~60-100")
     advantage: Literal["group_std", "mean_only"] = Field("group_std", description="'group_std' = DeepSeekMath's (r - mean) / (std + eps); 'mean_only' = Dr. GRPO's r - mean")
     credit: Literal["outcome", "process"] = Field(
         "outcome", description="'outcome': one advantage per completion (GRPO); 'process': DeepSeekMath's process "
@@ -168,18 +166,12 @@ class RLConfig(BaseModel):
     accuracy_weight: float = Field(0.6, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
     step_validity_weight: float = Field(0.3, ge=0, description="reward weight of step validity (SPEC S11)")
     efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
-    efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (verify.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
+    efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (reward.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
     step_validity: Literal["article", "at_least_optimal"] = Field("at_least_optimal", description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
-    question_coverage: bool = Field(True, description="scale step validity by the share of the question's numbers that valid steps use (verify.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
+    question_coverage: bool = Field(True, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
-    seed: int = Field(0, description="one seed for problem order and rollout sampling")
-    log_every: int = Field(1, ge=1, description="steps between metric lines (averaged over the window); RL steps take seconds, so every one")
-    eval_every: int = Field(0, ge=0, description="steps between evaluations; 0 = only at the end")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
-    eval_n: int = Field(200, ge=1, description="held-out problems per evaluation")
-    eval_batch_size: int = Field(64, ge=1, description="prompts decoded together in evaluation")
-    save_every: int = Field(50, ge=1, description="steps between last/ checkpoints")
 
 
 def load_rl_config(path: str | None, overrides: list[str]) -> RLConfig:
@@ -418,7 +410,7 @@ class MicroBatch:
 
 def make_micro_batches(
     prompts: list[list[int]], completions: list[list[int]], advantages_N: torch.Tensor | list[torch.Tensor],
-    pad_id: int, size: int,
+    pad_id: int, size: int, device: torch.device | str = "cpu",
 ) -> list[MicroBatch]:
     """Rows sorted by length (less padding), `size` per micro-batch, each padded to its longest.
     advantages_N: one per completion [N], or one tensor per completion with one per token."""
@@ -437,27 +429,32 @@ def make_micro_batches(
             mask_BT[r, len(prompts[i]) - 1 : len(seqs[i]) - 1] = 1.0
             if per_token:
                 adv[r, len(prompts[i]) - 1 : len(seqs[i]) - 1] = advantages_N[i]
-        batches.append(MicroBatch(ids_BT, mask_BT, adv))
+        batches.append(MicroBatch(ids_BT.to(device), mask_BT.to(device), adv.to(device)))
     return batches
 
 
 @torch.no_grad()
-def record_rollout_policy(model: Transformer, batches: list[MicroBatch], temperature: float) -> None:
+def record_rollout_policy(model: Transformer, batches: list[MicroBatch], temperature: float,
+                          autocast: Callable = contextlib.nullcontext) -> None:
     """The rollout ("old") policy's log-probs and expert choices: one no-grad forward per
     micro-batch, in train mode like the update forwards, so the first pass's ratio is exactly 1."""
     model.train()
     for mb in batches:
-        mb.logp_old_BT, _ = token_logprobs(model, mb.ids_BT, temperature)
+        with autocast():
+            mb.logp_old_BT, _ = token_logprobs(model, mb.ids_BT, temperature)
         mb.topk_old = model.last_routing()
 
 
 @torch.no_grad()
-def record_reference(ref_model: Transformer, batches: list[MicroBatch], temperature: float) -> None:
+def record_reference(ref_model: Transformer, batches: list[MicroBatch], temperature: float,
+                     autocast: Callable = contextlib.nullcontext) -> None:
     for mb in batches:
-        mb.logp_ref_BT, _ = token_logprobs(ref_model, mb.ids_BT, temperature)
+        with autocast():
+            mb.logp_ref_BT, _ = token_logprobs(ref_model, mb.ids_BT, temperature)
 
 
-def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches: list[MicroBatch], cfg: RLConfig) -> dict:
+def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches: list[MicroBatch], cfg: RLConfig,
+                  autocast: Callable = contextlib.nullcontext) -> dict:
     """One pass over the rollout batch: gradients accumulate over its micro-batches, then one
     optimiser step and the MoE balancing update. A non-finite loss or gradient norm skips the step
     (gradients dropped, parameters and optimiser untouched) and reports skipped = 1."""
@@ -471,7 +468,7 @@ def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches:
     skipped = False
     for mb in batches:
         replay = model.replay_routing(mb.topk_old) if cfg.routing_replay else contextlib.nullcontext()
-        with replay:
+        with replay, autocast():
             logp_BT, entropy_BT = token_logprobs(model, mb.ids_BT, cfg.temperature)
         loss, clip_fraction = clipped_surrogate(logp_BT, mb.logp_old_BT, mb.advantages_B, mb.mask_BT, cfg.epsilon, n_tokens)
         if cfg.beta > 0:
@@ -507,16 +504,12 @@ def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches:
 # ----------------------------------------------------------------------------- optimisation
 
 
-def make_optimizer(model: Transformer, cfg: RLConfig) -> torch.optim.AdamW:
-    return adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))  # SFT's betas
-
-
-def lr_at(step: int, cfg: RLConfig) -> float:
+def warmup_lr(step: int, cfg: RLConfig) -> float:
     """Linear warm-up to cfg.lr, then constant."""
     return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
 
 
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- the run
 
 
 def train_rl(
@@ -527,21 +520,21 @@ def train_rl(
     added to the verifier's reward. `stop_at` ends the run after that step as an interruption would
     (last/ written, no final/): tests use it to check --resume, which continues from last/ (the
     init checkpoint is still needed then, for the reference model when beta > 0)."""
-    out = Path(cfg.out_dir)
-    last, final, metrics_path = out / "last", out / "final", out / "metrics.jsonl"
+    last = Path(cfg.out_dir) / "last"
     reward_fns = list(reward_fns or [])
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
 
     if resume and not (last / "trainer_state").is_dir():
         raise FileNotFoundError(f"--resume: no {last}/trainer_state to resume from")
     source = last if resume else Path(init_checkpoint)
     tok = Tokenizer.load(source)
-    model = load_pretrained(source)
+    model = load_pretrained(source).to(device)
     saved_model_cfg = model.config
     model.config = saved_model_cfg.model_copy(update={"layer_drop": 0.0})  # RL never drops layers
     ref_model = None
     if cfg.beta > 0:
-        ref_model = load_pretrained(init_checkpoint).eval().requires_grad_(False)
+        ref_model = load_pretrained(init_checkpoint).to(device).eval().requires_grad_(False)
         ref_model.config = ref_model.config.model_copy(update={"layer_drop": 0.0})
 
     train_examples, _ = load_examples(cfg.train_data)
@@ -556,48 +549,31 @@ def train_rl(
         raise ValueError(f"no training prompt fits the model's context of {model.config.max_seq_len} tokens")
     lengths = [len(p) for p in prompts]
 
-    optimizer = make_optimizer(model, cfg)
-    step, train_time = 0, 0.0  # train_time: seconds of training so far (evaluation excluded)
-    longest_step = 0.0  # seconds: what the max_minutes budget reserves for the next step
-    if resume:
-        step = load_trainer_state(last / "trainer_state", optimizer)
-        truncate_metrics(metrics_path, step)
-        train_time = resumed_train_time(metrics_path)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        metrics_path.write_text("")
-        log_metrics(metrics_path, {"event": "start", "init": str(init_checkpoint), "problems": len(pool),
-                            "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
-                            "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
-
-    def save(directory: Path, with_state: bool) -> None:
-        def extra(d: Path) -> None:
-            tok.save(d)
-            if with_state:
-                save_trainer_state(d / "trainer_state", optimizer, step)
-
-        rl_model_cfg, model.config = model.config, saved_model_cfg  # the checkpoint keeps the init's layer_drop
+    def save_with_init_config(model_: Transformer, directory: Path, extra) -> None:
+        rl_model_cfg, model_.config = model_.config, saved_model_cfg  # the checkpoint keeps the init's layer_drop
         try:
-            save_pretrained(model, directory, extra=extra)
+            save_pretrained(model_, directory, extra=extra)
         finally:
-            model.config = rl_model_cfg
+            model_.config = rl_model_cfg
 
-    if eval_examples and cfg.eval_at_start and not resume:
-        _evaluate_and_log(model, tok, eval_examples, cfg, step, 0.0, metrics_path)
-
-    bar = progress_bar(cfg.max_steps, step, progress, "rl")
-    window = []
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))  # SFT's betas
+    loop = TrainingLoop(cfg, "rl", model, optimizer, resume, save_extra=tok.save, save_model=save_with_init_config,
+                        start_record={"init": str(init_checkpoint), "problems": len(pool),
+                                      "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
+                                      "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
     P, G = cfg.prompts_per_step, cfg.group_size
-    while step < cfg.max_steps:
+
+    def train_step(step: int, train_seconds: float) -> dict:
         t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
+        lr = warmup_lr(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = batch_indices(lengths, P, step, cfg.seed)
         examples = [pool[i] for i in idx for _ in range(G)]
         prompt_rows = [prompts[i] for i in idx for _ in range(G)]
 
-        completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step)
+        with loop.autocast():
+            completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step)
         t_rollout = time.perf_counter() - t0
         rewards, parts = completion_rewards(tok, completions, examples, cfg, reward_fns)
         rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
@@ -608,45 +584,32 @@ def train_rl(
             advantages_N = process_advantages(segments, [len(c) for c in completions], G)
 
         t1 = time.perf_counter()
-        batches = make_micro_batches(prompt_rows, completions, advantages_N, tok.pad_id, cfg.micro_batch_size)
-        record_rollout_policy(model, batches, cfg.temperature)
+        batches = make_micro_batches(prompt_rows, completions, advantages_N, tok.pad_id, cfg.micro_batch_size, device)
+        record_rollout_policy(model, batches, cfg.temperature, loop.autocast)
         if ref_model is not None:
-            record_reference(ref_model, batches, cfg.temperature)
-        passes = [policy_update(model, optimizer, batches, cfg) for _ in range(cfg.ppo_epochs)]
+            record_reference(ref_model, batches, cfg.temperature, loop.autocast)
+        passes = [policy_update(model, optimizer, batches, cfg, loop.autocast) for _ in range(cfg.ppo_epochs)]
         t_update = time.perf_counter() - t1
-        step += 1
-        elapsed = time.perf_counter() - t0
-        train_time += elapsed
-        longest_step = max(longest_step, elapsed)
 
         record = _step_record(rewards_PG, parts, completions, passes, tok.eos_id, bool(reward_fns))
         record["rollout_tokens_per_s"] = record["response_tokens"] * len(completions) / t_rollout
         record["update_tokens_per_s"] = cfg.ppo_epochs * sum(map(len, prompt_rows + completions)) / t_update
-        window.append(record)
+        record["lr"] = lr
         if record["skipped"]:
-            bar.write(f"rl step {step}: non-finite loss or gradient, {record['skipped']} optimiser step(s) skipped")
+            loop.note(f"rl step {step + 1}: non-finite loss or gradient, {record['skipped']} optimiser step(s) skipped")
+        return record
 
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            line = {"step": step, "lr": lr, **_mean_records(window), "train_minutes": train_time / 60}
-            line.update(routing_summary(model))
-            log_metrics(metrics_path, line)
-            bar.set_postfix(reward=f"{line['reward']:.3f}", acc=f"{line['accuracy']:.2f}", len=f"{line['response_tokens']:.0f}")
-            window = []
-        bar.update(1)
-        after = after_step(step, cfg, train_time, stop_at, evaluate=eval_examples and (
-            lambda: _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)),
-            save_last=lambda: save(last, with_state=True), step_seconds=longest_step)
-        if after == "interrupted":
-            bar.close()
-            return last
-        if after == "out_of_time":
-            break
-    bar.close()
-    save(last, with_state=True)
-    save(final, with_state=False)
-    if eval_examples:
-        _evaluate_and_log(model, tok, eval_examples, cfg, step, train_time, metrics_path)
-    return final
+    def log_line(records: list[dict], _seconds: float) -> dict:
+        return {"lr": records[-1]["lr"], **_mean_records([{k: v for k, v in r.items() if k != "lr"} for r in records])}
+
+    def postfix(line: dict) -> dict:
+        return dict(reward=f"{line['reward']:.3f}", acc=f"{line['accuracy']:.2f}", len=f"{line['response_tokens']:.0f}")
+
+    def evaluate_greedy() -> dict:
+        return evaluate(model, tok, eval_examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens).summary()
+
+    return loop.run(train_step, log_line, postfix, evaluate=evaluate_greedy if eval_examples else None,
+                    eval_at_start=cfg.eval_at_start, stop_at=stop_at, progress=progress)
 
 
 def _step_record(rewards_PG, parts, completions, passes, eos_id: int, with_extra: bool) -> dict:
@@ -666,12 +629,6 @@ def _step_record(rewards_PG, parts, completions, passes, eos_id: int, with_extra
         record.update({k: sum(p[k] for p in done) / len(done) for k in done[0] if k != "skipped"})
     record["skipped"] = len(passes) - len(done)
     return record
-
-
-def _evaluate_and_log(model, tok, examples, cfg: RLConfig, step: int, train_time: float, path: Path) -> None:
-    result = evaluate(model, tok, examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
-    model.train()
-    log_metrics(path, {"step": step, "train_minutes": train_time / 60, **{f"eval_{k}": v for k, v in result.summary().items()}})
 
 
 def _mean_records(records: list[dict]) -> dict:

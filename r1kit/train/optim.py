@@ -122,3 +122,11 @@ class MuonAdamW(torch.optim.Optimizer):
         bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
         denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(group["eps"])
         p.addcdiv_(state["exp_avg"], denom, value=-lr / bias1)
+
+
+def adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not norms, biases, gate biases)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)

@@ -1,0 +1,93 @@
+"""Where r1kit computes, and in which precision: one decision, made from the hardware at run time.
+Training, evaluation and the engine all call `resolve_device` and `choose_dtype`; the choice and
+its reason go in a run's metrics, and a resumed run keeps the saved choice (r1kit.train.loop).
+
+device  "auto" takes CUDA when torch sees a GPU, else the CPU; "cuda" without one is a DeviceError
+        that says why (this torch is a CPU build, or no GPU is visible); "cpu" always works.
+dtype   the compute precision of autocast ("fp32" runs without autocast; weights stay fp32 either way).
+        "auto" on CUDA: bf16 where the GPU has it (Ampere and later), fp32 before.
+        "auto" on a CPU: bf16 only where the CPU has native bf16 instructions (AMX or AVX512-BF16)
+        and the model has at least BF16_CPU_MIN_PARAMS parameters; fp32 otherwise. Without native
+        bf16 a bf16 matmul is emulated (~13x slower than fp32 on an AVX2-only EPYC), and below that
+        size the casts around each op and the fp32-only fused multi-scale kernel outweigh faster
+        matmuls (docs/benchmarks.md, "bf16 on CPUs").
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+DtypeName = Literal["auto", "fp32", "bf16"]
+
+# Smallest model (parameters) for which "auto" picks bf16 on a CPU with native bf16, from
+# benchmarks/bf16_cpu.py (docs/benchmarks.md, "bf16 on CPUs").
+BF16_CPU_MIN_PARAMS = 100_000_000
+
+
+class DeviceError(ValueError):
+    """A device that this machine cannot provide; the message says why."""
+
+
+def resolve_device(name: str = "auto"):
+    """torch.device for "auto" | "cpu" | "cuda" (or "cuda:N")."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = ("this torch is a CPU-only build (torch.version.cuda is None)" if torch.version.cuda is None
+                   else "torch sees no CUDA GPU on this machine (check the driver and CUDA_VISIBLE_DEVICES)")
+            raise DeviceError(f"device {name!r} was asked for, but {why}; use device=cpu or device=auto")
+        return torch.device(name)
+    raise DeviceError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+
+
+@functools.cache
+def cpu_native_bf16() -> tuple[bool, str]:
+    """(has native bf16, the CPU flags that say so), read from /proc/cpuinfo (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False, "CPU flags unreadable (no /proc/cpuinfo)"
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    native = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    return bool(native), ", ".join(native) if native else "no amx_bf16 / avx512_bf16 flag"
+
+
+def choose_dtype(requested: str, device, n_params: int) -> tuple[str, str]:
+    """("fp32" | "bf16", the reason) for `requested` ("auto" | "fp32" | "bf16") on `device`, for a
+    model of `n_params` parameters."""
+    import torch
+
+    if requested in ("fp32", "bf16"):
+        return requested, "asked for"
+    if requested != "auto":
+        raise DeviceError(f"unknown dtype {requested!r}; allowed: auto, fp32, bf16")
+    if torch.device(device).type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"CUDA GPU with bf16 ({torch.cuda.get_device_name(device)})"
+        return "fp32", f"CUDA GPU without bf16 ({torch.cuda.get_device_name(device)})"
+    native, flags = cpu_native_bf16()
+    if not native:
+        return "fp32", f"CPU without native bf16 ({flags})"
+    if n_params < BF16_CPU_MIN_PARAMS:
+        return "fp32", f"CPU with native bf16 ({flags}), but {n_params:,} parameters < {BF16_CPU_MIN_PARAMS:,}, below which bf16 was measured slower"
+    return "bf16", f"CPU with native bf16 ({flags}) and {n_params:,} parameters >= {BF16_CPU_MIN_PARAMS:,}"
+
+
+def autocast(device, dtype: str):
+    """The autocast context for a compute dtype on a device ("fp32": a disabled one)."""
+    import torch
+
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == "bf16")
