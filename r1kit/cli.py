@@ -53,19 +53,19 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_reward(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit.reward import verify
+    from r1kit.reward import RewardConfig, read_scoring_rows, score
 
     try:
         weights = [float(w) for w in args.weights.split(",")]
         if len(weights) != 3:
             raise ValueError(f"--weights takes three numbers (accuracy,step_validity,efficiency), got {args.weights!r}")
-        config = verify.RewardConfig(*weights, efficiency=args.efficiency, last_number_fallback=not args.no_fallback,
-                                     think_in_prompt=args.think_in_prompt, question_coverage=args.question_coverage)
+        config = RewardConfig(*weights, efficiency=args.efficiency, last_number_fallback=not args.no_fallback,
+                              think_in_prompt=args.think_in_prompt, question_coverage=args.question_coverage)
         if args.jsonl:
             if args.answer is not None or args.question is not None or args.optimal_steps is not None:
                 raise ValueError("--answer, --question and --optimal-steps go with --completion; rows of --jsonl carry their own")
-            for row in verify.read_scoring_rows(args.jsonl):
-                print(json.dumps(verify.score(**row, config=config).to_dict()))
+            for row in read_scoring_rows(args.jsonl):
+                print(json.dumps(score(**row, config=config).to_dict()))
             return
         if args.answer is None:
             raise ValueError("--completion needs --answer")
@@ -77,9 +77,9 @@ def cmd_reward(args: argparse.Namespace) -> None:
                 completion = Path(completion).read_text(encoding="utf-8")
         except OSError:
             pass
-        result = verify.score(completion, args.answer, args.question, args.optimal_steps, config)
+        result = score(completion, args.answer, args.question, args.optimal_steps, config)
         print(json.dumps(result.to_dict(), indent=2))
-    except ValueError as e:  # bad input, including verify.RowError (file:line: what is wrong)
+    except ValueError as e:  # bad input, including RowError (file:line: what is wrong)
         print(f"r1kit reward: error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -141,19 +141,23 @@ def cmd_data(args: argparse.Namespace) -> None:
                      data.MAX_STEPS if args.max_steps is None else args.max_steps)
         if (args.test_n is None) != (args.test_out is None):
             raise ValueError("--test-n and --test-out go together")
+        if args.test_steps and args.test_n is None:
+            raise ValueError("--test-steps is the held-out set's: it goes with --test-n and --test-out")
         templates = args.templates.split(",") if args.templates else None
         exclude = {data.question_hash(e.question) for f in args.exclude for e in data.load_examples(f).examples}
-        knobs = dict(steps=steps, max_operand=args.max_operand, templates=templates, op_weights=args.op_weights)
-        outputs = []
+        knobs = dict(max_operand=args.max_operand, templates=templates, exclude=exclude, op_weights=args.op_weights)
         if args.test_n is not None:
-            train, test = synth.synth_splits(args.n, args.test_n, args.seed, exclude=exclude, **knobs)
-            outputs = [(train, args.out), (test, args.test_out)]
+            from r1kit.recipes.data import train_test_sets
+
+            test_steps = args.test_steps or steps
+            train, test = train_test_sets(args.n, args.test_n, args.seed, steps, test_steps, **knobs)
+            outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
         else:
-            outputs = [(synth.synth(args.n, args.seed, exclude=exclude, **knobs), args.out)]
-        for examples, path in outputs:
+            outputs = [(synth.synth(args.n, args.seed, steps=steps, **knobs), args.out, steps)]
+        for examples, path, (lo, hi) in outputs:
             data.write_jsonl(path, examples)
             used = sorted({e.meta["template"] for e in examples})
-            print(f"wrote {len(examples)} problems ({steps[0]}-{steps[1]} steps, max operand {args.max_operand}, "
+            print(f"wrote {len(examples)} problems ({lo}-{hi} steps, max operand {args.max_operand}, "
                   f"{len(used)} templates: {', '.join(used)}) to {path}")
     except ValueError as e:  # bad knobs, or a malformed file (data.DataError: FILE:LINE: why)
         print(f"r1kit data {args.data_command}: error: {e}", file=sys.stderr)
@@ -178,7 +182,7 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
 def cmd_train_sft(args: argparse.Namespace) -> None:
     from r1kit.train.sft import load_run_config, train_sft
 
-    model_cfg, sft_cfg = load_run_config(args.config, args.overrides)
+    model_cfg, sft_cfg = load_run_config(args.config, args.overrides + _device_overrides(args, "sft"))
     final = train_sft(model_cfg, sft_cfg, resume=args.resume, progress=not args.no_progress)
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
 
@@ -186,9 +190,26 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
 def cmd_train_rl(args: argparse.Namespace) -> None:
     from r1kit.train.grpo import load_rl_config, train_rl
 
-    cfg = load_rl_config(args.config, args.overrides)
+    cfg = load_rl_config(args.config, args.overrides + _device_overrides(args, "rl"))
     final = train_rl(cfg, args.init, resume=args.resume, progress=not args.no_progress)
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
+
+
+def _device_overrides(args: argparse.Namespace, section: str) -> list[str]:
+    """--device / --dtype as the config's own keys (the flags win over a file's values)."""
+    return [f"{section}.{k}={v}" for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None]
+
+
+def _load_for_inference(args: argparse.Namespace):
+    """(model on --device, tokenizer, compute dtype) of a checkpoint."""
+    from r1kit.data.tokenizer import Tokenizer
+    from r1kit.device import choose_dtype, resolve_device
+    from r1kit.interop.checkpoint import load_pretrained
+
+    device = resolve_device(args.device)  # before loading: a missing GPU is the first thing to say
+    model = load_pretrained(args.checkpoint).to(device)
+    dtype, _reason = choose_dtype(args.dtype, device, model.num_params())
+    return model, Tokenizer.load(args.checkpoint), dtype
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -212,22 +233,24 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit.interop.checkpoint import load_pretrained
     from r1kit.data.schema import load_examples
+    from r1kit.device import autocast
     from r1kit.evaluate import evaluate, print_table, sampled_accuracy
-    from r1kit.data.tokenizer import Tokenizer
 
     if args.samples < 0:
         raise SystemExit(f"--samples must be >= 0, got {args.samples}")
-    model, tok = load_pretrained(args.checkpoint), Tokenizer.load(args.checkpoint)
+    model, tok, dtype = _load_for_inference(args)
     examples, _ = load_examples(args.data)
     examples = examples[: args.n]
-    result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    device = next(model.parameters()).device
+    with autocast(device, dtype):
+        result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     greedy = result.summary()
     summary = dict(greedy)
     if args.samples:
-        sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
-                                   batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        with autocast(device, dtype):
+            sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
+                                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
         for row, right in zip(result.rows, sampled.pop("right_per_problem")):
             row["sampled_right"] = right  # for --rows-out
         summary["sampled"] = sampled
@@ -282,7 +305,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     from r1kit.inference.engine import Engine
 
-    engine = Engine.from_checkpoint(args.checkpoint)
+    engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
     params = _sampling_params(args)
     if args.json or params.n > 1:
         out = engine.generate([args.prompt], params)[0]
@@ -298,7 +321,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     from r1kit.inference.engine import Engine
     from r1kit.format import format_conversation
 
-    engine = Engine.from_checkpoint(args.checkpoint)
+    engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
     params = _sampling_params(args)
     messages: list[dict] = []
     painter = _Painter()
@@ -406,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "mean weight (missing ones weigh 1), for training sets; --test-out keeps the natural mix")
     q.add_argument("--test-n", type=int, help="also write this many held-out problems sharing no question with --out")
     q.add_argument("--test-out", help="JSONL file for the held-out problems")
+    q.add_argument("--test-steps", type=_steps_arg,
+                   help="steps per held-out problem, e.g. 2-3 (the demo's target; default: as --steps)")
     q.add_argument("--exclude", action="append", default=[], metavar="FILE",
                    help="a JSONL file whose questions must not be generated (repeatable), e.g. an existing test set")
     q.set_defaults(func=cmd_data)
@@ -418,9 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
     q = tsub.add_parser("train", help="train a BPE (digits single, r1kit's special tokens) on a JSONL corpus")
     q.add_argument("--data", required=True, help="JSONL of problems (synthetic schema or GSM8K)")
-    q.add_argument("--vocab-size", type=int, default=512)
+    from r1kit.data.tokenizer import DEFAULT_VOCAB_SIZE  # no torch: building the parser stays light
+
+    q.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, help=f"BPE size (default {DEFAULT_VOCAB_SIZE}, SFT's)")
     q.add_argument("--out", required=True, help="directory for tokenizer.json and tokenizer_config.json")
     q.set_defaults(func=cmd_tokenizer_train)
+
+    def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=default,
+                       help="auto takes CUDA when torch sees a GPU (training: the config's value unless given)")
+        p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default and "fp32",
+                       help="compute precision (autocast); auto: r1kit.device.choose_dtype")
 
     p = sub.add_parser("train", help="train a model: sft (stage one), rl (stage two, GRPO)")
     tsub = p.add_subparsers(dest="train_command", metavar="STAGE", required=True)
@@ -428,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", help="YAML/JSON file with model: and sft: sections")
     q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
     q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    add_device(q)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. sft.max_steps=200 model.dim=64")
     q.set_defaults(func=cmd_train_sft)
     q = tsub.add_parser("rl", help="GRPO from an SFT checkpoint with the verifier's composite reward")
@@ -435,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", help="YAML/JSON file with an rl: section (configs/rl_demo.yaml)")
     q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
     q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    add_device(q)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. rl.max_steps=50 rl.beta=0.04")
     q.set_defaults(func=cmd_train_rl)
 
@@ -450,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also sample this many completions per problem and report pass@k (RL's headroom)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for --samples")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples")
+    add_device(p, default="auto")
     p.set_defaults(func=cmd_eval)
 
     def add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
@@ -459,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--top-p", type=float, default=None)
         p.add_argument("--seed", type=int, default=None, help="same seed, same samples")
         p.add_argument("--stop", action="append", help="stop string (repeatable); the text is cut before it")
+        add_device(p, default="auto")
 
     p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
@@ -478,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="directory to write (config.json, model.safetensors, tokenizer files)")
     p.set_defaults(func=cmd_export_hf)
 
-    p = sub.add_parser("demo", help="the whole pipeline: data, tokenizer, SFT, eval, GRPO, eval, report (~20 min on 2 cores)")
+    p = sub.add_parser("demo", help="the whole pipeline: data, tokenizer, SFT, eval, GRPO, eval, report (~20 min on 2 cores); "
+                       "settings from configs/demo.yaml and configs/rl_demo.yaml, scaled to the budget")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--minutes", type=float, default=20.0, help="time budget; the trainings are sized to it")
     p.add_argument("--quick", action="store_true", help="a one-minute run of the same pipeline on the tiny model")

@@ -31,6 +31,9 @@ from r1kit.format import (
 SYMBOL_CHARS = set("0123456789+-*/×÷^=()[]{}.")
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+# SFT's BPE size (SFTConfig.vocab_size): on toy maths ~500 makes names and items single tokens, 1024
+# also common phrases (prompts 58 -> 44 tokens, 20% more SFT steps a minute, docs/benchmarks.md)
+DEFAULT_VOCAB_SIZE = 1024
 
 
 def is_symbol_token(text: str) -> bool:
@@ -62,7 +65,7 @@ class Tokenizer:
     # ------------------------------------------------------------------ training
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 512, min_frequency: int = 2) -> "Tokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, min_frequency: int = 2) -> "Tokenizer":
         from tokenizers import Tokenizer as Backend
         from tokenizers import decoders, models, pre_tokenizers, trainers
 

@@ -2,7 +2,9 @@
 
     r1kit claims [--minutes 60] [--out runs/claims] [--doc docs/claims.md]
 
-Runs, each at an equal share of the budget on the same data and seed (the demo's data recipe):
+Runs, each at an equal share of the budget on the same data and seed (the demo's data recipe,
+r1kit.recipes.data), with the demo's settings (configs/demo.yaml, configs/rl_demo.yaml, read by
+r1kit.recipes.configs) changed only in the arm's own setting, the budget, the paths and the seed:
   S1   SFT of the demo model with MoE balancing none / load_penalty / aux_loss / bias:
        expert utilisation and MaxVio (mean over training, and on held-out evaluation), accuracy;
   S2-4 SFT with dense attention instead of multi-scale (the load_penalty run is the multi-scale
@@ -22,14 +24,14 @@ import time
 from datetime import date
 from pathlib import Path
 
-from r1kit.config import model_config_from
-from r1kit.data.schema import atomic_file, load_examples, question_hash, write_json, write_jsonl, write_text
+from r1kit.data.schema import atomic_file, load_examples, write_json, write_text
+from r1kit.data.tokenizer import Tokenizer
 from r1kit.evaluate import evaluate
 from r1kit.interop.checkpoint import load_pretrained
-from r1kit.train.grpo import RLConfig, train_rl
-from r1kit.train.sft import SFTConfig, train_sft
-from r1kit.data.synth import synth
-from r1kit.data.tokenizer import Tokenizer
+from r1kit.recipes.configs import demo_configs
+from r1kit.recipes.data import N_TRAIN, demo_data
+from r1kit.train.grpo import train_rl
+from r1kit.train.sft import train_sft
 
 BALANCING = ("none", "load_penalty", "aux_loss", "bias")
 REWARDS = {  # name -> RLConfig changes
@@ -44,12 +46,12 @@ RL_RUNS = [f"rl_{r}" for r in REWARDS]
 
 
 def run_claims(out_dir: str | Path = "runs/claims", minutes: float = 60.0, doc: str | Path = "docs/claims.md",
-               n_test: int = 300, seed: int = 0, progress: bool = True, n_train: int = 30000,
+               n_test: int = 300, seed: int = 0, progress: bool = True, n_train: int = N_TRAIN,
                model: dict | None = None, sft_changes: dict | None = None, rl_changes: dict | None = None) -> Path:
-    """`model` (default: the demo preset), `sft_changes` and `rl_changes` let tests run the same
-    pipeline on the tiny model."""
+    """`model`, `sft_changes` and `rl_changes` change the demo files' sections for every run (tests
+    run the same pipeline on the tiny model with them)."""
     out = Path(out_dir)
-    base = dict(model or {"preset": "demo"}), dict(sft_changes or {}), dict(rl_changes or {})
+    base = dict(model or {}), dict(sft_changes or {}), dict(rl_changes or {})
     # 5 SFT runs and 3 RL runs; evaluation comes on top (about 10% more)
     sft_minutes, rl_minutes = 0.7 * minutes / len(SFT_RUNS), 0.2 * minutes / len(RL_RUNS)
     data = _data(out / "data", n_train, n_test, seed)
@@ -71,21 +73,20 @@ def run_claims(out_dir: str | Path = "runs/claims", minutes: float = 60.0, doc: 
 
 def _data(directory: Path, n_train: int, n_test: int, seed: int) -> dict[str, Path]:
     paths = {"train": directory / "train.jsonl", "test": directory / "test.jsonl"}
-    if not all(p.is_file() for p in paths.values()):
-        test = synth(n_test, seed=seed + 1, steps=(2, 3), max_operand=100)
-        train = synth(n_train, seed=seed, steps=(1, 4), max_operand=100, exclude={question_hash(e.question) for e in test})
-        write_jsonl(paths["test"], test)
-        write_jsonl(paths["train"], train)
-    return paths
+    if all(p.is_file() for p in paths.values()):  # resuming: the finished runs saw these sets
+        return paths
+    return demo_data(directory, n_train, n_test, seed)
 
 
 def _sft_run(name: str, out: Path, data: dict, minutes: float, seed: int, progress: bool, base: tuple) -> dict:
     kind = "dense" if name == "sft_dense" else "multiscale"
     balancing = "load_penalty" if name == "sft_dense" else name.removeprefix("sft_")
-    model_cfg = model_config_from({**base[0], "attention": {"kind": kind}, "moe": {"balancing": balancing}})
-    cfg = SFTConfig(train_data=str(data["train"]), eval_data=None, out_dir=str(out / name), seed=seed,
-                    **{"max_steps": 10**6, "max_minutes": minutes, "decay_by": "minutes",  # equal time, each schedule ended
-                       "save_every": 10**6, **base[1]})
+    model = {**base[0], "attention": {**base[0].get("attention", {}), "kind": kind},
+             "moe": {**base[0].get("moe", {}), "balancing": balancing}}
+    # equal minutes, each schedule ending with them (the file's decay_by: minutes); no periodic
+    # evaluation (eval_data None): each final model is evaluated below
+    sft = {"max_minutes": minutes, **_paths(data, out / name, seed), **base[1]}
+    model_cfg, cfg, _ = demo_configs(model, sft)
     final = train_sft(model_cfg, cfg, progress=progress)
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in log if "utilisation" in r]
@@ -99,15 +100,19 @@ def _sft_run(name: str, out: Path, data: dict, minutes: float, seed: int, progre
 def _rl_run(name: str, out: Path, data: dict, minutes: float, seed: int, progress: bool, base: tuple) -> dict:
     variant = name.removeprefix("rl_")
     init = out / "sft_load_penalty" / "final"
-    cfg = RLConfig(train_data=str(data["train"]), eval_data=None, out_dir=str(out / name), seed=seed,
-                   **{"max_steps": 10**4, "max_minutes": minutes, "eval_at_start": False, "save_every": 10**6,
-                      **REWARDS[variant], **base[2]})
+    # max_steps only a cap: equal minutes end every run
+    rl = {"max_steps": 10**4, "max_minutes": minutes, **_paths(data, out / name, seed), **REWARDS[variant], **base[2]}
+    _, _, cfg = demo_configs(rl=rl)
     final = train_rl(cfg, init, progress=progress)
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in log if "reward" in r]
     start = json.loads((out / "sft_load_penalty" / "result.json").read_text())
     return {"kind": "rl", "reward": variant, "minutes": minutes, "steps": steps[-1]["step"] if steps else 0,
             "sft_accuracy": start["accuracy"], "sft_step_validity": start["step_validity"], **_eval(final, data["test"])}
+
+
+def _paths(data: dict[str, Path], out_dir: Path, seed: int) -> dict:
+    return {"train_data": str(data["train"]), "eval_data": None, "out_dir": str(out_dir), "seed": seed}
 
 
 def _eval(checkpoint: Path, test: Path) -> dict:

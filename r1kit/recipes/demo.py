@@ -1,10 +1,10 @@
-"""`r1kit demo`: the whole system end to end on one embedded default, in about 20 minutes on 2 CPU cores.
+"""`r1kit demo`: the whole system end to end on the demo config, in about 20 minutes on 2 CPU cores.
 
     r1kit demo [--minutes 20] [--quick] [--out runs/demo]
 
 Stages (each shows progress; the time budget is split between the two trainings):
-  1. data       synthetic verifiable maths: training problems (1-4 steps, operands below 100) and
-                held-out problems (2-3 steps, operands below 100) sharing no question;
+  1. data       the demo's data recipe (r1kit.recipes.data): 90,000 training problems (1-4 steps,
+                operands below 100) and 500 held-out problems (2-3 steps) sharing no question;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
                 model (MoE with load-penalty routing + multi-scale attention), ~55% of the budget;
   3. eval       greedy accuracy, step validity, steps, expert use and attention gates;
@@ -15,72 +15,108 @@ Stages (each shows progress; the time budget is split between the two trainings)
 Evaluation uses exactly `r1kit eval`'s settings, so `r1kit eval runs/demo/sft/final --data
 runs/demo/data/test.jsonl --n N` reproduces the report's numbers.
 
-`--quick` runs the same pipeline on the tiny model with small data (about a minute): a smoke run
-of every stage, not a result.
+The settings are configs/demo.yaml's (model, sft) and configs/rl_demo.yaml's (rl), as `r1kit train`
+reads them (r1kit.recipes.configs); the demo changes only the budgets (`plan`), the paths and the
+seed. `--quick` runs the same pipeline on the tiny model with small data (about a minute), a smoke
+run of every stage, not a result: its changes to the files are the one dict QUICK.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from r1kit.interop.checkpoint import atomic_directory, load_pretrained
-from r1kit.config import model_config_from
-from r1kit.data.schema import load_examples, question_hash, write_json, write_jsonl
-from r1kit.evaluate import evaluate, print_table
-from r1kit.train.grpo import RLConfig, train_rl
-from r1kit.recipes.report import write_report
-from r1kit.train.sft import SFTConfig, train_sft
-from r1kit.data.synth import synth
+from r1kit.config import ModelConfig
+from r1kit.data.schema import load_examples, write_json, write_jsonl
 from r1kit.data.tokenizer import Tokenizer
+from r1kit.evaluate import evaluate, print_table
+from r1kit.interop.checkpoint import atomic_directory, load_pretrained
+from r1kit.recipes.configs import demo_configs
+from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data
+from r1kit.recipes.report import write_report
+from r1kit.train.grpo import RLConfig, train_rl
+from r1kit.train.sft import SFTConfig, train_sft
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """What a demo run does; `plan(minutes, quick)` sizes it."""
+    """What a demo run changes in configs/demo.yaml and configs/rl_demo.yaml; `plan` sizes it."""
 
-    model: dict  # the model section (a preset plus changes)
     n_train: int
     n_test: int
-    sft: dict  # SFTConfig fields besides data and out_dir
-    rl: dict  # RLConfig fields besides data and out_dir
-    eval_batch_size: int = 64
-    max_new_tokens: int = 128
+    model: dict  # changes to the model section (nested as in the file)
+    sft: dict  # changes to the sft section
+    rl: dict  # changes to the rl section
 
 
+# Shares of the budget: evaluation, data and the report take the rest (about a quarter).
+SFT_SHARE, RL_SHARE = 0.55, 0.2
 # Measured on 2 CPU cores (docs/benchmarks.md): a GRPO step of 16 prompts x 8 samples (2 passes)
 # takes ~5 s. (SFT needs no such figure: its schedule decays over its minutes.)
 RL_STEPS_PER_MINUTE = 12
 
+# `--quick`: the pipeline on the tiny model with small data, every stage in about a minute: a smoke
+# run, not a result. What it changes in the files; everything else is the demo's own setting.
+QUICK = {
+    "data": {
+        "n_train": 2000,  # about one epoch of 150 steps of 16
+        "n_test": 40,  # one evaluation batch
+    },
+    "model": {
+        "preset": "tiny",  # a training step in milliseconds, every mechanism on
+        "max_seq_len": 256,  # the tiny preset's 64 positions cannot hold a problem and its trace
+    },
+    "sft": {
+        "vocab_size": 256,  # a BPE sized to the tiny model
+        "max_len": 256,  # the model's max_seq_len
+        "batch_size": 16,  # smaller steps, more of them in the budget
+        "max_steps": 150,  # enough to see the loss fall
+        "max_minutes": 0.4,  # budget
+        "lr": 1e-2,  # a tiny model takes (and needs, in 150 steps) a high rate
+        "warmup_steps": 10,  # the file's 50 would be a third of the run
+        "eval_batch_size": 40,  # the whole test set in one batch
+        "max_new_tokens": 64,  # halves decoding time: a smoke run needs no complete traces
+    },
+    "rl": {
+        "group_size": 4,  # 16 rollouts a step instead of 128
+        "prompts_per_step": 4,
+        "max_steps": 6,  # budget
+        "max_minutes": 0.15,  # budget
+        "max_new_tokens": 64,  # as the quick evaluation
+        "lr": 1e-3,  # a handful of steps on a tiny model: a visible move needs a higher rate
+        "warmup_steps": 1,  # the file's 10 would outlast the run
+    },
+}
+
 
 def plan(minutes: float = 20.0, quick: bool = False) -> DemoPlan:
-    if quick:  # the tiny model, small data: every stage runs, in about a minute
-        return DemoPlan(
-            model={"preset": "tiny", "max_seq_len": 256}, n_train=2000, n_test=40,
-            sft=dict(vocab_size=256, max_len=256, batch_size=16, max_steps=150, max_minutes=0.4, lr=1e-2,
-                     warmup_steps=10, log_every=10, save_every=1000),
-            rl=dict(group_size=4, prompts_per_step=4, max_steps=6, max_minutes=0.15, max_new_tokens=64, lr=1e-3,
-                    warmup_steps=1, save_every=1000),
-            eval_batch_size=40, max_new_tokens=64,
-        )
-    sft_minutes, rl_minutes = 0.55 * minutes, 0.2 * minutes
-    return DemoPlan(
-        model={"preset": "demo"}, n_train=30000, n_test=500,
-        # the cosine schedule decays over the time budget, at whatever speed the CPU gives
-        sft=dict(batch_size=32, max_steps=10**6, max_minutes=sft_minutes, decay_by="minutes",
-                 lr=3e-3, warmup_steps=50, save_every=1000),
-        # GRPO settings of the best 8-minute run in docs/benchmarks.md (lr 1e-4 with 8 prompts a step lost accuracy)
-        rl=dict(group_size=8, prompts_per_step=16, lr=5e-5, ppo_epochs=2,
-                max_steps=max(5, int(RL_STEPS_PER_MINUTE * rl_minutes)), max_minutes=rl_minutes, save_every=1000),
-    )
+    """The demo's changes to the config files: for a full run the budgets only (the time split
+    between the trainings, RL's step cap) and the data recipe's sizes; for --quick, QUICK."""
+    if quick:
+        return DemoPlan(**QUICK["data"], model=dict(QUICK["model"]), sft=dict(QUICK["sft"]), rl=dict(QUICK["rl"]))
+    sft_minutes, rl_minutes = SFT_SHARE * minutes, RL_SHARE * minutes
+    return DemoPlan(n_train=N_TRAIN, n_test=N_TEST, model={}, sft={"max_minutes": sft_minutes},
+                    rl={"max_minutes": rl_minutes, "max_steps": max(5, int(RL_STEPS_PER_MINUTE * rl_minutes))})
+
+
+def resolve(p: DemoPlan, out: Path, seed: int) -> tuple[ModelConfig, SFTConfig, RLConfig]:
+    """The configurations a run trains with: the files' with the plan's changes, the run's paths
+    and its seed."""
+    train_data = str(out / "data" / "train.jsonl")
+    # eval_data None: the demo evaluates each final model on the whole test set (stages 3 and 5);
+    # periodic evaluation during training would spend minutes outside the budget
+    sft = {**p.sft, "train_data": train_data, "eval_data": None, "out_dir": str(out / "sft"), "seed": seed}
+    rl = {**p.rl, "train_data": train_data, "eval_data": None, "out_dir": str(out / "rl"), "seed": seed}
+    return demo_configs(p.model, sft, rl)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bool = False, seed: int = 0,
              progress: bool = True) -> Path:
     out = Path(out_dir)
     p = plan(minutes, quick)
+    model_cfg, sft_cfg, rl_cfg = resolve(p, out, seed)  # before any work: a bad config fails at once
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -90,28 +126,20 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
         timings[name] = time.perf_counter()
 
     stage("data", "1/6 data: synthetic verifiable maths problems")
-    test = synth(p.n_test, seed=seed + 1, steps=(2, 3), max_operand=100)
-    train = synth(p.n_train, seed=seed, steps=(1, 4), max_operand=100, exclude={question_hash(e.question) for e in test})
-    data_dir = out / "data"
-    write_jsonl(data_dir / "train.jsonl", train)
-    write_jsonl(data_dir / "test.jsonl", test)
-    print(f"{len(train)} training problems (1-4 steps), {len(test)} held-out (2-3 steps), operands below 100 -> {data_dir}")
+    data = demo_data(out / "data", p.n_train, p.n_test, seed)
+    print(f"{p.n_train} training problems (1-4 steps), {p.n_test} held-out (2-3 steps), operands below 100 -> {out / 'data'}")
 
     stage("sft", "2/6 SFT: tokenizer, then supervised fine-tuning")
-    model_cfg = model_config_from(dict(p.model))
-    sft_cfg = SFTConfig(train_data=str(data_dir / "train.jsonl"), eval_data=None, out_dir=str(out / "sft"), seed=seed, **p.sft)
     sft_final = train_sft(model_cfg, sft_cfg, progress=progress)
 
     stage("sft_eval", "3/6 evaluation of the SFT model")
-    sft_eval = _evaluate(sft_final, data_dir / "test.jsonl", p, out / "sft" / "eval.json")
+    sft_eval = _evaluate(sft_final, data["test"], sft_cfg, out / "sft" / "eval.json")
 
     stage("rl", "4/6 GRPO: reinforcement learning with the composite reward")
-    rl_cfg = RLConfig(train_data=str(data_dir / "train.jsonl"), eval_data=None, out_dir=str(out / "rl"), seed=seed,
-                      eval_at_start=False, **p.rl)
     rl_final = train_rl(rl_cfg, sft_final, progress=progress)
 
     stage("rl_eval", "5/6 evaluation of the RL model")
-    rl_eval = _evaluate(rl_final, data_dir / "test.jsonl", p, out / "rl" / "eval.json")
+    rl_eval = _evaluate(rl_final, data["test"], sft_cfg, out / "rl" / "eval.json")
 
     stage("report", "6/6 report")
     atomic_directory(out / "final", lambda d: _copy_checkpoint(rl_final, d))
@@ -120,7 +148,8 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     minutes_per_stage = {a: (timings[b] - timings[a]) / 60 for a, b in zip(names, names[1:])}
     write_json(out / "run.json", {
         "quick": quick, "minutes_budget": minutes, "seed": seed, "minutes_per_stage": minutes_per_stage,
-        "total_minutes": (timings["end"] - started) / 60, "plan": p.__dict__,
+        "total_minutes": (timings["end"] - started) / 60, "plan": asdict(p),
+        "configs": {"model": model_cfg.model_dump(), "sft": sft_cfg.model_dump(), "rl": rl_cfg.model_dump()},
     })
     report = write_report(out)
     print(f"\nSFT accuracy {sft_eval['accuracy']:.1%} -> RL {rl_eval['accuracy']:.1%} on {sft_eval['n']} held-out problems")
@@ -132,10 +161,12 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     return out
 
 
-def _evaluate(checkpoint: Path, data: Path, p: DemoPlan, out_json: Path) -> dict:
+def _evaluate(checkpoint: Path, data: Path, settings: SFTConfig, out_json: Path) -> dict:
+    """Greedy evaluation on the whole test set with the SFT config's evaluation settings (batch size,
+    max_new_tokens: `r1kit eval`'s defaults in the full run), for both models alike."""
     model, tok = load_pretrained(checkpoint), Tokenizer.load(checkpoint)
     examples = load_examples(data).examples
-    result = evaluate(model, tok, examples, batch_size=p.eval_batch_size, max_new_tokens=p.max_new_tokens)
+    result = evaluate(model, tok, examples, batch_size=settings.eval_batch_size, max_new_tokens=settings.max_new_tokens)
     summary = {"checkpoint": str(checkpoint), "data": str(data), **result.summary()}
     write_json(out_json, summary)
     write_jsonl(out_json.with_name("eval_rows.jsonl"), result.rows)

@@ -262,7 +262,8 @@ class TrainingLoop:
                 for minutes in [m for m in snapshots if self.train_time >= m * 60]:
                     self.save(snapshots.pop(minutes), with_state=False)
                     self.log({"event": "snapshot", "step": self.step, "minutes": minutes, "train_minutes": self.train_time / 60})
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                over = out_of_time(cfg, self.train_time, longest_step)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or over:  # the last steps are logged too
                     line = {"step": self.step, **log_line(window, window_time), "train_minutes": self.train_time / 60,
                             **routing_summary(self.model)}
                     self.log(line)
@@ -270,7 +271,6 @@ class TrainingLoop:
                     window, window_time = [], 0.0
                 self._show_progress()
 
-                over = out_of_time(cfg, self.train_time, longest_step)
                 if evaluate and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps and not over:
                     self.evaluate_and_log(evaluate)
                 if self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
