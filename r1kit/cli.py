@@ -21,8 +21,27 @@ def _model_config(args: argparse.Namespace):
 
 
 def cmd_config(args: argparse.Namespace) -> None:
+    if args.explain:
+        _explain_configs()
+        return
     cfg = _model_config(args)
     print(json.dumps(cfg.model_dump(), indent=2))
+
+
+def _explain_configs() -> None:
+    """Every configuration key with its default and why, from the code: the reference."""
+    import textwrap
+
+    from r1kit.config import ModelConfig, explain
+    from r1kit.train.grpo import RLConfig
+    from r1kit.train.sft import SFTConfig
+
+    for section, cls in (("model", ModelConfig), ("sft", SFTConfig), ("rl", RLConfig)):
+        print(f"{section}:  ({cls.__name__}; in a config file under '{section}:', on the command line {section}.KEY=VALUE)")
+        for key, default, why in explain(cls):
+            print(f"  {key} = {default}")
+            print(textwrap.fill(why, width=100, initial_indent="      ", subsequent_indent="      ") if why else "", end="\n" if why else "")
+        print()
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -373,8 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1kit", description="Build, train and serve small reasoning language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("config", help="validate a model configuration and print it in full")
+    p = sub.add_parser("config", help="validate a model configuration and print it in full; --explain: every key's default and why")
     _add_config_args(p)
+    p.add_argument("--explain", action="store_true", help="print the configuration reference (model, sft, rl keys) instead")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("init", help="write a randomly initialised model checkpoint")
@@ -452,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=default,
                        help="auto takes CUDA when torch sees a GPU (training: the config's value unless given)")
-        p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default and "fp32",
+        p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default,
                        help="compute precision (autocast); auto: r1kit.device.choose_dtype")
 
     p = sub.add_parser("train", help="train a model: sft (stage one), rl (stage two, GRPO)")

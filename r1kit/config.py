@@ -261,3 +261,20 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
 def _field_at(cls: type[BaseModel], loc: tuple):
     sub = _model_at(cls, loc[:-1]) if loc else None
     return sub.model_fields.get(str(loc[-1])) if sub else None
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def explain(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, why) for every field of a config class, nested sections expanded:
+    the configuration reference (`r1kit config --explain`), printed from the code itself."""
+    rows = []
+    for name, field in cls.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += explain(annotation, f"{prefix}{name}.")
+            continue
+        default = "(required)" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
+        rows.append((f"{prefix}{name}", default, field.description or ""))
+    return rows

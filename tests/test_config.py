@@ -64,15 +64,25 @@ def test_bad_files_fail_clearly(tmp_path, text):
         load_model_config(overrides=["dim"])
 
 
-def test_readme_configuration_reference_matches_the_code():
-    """The README's table lists every field with its current default."""
-    from pathlib import Path
+def test_the_configuration_reference_is_printed_from_the_code(capsys):
+    """`r1kit config --explain` lists every key of the model, sft and rl sections with its default and why."""
+    import json
 
+    from r1kit.cli import main
     from r1kit.config import AttentionConfig, MoEConfig
+    from r1kit.train.grpo import RLConfig
+    from r1kit.train.sft import SFTConfig
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for prefix, cls in (("", ModelConfig), ("attention.", AttentionConfig), ("moe.", MoEConfig)):
+    assert main(["config", "--explain"]) == 0
+    out = capsys.readouterr().out
+    sections = (("model.", ModelConfig), ("model.attention.", AttentionConfig), ("model.moe.", MoEConfig),
+                ("sft.", SFTConfig), ("rl.", RLConfig))
+    for prefix, cls in sections:
+        block = out[out.index(prefix.split(".")[0] + ":"):]
         for name, field in cls.model_fields.items():
             if name in ("attention", "moe"):
                 continue
-            assert f"| `{prefix}{name}` | `{field.default}` |" in readme, f"README lacks {prefix}{name} = {field.default}"
+            key = prefix.split(".", 1)[1] + name
+            default = "(required)" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
+            assert f"\n  {key} = {default}\n" in block, f"--explain lacks {prefix}{name} = {default}"
+            assert field.description, f"{prefix}{name} has no description (say why it has its default)"
