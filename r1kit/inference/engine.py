@@ -169,7 +169,7 @@ class Engine:
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str = "fp32", **kwargs) -> "Engine":
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str = "auto", **kwargs) -> "Engine":
         """The checkpoint's model and tokenizer on `device` ("auto" | "cpu" | "cuda"), computing in
         `dtype` ("fp32" | "bf16", or "auto": r1kit.device.choose_dtype)."""
         from r1kit.data.tokenizer import Tokenizer

@@ -62,7 +62,7 @@ class RunConfig(BaseModel):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU (r1kit.device)")
     dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="autocast precision; 'auto' picks bf16 only on a GPU with bf16 or a CPU with native bf16 and a model past "
+        "auto", description="autocast precision; 'auto' picks bf16 only on a GPU with bf16 or a CPU with native bf16 and a model past "
         "the size where it was measured to pay (r1kit.device); without native bf16 units a CPU runs bf16 ~13x slower than fp32"
     )
 
