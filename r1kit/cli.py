@@ -75,10 +75,14 @@ def cmd_reward(args: argparse.Namespace) -> None:
     from r1kit.reward import RewardConfig, read_scoring_rows, score
 
     try:
-        weights = [float(w) for w in args.weights.split(",")]
+        defaults = RewardConfig()
+        weights = [defaults.accuracy_weight, defaults.step_validity_weight, defaults.efficiency_weight]
+        if args.weights is not None:
+            weights = [float(w) for w in args.weights.split(",")]
         if len(weights) != 3:
             raise ValueError(f"--weights takes three numbers (accuracy,step_validity,efficiency), got {args.weights!r}")
-        config = RewardConfig(*weights, efficiency=args.efficiency, last_number_fallback=not args.no_fallback,
+        config = RewardConfig(*weights, efficiency=args.efficiency or defaults.efficiency,
+                              step_validity=args.step_validity or defaults.step_validity, last_number_fallback=not args.no_fallback,
                               think_in_prompt=args.think_in_prompt, question_coverage=args.question_coverage)
         if args.jsonl:
             if args.answer is not None or args.question is not None or args.optimal_steps is not None:
@@ -415,9 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer", help="the gold answer (with --completion)")
     p.add_argument("--question", help="the question; without it, steps are not checked for grounding")
     p.add_argument("--optimal-steps", type=int, help="the optimal step count; without it, no efficiency term")
-    p.add_argument("--efficiency", choices=("article", "bounded"), default="article",
+    p.add_argument("--efficiency", choices=("article", "bounded"), default=None,
                    help="article: 1 - steps/optimal (SPEC S11, can go negative); bounded: min(1, optimal/steps)")
-    p.add_argument("--weights", default="0.6,0.3,0.1", help="accuracy,step_validity,efficiency (default: SPEC S11's)")
+    p.add_argument("--weights", help="accuracy,step_validity,efficiency (default: RewardConfig's, SPEC S11's 0.6,0.3,0.1)")
+    p.add_argument("--step-validity", choices=("article", "at_least_optimal"), default=None,
+                   help="valid steps / steps written (article, the default) or / max(written, optimal) (GRPO's guard)")
     p.add_argument("--no-fallback", action="store_true",
                    help="no answer unless marked (####, \\boxed, 'the answer is', 'A:'); by default the last number counts")
     p.add_argument("--think-in-prompt", action="store_true",

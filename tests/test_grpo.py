@@ -402,3 +402,15 @@ def test_config_sections_and_overrides_are_validated(tmp_path):
         load_rl_config(str(both), [])
     cfg = load_rl_config(RL_TINY, ["rl.advantage=mean_only", "rl.beta=0.04"])
     assert cfg.advantage == "mean_only" and cfg.beta == 0.04 and cfg.group_size == 4
+
+
+def test_rl_reward_defaults_come_from_one_place_and_differ_from_evaluation_by_the_named_guards():
+    import dataclasses
+
+    from r1kit.evaluate import SCORING
+    from r1kit.reward import TRAINING_REWARD, RewardConfig
+
+    assert grpo.reward_config(RLConfig(train_data="x")) == TRAINING_REWARD
+    spec, training = dataclasses.asdict(RewardConfig()), dataclasses.asdict(TRAINING_REWARD)
+    assert {k for k in spec if spec[k] != training[k]} == {"step_validity", "question_coverage", "think_in_prompt"}
+    assert SCORING == dataclasses.replace(RewardConfig(), think_in_prompt=True)  # evaluation: the article's R

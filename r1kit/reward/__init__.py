@@ -15,7 +15,9 @@ contains makes it raise or run long; bad arguments (weights, optimal_steps) rais
 
 from r1kit.reward.answers import answers_match, extract_answer, parse_number
 from r1kit.reward.arithmetic import ExpressionError, evaluate_expression
-from r1kit.reward.score import RewardBreakdown, RewardConfig, RowError, efficiency, read_scoring_rows, score
+from r1kit.reward.score import (
+    TRAINING_REWARD, RewardBreakdown, RewardConfig, RowError, efficiency, read_scoring_rows, score,
+)
 from r1kit.reward.steps import (
     CONSTANTS,
     Step,
@@ -33,6 +35,7 @@ __all__ = [
     "ExpressionError",
     "RewardBreakdown",
     "RewardConfig",
+    "TRAINING_REWARD",
     "RowError",
     "Step",
     "StepCheck",

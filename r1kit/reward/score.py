@@ -80,6 +80,13 @@ class RewardConfig:
             raise ValueError(f"step_validity must be 'article' or 'at_least_optimal', got {self.step_validity!r}")
 
 
+# Evaluation and `r1kit reward` score with RewardConfig's defaults, the article's R. GRPO trains on the
+# same weights with two guards on, the one difference between them: step validity over
+# max(steps written, optimal) and question coverage, which stopped RL from gaming step validity by
+# cutting steps or chaining valid steps on constants (docs/benchmarks.md, "GRPO after SFT").
+TRAINING_REWARD = RewardConfig(step_validity="at_least_optimal", question_coverage=True, think_in_prompt=True)
+
+
 @dataclass
 class RewardBreakdown:
     """One completion's score: `total` = weighted accuracy + step_validity + efficiency (+ extras).

@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import math
 import time
@@ -133,7 +134,7 @@ from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices
 from r1kit.train.optim import adamw
-from r1kit.reward import RewardConfig, check_steps, extract_steps, score
+from r1kit.reward import RewardConfig, TRAINING_REWARD, check_steps, extract_steps, score
 
 RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
@@ -163,12 +164,13 @@ class RLConfig(RunConfig):
         "outcome", description="'outcome': one advantage per completion (GRPO); 'process': DeepSeekMath's process "
         "supervision, each reasoning line rewarded by the verifier's step checks and each token credited with the "
         "normalised rewards of its own and later lines (see the module docstring)")
-    accuracy_weight: float = Field(0.6, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
-    step_validity_weight: float = Field(0.3, ge=0, description="reward weight of step validity (SPEC S11)")
-    efficiency_weight: float = Field(0.1, ge=0, description="reward weight of efficiency (SPEC S11)")
-    efficiency: Literal["article", "bounded"] = Field("article", description="efficiency variant (reward.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
-    step_validity: Literal["article", "at_least_optimal"] = Field("at_least_optimal", description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
-    question_coverage: bool = Field(True, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
+    # the reward's defaults are r1kit.reward.TRAINING_REWARD's: the article's R with RL's two guards
+    accuracy_weight: float = Field(TRAINING_REWARD.accuracy_weight, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
+    step_validity_weight: float = Field(TRAINING_REWARD.step_validity_weight, ge=0, description="reward weight of step validity (SPEC S11)")
+    efficiency_weight: float = Field(TRAINING_REWARD.efficiency_weight, ge=0, description="reward weight of efficiency (SPEC S11)")
+    efficiency: Literal["article", "bounded"] = Field(TRAINING_REWARD.efficiency, description="efficiency variant (reward.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
+    step_validity: Literal["article", "at_least_optimal"] = Field(TRAINING_REWARD.step_validity, description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
+    question_coverage: bool = Field(TRAINING_REWARD.question_coverage, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
@@ -192,9 +194,10 @@ def load_rl_config(path: str | None, overrides: list[str]) -> RLConfig:
 
 def reward_config(cfg: RLConfig) -> RewardConfig:
     # the prompt ends inside <think> (as in evaluate.py): a completion without </think> has no answer
-    return RewardConfig(accuracy_weight=cfg.accuracy_weight, step_validity_weight=cfg.step_validity_weight,
-                        efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency,
-                        step_validity=cfg.step_validity, question_coverage=cfg.question_coverage, think_in_prompt=True)
+    return dataclasses.replace(
+        TRAINING_REWARD, accuracy_weight=cfg.accuracy_weight, step_validity_weight=cfg.step_validity_weight,
+        efficiency_weight=cfg.efficiency_weight, efficiency=cfg.efficiency, step_validity=cfg.step_validity,
+        question_coverage=cfg.question_coverage)
 
 
 # ----------------------------------------------------------------------------- the loss, in small pieces
