@@ -14,9 +14,11 @@ from r1kit.train.optim import adamw
 from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.data.schema import load_examples, write_jsonl
 from r1kit.train.grpo import (
-    MicroBatch, RLConfig, clipped_surrogate, completion_rewards, completion_segments, group_advantages, k3_kl,
-    load_rl_config, make_micro_batches, policy_update, process_advantages, routing_mismatch,
-    token_logprobs, train_rl,
+    MicroBatch, RLConfig, completion_rewards, completion_segments, load_rl_config, make_micro_batches, policy_update,
+    train_rl,
+)
+from r1kit.train.grpo_loss import (
+    clipped_surrogate, group_advantages, k3_kl, process_advantages, routing_mismatch, token_logprobs,
 )
 from r1kit.train.sft import reasoning_text, training_corpus
 from r1kit.data.synth import synth

@@ -132,6 +132,9 @@ from r1kit.format import END_THINK
 from r1kit.inference.engine import Engine, SamplingParams
 from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
+from r1kit.train.grpo_loss import (
+    clipped_surrogate, group_advantages, k3_kl, process_advantages, routing_mismatch, token_logprobs,
+)
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices
 from r1kit.train.optim import adamw
 from r1kit.reward import RewardConfig, TRAINING_REWARD, check_steps, extract_steps, score
@@ -200,149 +203,6 @@ def reward_config(cfg: RLConfig) -> RewardConfig:
         question_coverage=cfg.question_coverage)
 
 
-# ----------------------------------------------------------------------------- the loss, in small pieces
-
-
-def group_advantages(rewards_PG: torch.Tensor, kind: str = "group_std", eps: float = 1e-4) -> torch.Tensor:
-    """Advantages [P, G] from rewards [P, G] (one row per problem's group).
-    group_std (DeepSeekMath): (r - mean) / (std + eps), std with Bessel's correction;
-    mean_only (Dr. GRPO): r - mean. A group whose rewards are all equal gets exactly 0."""
-    centred_PG = rewards_PG - rewards_PG.mean(dim=-1, keepdim=True)
-    if kind == "group_std" and rewards_PG.shape[-1] > 1:
-        centred_PG = centred_PG / (rewards_PG.std(dim=-1, keepdim=True) + eps)
-    elif kind not in ("group_std", "mean_only"):
-        raise ValueError(f"advantage must be 'group_std' or 'mean_only', got {kind!r}")
-    all_equal_P1 = (rewards_PG == rewards_PG[:, :1]).all(dim=-1, keepdim=True)
-    return centred_PG.masked_fill(all_equal_P1, 0.0)  # no rounding residue, no 0/0 (G = 1 included)
-
-
-def completion_segments(
-    tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, reward: float, step_validity: float,
-    coverage: float = 1.0,
-) -> tuple[list[int], list[float]]:
-    """Process rewards of one completion: (the index of each segment's last token, its reward).
-
-    Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
-    completion). A line scores step_validity_weight when every claim on it is valid (correct and
-    grounded in the question and earlier lines, the verifier's step check), else 0, times the
-    completion's question `coverage` (completion_rewards' part; 1 when the config does not use it),
-    as its step validity is. The answer
-    scores the rest of the completion's `reward` (completion_rewards'), i.e. the reward less its
-    step-validity term: accuracy, the efficiency term where credited, and the reward functions'.
-    A completion whose token pieces do not decode to its text (never for r1kit's byte-level BPE on
-    ASCII) gets one segment, its whole reward."""
-    ids = completion[:-1] if completion and completion[-1] == tok.eos_id else completion
-    last = max(len(completion) - 1, 0)
-    pieces = [tok.decode([i]) for i in ids]
-    text = tok.decode(ids)
-    if "".join(pieces) != text:
-        return [last], [reward]
-    char_end_T = list(itertools.accumulate(map(len, pieces)))  # characters of text up to and including token t
-    reasoning = text.split(END_THINK)[0]
-    line_ends, line_claims, offset = [], [], 0
-    for line in reasoning.split("\n"):
-        offset += len(line) + 1
-        claims = extract_steps(line) if "=" in line else []
-        if claims:  # None (more than the verifier reads) or a list with claims
-            line_ends.append(min(offset - 1, len(reasoning)))
-            line_claims.append(claims)
-    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
-    line_weight = cfg.step_validity_weight * coverage
-    ends, rewards = [], []
-    for end_char, claims in zip(line_ends, line_claims):
-        valid = all([next(checks).valid for _ in claims])
-        t = bisect.bisect_left(char_end_T, end_char)  # the token that ends the line
-        if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
-            rewards[-1] = min(rewards[-1], line_weight * valid)
-            continue
-        ends.append(t)
-        rewards.append(line_weight * valid)
-    answer_reward = reward - cfg.step_validity_weight * step_validity
-    if ends and ends[-1] >= last:  # the answer shares the last token: fold it in
-        rewards[-1] += answer_reward
-    else:
-        ends.append(last)
-        rewards.append(answer_reward)
-    return ends, rewards
-
-
-def process_advantages(segments: list[tuple[list[int], list[float]]], lengths: list[int], group_size: int,
-                       eps: float = 1e-4) -> list[torch.Tensor]:
-    """DeepSeekMath's process supervision (Shao et al. 2024, 4.1.3): each segment reward is
-    normalised by the mean and std of all segment rewards in its group, and token t's advantage is
-    the sum of the normalised rewards of the segments that end at or after t (its own line and
-    every later one, the answer included). A group whose segment rewards are all equal gets 0.
-    Returns one [length] tensor per completion."""
-    out = []
-    for g0 in range(0, len(segments), group_size):
-        group, group_lengths = segments[g0 : g0 + group_size], lengths[g0 : g0 + group_size]
-        all_rewards = torch.tensor([r for _, rs in group for r in rs], dtype=torch.float64)
-        if bool((all_rewards == all_rewards[0]).all()):
-            out.extend(torch.zeros(n) for n in group_lengths)
-            continue
-        mean, std = all_rewards.mean(), all_rewards.std()
-        for (ends, rewards), n in zip(group, group_lengths):
-            adv_T = torch.zeros(n, dtype=torch.float64)
-            for end, r in zip(ends, rewards):  # a segment's normalised reward reaches every token up to its end
-                adv_T[: end + 1] += (r - mean) / (std + eps)
-            out.append(adv_T.float())
-    return out
-
-
-def clipped_surrogate(
-    logp_new_BT: torch.Tensor, logp_old_BT: torch.Tensor, advantages_B: torch.Tensor, mask_BT: torch.Tensor,
-    epsilon: float, n_tokens: float | None = None,
-) -> tuple[torch.Tensor, float]:
-    """PPO's clipped objective as a loss, token-level normalised (DAPO):
-        loss = -sum_t mask * min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) / n_tokens
-    with ratio = exp(logp_new - logp_old) per token and A the row's advantage ([B]), or each
-    token's ([B, T], process credit). `n_tokens` is the
-    batch's response-token count (default: this mask's), so micro-batch losses add up to the batch's.
-    Also returns the share of this mask's tokens where the clipped term is the one chosen (no gradient)."""
-    ratio_BT = torch.exp(logp_new_BT - logp_old_BT)
-    adv_B1 = advantages_B[:, None] if advantages_B.dim() == 1 else advantages_B  # per row, or per token [B, T]
-    unclipped_BT = ratio_BT * adv_B1
-    clipped_BT = ratio_BT.clamp(1 - epsilon, 1 + epsilon) * adv_B1
-    per_token_BT = -torch.min(unclipped_BT, clipped_BT)
-    denominator = float(mask_BT.sum()) if n_tokens is None else n_tokens
-    loss = (per_token_BT * mask_BT).sum() / max(denominator, 1.0)
-    with torch.no_grad():
-        is_clipped_BT = ((ratio_BT > 1 + epsilon) & (adv_B1 > 0)) | ((ratio_BT < 1 - epsilon) & (adv_B1 < 0))
-        clip_fraction = float((is_clipped_BT * mask_BT).sum() / mask_BT.sum().clamp_min(1.0))
-    return loss, clip_fraction
-
-
-def k3_kl(logp_new_BT: torch.Tensor, logp_ref_BT: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(new || ref) estimate k3 = exp(ref - new) - (ref - new) - 1 (Schulman's; DeepSeekMath):
-    unbiased for tokens sampled from the policy, always >= 0, 0 where the two agree."""
-    delta_BT = logp_ref_BT - logp_new_BT
-    return torch.exp(delta_BT) - delta_BT - 1
-
-
-def token_logprobs(model: Transformer, ids_BT: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(token t + 1 | tokens <= t) under logits / temperature, and the entropy of each of those
-    distributions (no gradient); [B, T - 1] each."""
-    logits_BTV = model(ids_BT[:, :-1]).float() / temperature
-    logp_BTV = logits_BTV.log_softmax(dim=-1)
-    logp_BT = logp_BTV.gather(-1, ids_BT[:, 1:, None]).squeeze(-1)
-    with torch.no_grad():
-        entropy_BT = -(logp_BTV.exp() * logp_BTV).sum(dim=-1)
-    return logp_BT, entropy_BT
-
-
-def routing_mismatch(own_per_layer: list[torch.Tensor], recorded_per_layer: list[torch.Tensor], mask_BT: torch.Tensor) -> float:
-    """Share of (layer, response token, k) assignments whose recorded expert is not among the
-    forward's own top-k for that token (order within the top-k does not count)."""
-    keep_N = mask_BT.flatten() > 0
-    differ, total = 0, 0
-    for own_NK, recorded_NK in zip(own_per_layer, recorded_per_layer):
-        own_NK, recorded_NK = own_NK[keep_N], recorded_NK[keep_N]
-        found_NK = (recorded_NK[:, :, None] == own_NK[:, None, :]).any(dim=-1)
-        differ += int((~found_NK).sum())
-        total += found_NK.numel()
-    return differ / total if total else 0.0
-
-
 # ----------------------------------------------------------------------------- rollouts and rewards
 
 
@@ -396,6 +256,56 @@ def completion_rewards(
             rewards[i] += float(value)
             parts["extra"][i] += float(value)
     return rewards, parts
+
+
+def completion_segments(
+    tok: Tokenizer, completion: list[int], example: Example, cfg: RLConfig, reward: float, step_validity: float,
+    coverage: float = 1.0,
+) -> tuple[list[int], list[float]]:
+    """Process rewards of one completion: (the index of each segment's last token, its reward).
+
+    Segments are the reasoning lines that hold claims, in order, then the answer (the rest of the
+    completion). A line scores step_validity_weight when every claim on it is valid (correct and
+    grounded in the question and earlier lines, the verifier's step check), else 0, times the
+    completion's question `coverage` (completion_rewards' part; 1 when the config does not use it),
+    as its step validity is. The answer
+    scores the rest of the completion's `reward` (completion_rewards'), i.e. the reward less its
+    step-validity term: accuracy, the efficiency term where credited, and the reward functions'.
+    A completion whose token pieces do not decode to its text (never for r1kit's byte-level BPE on
+    ASCII) gets one segment, its whole reward."""
+    ids = completion[:-1] if completion and completion[-1] == tok.eos_id else completion
+    last = max(len(completion) - 1, 0)
+    pieces = [tok.decode([i]) for i in ids]
+    text = tok.decode(ids)
+    if "".join(pieces) != text:
+        return [last], [reward]
+    char_end_T = list(itertools.accumulate(map(len, pieces)))  # characters of text up to and including token t
+    reasoning = text.split(END_THINK)[0]
+    line_ends, line_claims, offset = [], [], 0
+    for line in reasoning.split("\n"):
+        offset += len(line) + 1
+        claims = extract_steps(line) if "=" in line else []
+        if claims:  # None (more than the verifier reads) or a list with claims
+            line_ends.append(min(offset - 1, len(reasoning)))
+            line_claims.append(claims)
+    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
+    line_weight = cfg.step_validity_weight * coverage
+    ends, rewards = [], []
+    for end_char, claims in zip(line_ends, line_claims):
+        valid = all([next(checks).valid for _ in claims])
+        t = bisect.bisect_left(char_end_T, end_char)  # the token that ends the line
+        if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
+            rewards[-1] = min(rewards[-1], line_weight * valid)
+            continue
+        ends.append(t)
+        rewards.append(line_weight * valid)
+    answer_reward = reward - cfg.step_validity_weight * step_validity
+    if ends and ends[-1] >= last:  # the answer shares the last token: fold it in
+        rewards[-1] += answer_reward
+    else:
+        ends.append(last)
+        rewards.append(answer_reward)
+    return ends, rewards
 
 
 # ----------------------------------------------------------------------------- the rollout batch

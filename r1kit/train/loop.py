@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
 from r1kit.data.schema import read_metrics, write_text
-from r1kit.device import autocast, choose_dtype, resolve_device
+from r1kit.device import autocast, choose_dtype
 from r1kit.interop.checkpoint import save_pretrained
 from r1kit.model.transformer import Transformer
 
