@@ -1,6 +1,7 @@
 """GRPO: the loss pieces by hand, routing replay, rewards of garbage, real learning on a toy reward,
 every parameter trained, non-finite steps skipped, exact resume."""
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -23,7 +24,8 @@ from r1kit.train.grpo_loss import (
 from r1kit.train.sft import reasoning_text, training_corpus
 from r1kit.data.synth import synth
 from r1kit.data.tokenizer import Tokenizer
-from r1kit.format import format_completion
+from r1kit.format import format_completion, format_response
+from r1kit.reward import RewardConfig, composite_reward, score
 
 RL_TINY = str(Path(__file__).resolve().parents[1] / "configs" / "rl_tiny.yaml")
 TIMING_KEYS = {"rollout_tokens_per_s", "update_tokens_per_s", "train_minutes"}
@@ -179,12 +181,24 @@ def test_extra_reward_functions_add_and_are_checked(toy):
     tok = Tokenizer.load(toy / "init")
     ex = load_examples(toy / "train.jsonl").examples[0]
     cfg = RLConfig(train_data="x")
-    rewards, parts = completion_rewards(tok, [[tok.eos_id], [tok.eos_id]], [ex] * 2, cfg, [lambda texts, exs: [0.5, 2]])
+    seen = {}
+
+    def extra(texts, **columns):  # TRL's signature: the dataset's columns by name
+        seen.update(columns)
+        return [0.5, 2]
+
+    rewards, parts = completion_rewards(tok, [[tok.eos_id], [tok.eos_id]], [ex] * 2, cfg, [extra])
     assert rewards == [0.5, 2.0] and parts["extra"] == [0.5, 2.0]
+    assert seen == {"answer": [ex.answer] * 2, "question": [ex.question] * 2, "optimal_steps": [ex.optimal_steps] * 2}
     with pytest.raises(ValueError, match="finite"):
-        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [float("nan")]])
+        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, **columns: [float("nan")]])
     with pytest.raises(ValueError, match="1 finite numbers"):
-        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, exs: [1.0, 2.0]])
+        completion_rewards(tok, [[tok.eos_id]], [ex], cfg, [lambda texts, **columns: [1.0, 2.0]])
+    # r1kit.reward's TRL functions plug in as they are: the composite reward of a right answer
+    right = tok.encode(format_completion(reasoning_text(ex), ex.answer))
+    both, parts = completion_rewards(tok, [right], [ex], cfg, [functools.partial(composite_reward, config=RewardConfig())])
+    assert parts["extra"][0] == pytest.approx(score(format_response(reasoning_text(ex), ex.answer), ex.answer,
+                                                    ex.question, ex.optimal_steps).total)
 
 
 # ----------------------------------------------------------------------------- process credit
@@ -274,7 +288,7 @@ def test_process_credit_trains(toy, tmp_path):
 # ----------------------------------------------------------------------------- training
 
 
-def _distinct_chars(texts, examples):
+def _distinct_chars(texts, **columns):
     """A reward that differs within nearly every group of random completions."""
     return [len(set(t)) / 10 for t in texts]
 
@@ -322,7 +336,7 @@ def test_toy_reward_raises_the_favoured_tokens_probability(toy, tmp_path):
     assert len(seven) == 1
     X = seven[0]
 
-    def share_of_sevens(texts, examples):
+    def share_of_sevens(texts, **columns):
         return [sum(t == X for t in ids) / max(1, len(ids)) for ids in map(tok.encode, texts)]
 
     prompts = [tok.encode_prompt(ex.question) for ex in load_examples(toy / "train.jsonl").examples]

@@ -6,9 +6,10 @@ What one step does:
   1. picks `prompts_per_step` training problems, a pure function of (seed, step) as SFT's batches;
   2. samples `group_size` completions per problem (`rollout`, the engine, model in eval mode), at
      `temperature` / `top_p` with a sampling seed derived from (seed, step);
-  3. scores each with the verifier evaluation uses (`r1kit.reward.score` on the decoded text, EOS
-     stripped): R = 0.6 accuracy + 0.3 step validity + 0.1 efficiency, plus any extra reward
-     functions (`reward_fns`);
+  3. scores each with the verifier (`r1kit.reward.score` on the decoded text, EOS stripped):
+     R = 0.6 accuracy + 0.3 step validity + 0.1 efficiency with reward.TRAINING_REWARD's two guards
+     (below), plus any extra reward functions (`reward_fns`, in TRL's signature
+     fn(completions, answer=, question=, optimal_steps=) -> floats, as r1kit.reward.trl's);
   4. turns rewards into advantages within each problem's group (`group_advantages`);
   5. one no-grad forward over prompt + completion gives the rollout ("old") policy's per-token
      log-probs and each MoE layer's expert choices; with beta > 0 the frozen init (SFT) model gives
@@ -138,8 +139,8 @@ from r1kit.train.grpo_loss import (
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices
 from r1kit.train.optim import adamw
 from r1kit.reward import RewardConfig, TRAINING_REWARD, check_steps, extract_steps, score
+from r1kit.reward.trl import RewardFunction
 
-RewardFn = Callable[[list[str], list[Example]], list[float]]  # (completion texts, their problems) -> rewards
 
 
 class RLConfig(RunConfig):
@@ -227,7 +228,7 @@ def rollout(model: Transformer, tok: Tokenizer, prompt_ids: list[list[int]], cfg
 
 
 def completion_rewards(
-    tok: Tokenizer, completions: list[list[int]], examples: list[Example], cfg: RLConfig, reward_fns: Sequence[RewardFn] = (),
+    tok: Tokenizer, completions: list[list[int]], examples: list[Example], cfg: RLConfig, reward_fns: Sequence[RewardFunction] = (),
 ) -> tuple[list[float], dict[str, list[float]]]:
     """The reward of each completion (token ids, scored against the example in the same row), and
     its parts: accuracy, step_validity, efficiency (before `efficiency_only_if_correct`), extra, and
@@ -249,7 +250,9 @@ def completion_rewards(
         parts["efficiency"].append(efficiency)
         parts["coverage"].append(1.0 if b.coverage is None else b.coverage)
     for fn in reward_fns:
-        values = list(fn(texts, examples))
+        # TRL's convention (r1kit.reward.trl): fn(completions, **dataset columns) -> one float each
+        values = list(fn(texts, answer=[ex.answer for ex in examples], question=[ex.question for ex in examples],
+                         optimal_steps=[ex.optimal_steps for ex in examples]))
         if len(values) != len(texts) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             raise ValueError(f"reward function {getattr(fn, '__name__', fn)!r} must return {len(texts)} finite numbers, got {values!r:.200}")
         for i, value in enumerate(values):
@@ -427,7 +430,7 @@ def warmup_lr(step: int, cfg: RLConfig) -> float:
 
 def train_rl(
     cfg: RLConfig, init_checkpoint: str | Path, resume: bool = False, progress: bool = True,
-    stop_at: int | None = None, reward_fns: Sequence[RewardFn] | None = None,
+    stop_at: int | None = None, reward_fns: Sequence[RewardFunction] | None = None,
 ) -> Path:
     """Run GRPO from an SFT checkpoint; returns the final checkpoint directory. `reward_fns` are
     added to the verifier's reward. `stop_at` ends the run after that step as an interruption would
