@@ -47,8 +47,8 @@ def format_answer(answer: object) -> str:
 
 
 def format_prompt(question: str) -> str:
-    """A one-question prompt; generation continues inside the reasoning."""
-    return f"{BOS}{USER}{question.strip()}{ASSISTANT}{THINK}\n"
+    """A one-question prompt (a conversation of one user turn); generation continues inside the reasoning."""
+    return format_conversation([{"role": "user", "content": question}])
 
 
 def format_completion(reasoning: str, answer: object) -> str:
