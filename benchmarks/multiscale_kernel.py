@@ -1,5 +1,5 @@
 """One layer's multi-scale attention, forward + backward: the fused CPU kernel against the three
-SDPA branches it replaces in training (r1kit/multiscale_kernel.py vs attention.multiscale_chunk).
+SDPA branches it replaces in training (r1kit/model/kernels/multiscale.py vs r1kit.model.attention.multiscale_chunk).
 
 Same inputs for both (the demo model's shape: 4 heads of 32, window 32, top-64, ~40% symbol
 keys), gate mixing included; the two run alternately, medians over `--steps` repetitions per

@@ -2,7 +2,7 @@
 
 Every field states why it has its default. Validation is strict: an unknown key or an
 out-of-range value raises `ConfigError` naming the key and what is allowed. Training, sampling
-and server settings live with their own modules (sft.py, engine.py, serve.py), not here.
+and server settings live with their own modules (train/, inference/), not here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class AttentionConfig(_Strict):
         256, ge=16, description="queries per chunk in the multiscale branches: training at T <= 256 is one chunk; longer T stays bounded in memory"
     )
     kernel: Literal["auto", "fused", "sdpa"] = Field(
-        "auto", description="multiscale in training: 'fused' computes one score matrix for the three branches in C++ (r1kit/csrc, compiled "
+        "auto", description="multiscale in training: 'fused' computes one score matrix for the three branches in C++ (r1kit/model/kernels/csrc, compiled "
         "on first use; fwd+bwd 2.7-3.9x faster per layer at T = 77-130 on 2 CPU cores, docs/benchmarks.md), 'sdpa' runs three masked "
         "SDPA calls; 'auto' = fused where it builds and applies (CPU, float32, one chunk, no cache), else sdpa. Same results to ~1e-6"
     )

@@ -22,7 +22,7 @@ from r1kit.train.sft import SFTConfig
 PATHS = {"train_data", "eval_data", "out_dir", "seed"}
 SFT_BUDGET = {"max_minutes"}
 RL_BUDGET = {"max_minutes", "max_steps"}
-README_DATA = ["data", "synth", "--seed", "1", "--steps", "1-4", "--test-steps", "2-3", "--max-operand", "100"]
+README_DATA = ["data", "synth", "--seed", "0", "--steps", "1-4", "--test-steps", "2-3", "--max-operand", "100"]
 
 
 def _files() -> dict:
@@ -107,7 +107,7 @@ def test_claims_trains_with_the_files_settings(tmp_path, monkeypatch):
 
 
 def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tmp_path, capsys):
-    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=1)
+    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=0)
     train, test = (load_examples(paths[k]).examples for k in ("train", "test"))
     assert (len(train), len(test)) == (300, 40)
     assert {e.optimal_steps for e in train} == {1, 2, 3, 4} and {e.optimal_steps for e in test} == {2, 3}
@@ -118,7 +118,7 @@ def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tm
     assert "wrote 40 problems (2-3 steps" in capsys.readouterr().out
     assert out.read_bytes() == paths["train"].read_bytes() and test_out.read_bytes() == paths["test"].read_bytes()
 
-    claims_data = claims._data(tmp_path / "claims", 300, 40, 1)
+    claims_data = claims._data(tmp_path / "claims", 300, 40, 0)
     assert claims_data["train"].read_bytes() == paths["train"].read_bytes()
     assert claims_data["test"].read_bytes() == paths["test"].read_bytes()
 
