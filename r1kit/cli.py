@@ -420,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", help="the question; without it, steps are not checked for grounding")
     p.add_argument("--optimal-steps", type=int, help="the optimal step count; without it, no efficiency term")
     p.add_argument("--efficiency", choices=("article", "bounded"), default=None,
-                   help="article: 1 - steps/optimal (SPEC S11, can go negative); bounded: min(1, optimal/steps)")
-    p.add_argument("--weights", help="accuracy,step_validity,efficiency (default: RewardConfig's, SPEC S11's 0.6,0.3,0.1)")
+                   help="article: 1 - steps/optimal (S11, can go negative); bounded: min(1, optimal/steps)")
+    p.add_argument("--weights", help="accuracy,step_validity,efficiency (default: RewardConfig's, S11's 0.6,0.3,0.1)")
     p.add_argument("--step-validity", choices=("article", "at_least_optimal"), default=None,
                    help="valid steps / steps written (article, the default) or / max(written, optimal) (GRPO's guard)")
     p.add_argument("--no-fallback", action="store_true",

@@ -1,4 +1,4 @@
-"""The verifier and the composite reward of SPEC S11 (docs/verifier.md): the one scorer for RL
+"""The verifier and the composite reward of S11 (docs/verifier.md): the one scorer for RL
 rewards and for evaluation.
 
     R = 0.6 * accuracy + 0.3 * step_validity + 0.1 * efficiency

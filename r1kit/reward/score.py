@@ -1,4 +1,4 @@
-"""The composite reward of SPEC S11 for one completion (`score`), its weights and variants
+"""The composite reward of S11 for one completion (`score`), its weights and variants
 (`RewardConfig`), the efficiency term, and the JSONL rows `r1kit reward --jsonl` scores.
 
     R = 0.6 * accuracy + 0.3 * step_validity + 0.1 * efficiency
@@ -9,7 +9,7 @@ scores 0 throughout, unread; nothing a completion contains makes `score` raise, 
 *arguments* (weights, optimal_steps) raise ValueError.
 
 Efficiency (`efficiency`)
-    "article" (default; SPEC S11 as written): 1 - steps / optimal_steps. It is 1 with no step, 0 at
+    "article" (default; S11 as written): 1 - steps / optimal_steps. It is 1 with no step, 0 at
     the optimal count and negative above it, without a floor: three times the optimal count gives
     -2, which at weight 0.1 costs 0.2, and a long enough chain outweighs a correct answer.
     "bounded": min(1, optimal_steps / steps): 1 at or below the optimal count, falling towards 0
@@ -31,7 +31,7 @@ from r1kit.reward.arithmetic import MAX_COMPLETION_CHARS
 from r1kit.reward.steps import CONSTANTS, MAX_CLAIMS, check_steps, extract_steps, question_coverage
 
 EfficiencyVariant = Literal["article", "bounded"]
-# "article": valid / steps written (SPEC S11). "at_least_optimal": valid / max(steps written,
+# "article": valid / steps written (S11). "at_least_optimal": valid / max(steps written,
 # optimal_steps), so a completion cannot raise it by writing fewer steps than the problem needs:
 # under "article", GRPO on the demo model learnt to cut steps (docs/benchmarks.md).
 StepValidityVariant = Literal["article", "at_least_optimal"]
@@ -53,20 +53,20 @@ def efficiency(steps: int, optimal_steps: int, variant: EfficiencyVariant = "art
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """How `score` weighs and reads a completion; the defaults are SPEC S11's."""
+    """How `score` weighs and reads a completion; the defaults are S11's."""
 
-    accuracy_weight: float = 0.6  # SPEC S11
-    step_validity_weight: float = 0.3  # SPEC S11
-    efficiency_weight: float = 0.1  # SPEC S11
-    efficiency: EfficiencyVariant = "article"  # SPEC S11 as written; the RL issue measures "bounded"
-    step_validity: StepValidityVariant = "article"  # SPEC S11 as written; see StepValidityVariant
+    accuracy_weight: float = 0.6  # S11
+    step_validity_weight: float = 0.3  # S11
+    efficiency_weight: float = 0.1  # S11
+    efficiency: EfficiencyVariant = "article"  # S11 as written; the RL issue measures "bounded"
+    step_validity: StepValidityVariant = "article"  # S11 as written; see StepValidityVariant
     last_number_fallback: bool = True  # a bare final number still counts; scoring other models' outputs needs it
     # r1kit's chat template ends the prompt with <think>: set True to score its completions, so
     # that one cut off before </think> has no answer (off: plain text from other models is all answer)
     think_in_prompt: bool = False
     constants: frozenset[Fraction] = CONSTANTS  # numbers any step may use without a source
     # scale step validity by `question_coverage` (needs the question): valid steps that ignore the
-    # question's numbers stop paying. Off: SPEC S11's term as written; GRPO gamed it (docs/benchmarks.md)
+    # question's numbers stop paying. Off: S11's term as written; GRPO gamed it (docs/benchmarks.md)
     question_coverage: bool = False
 
     def __post_init__(self):

@@ -1,7 +1,7 @@
 """The reward in TRL's convention: a reward function is `fn(completions, **columns) -> list[float]`,
 where a completion is a string or, for chat data, a list of messages whose last one is the model's.
 `score_batch` scores a batch (a GRPO group) and adds extra rewards of that signature;
-`composite_reward` is SPEC S11's reward as one; `format_reward` is an example extra reward.
+`composite_reward` is S11's reward as one; `format_reward` is an example extra reward.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ The trap in the reward
   that are valid, so stopping after the first, easy step raises it. GRPO at lr 3e-4 on the demo
   model learnt exactly that (2.48 -> 1.75-2.16 steps, accuracy down). `step_validity` defaults to
   "at_least_optimal": valid steps / max(steps written, optimal steps), which removed the cut
-  (2.51 steps) in the same run; "article" is SPEC S11's fraction.
+  (2.51 steps) in the same run; "article" is S11's fraction.
   The third, measured too: "valid" means correct arithmetic on grounded numbers, and constants
   (2, 10, ...) and earlier results are grounded, so steps such as "6 * 2 = 12 / 12 + 2 = 14 / ..."
   are all valid while ignoring the question. Started from a model that writes too few steps for
@@ -169,12 +169,12 @@ class RLConfig(RunConfig):
         "supervision, each reasoning line rewarded by the verifier's step checks and each token credited with the "
         "normalised rewards of its own and later lines (see the module docstring)")
     # the reward's defaults are r1kit.reward.TRAINING_REWARD's: the article's R with RL's two guards
-    accuracy_weight: float = Field(TRAINING_REWARD.accuracy_weight, ge=0, description="reward weight of the final answer's accuracy (SPEC S11)")
-    step_validity_weight: float = Field(TRAINING_REWARD.step_validity_weight, ge=0, description="reward weight of step validity (SPEC S11)")
-    efficiency_weight: float = Field(TRAINING_REWARD.efficiency_weight, ge=0, description="reward weight of efficiency (SPEC S11)")
-    efficiency: Literal["article", "bounded"] = Field(TRAINING_REWARD.efficiency, description="efficiency variant (reward.efficiency): 'article' 1 - steps/optimal as SPEC S11; 'bounded' min(1, optimal/steps)")
-    step_validity: Literal["article", "at_least_optimal"] = Field(TRAINING_REWARD.step_validity, description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (SPEC S11)")
-    question_coverage: bool = Field(TRAINING_REWARD.question_coverage, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = SPEC S11's term")
+    accuracy_weight: float = Field(TRAINING_REWARD.accuracy_weight, ge=0, description="reward weight of the final answer's accuracy (S11)")
+    step_validity_weight: float = Field(TRAINING_REWARD.step_validity_weight, ge=0, description="reward weight of step validity (S11)")
+    efficiency_weight: float = Field(TRAINING_REWARD.efficiency_weight, ge=0, description="reward weight of efficiency (S11)")
+    efficiency: Literal["article", "bounded"] = Field(TRAINING_REWARD.efficiency, description="efficiency variant (reward.efficiency): 'article' 1 - steps/optimal as S11; 'bounded' min(1, optimal/steps)")
+    step_validity: Literal["article", "at_least_optimal"] = Field(TRAINING_REWARD.step_validity, description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (S11)")
+    question_coverage: bool = Field(TRAINING_REWARD.question_coverage, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = S11's term")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
