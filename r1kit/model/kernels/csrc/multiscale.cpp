@@ -1,6 +1,6 @@
 // Fused multi-scale attention for training on CPU: the row-wise part of the three branches (S2-S4).
 //
-// The caller (r1kit/multiscale_kernel.py) does the matrix products with torch.bmm:
+// The caller (r1kit/model/kernels/multiscale.py) does the matrix products with torch.bmm:
 //   forward   scores = q k^T / sqrt(D);  [here] probs = sum_b g_b softmax_b(scores);  out = probs v
 //   backward  dP = dO v^T;  dV = probs^T dO;  [here] dS, dgate;  dQ = dS k / sqrt(D);  dK = dS^T q / sqrt(D)
 // This file does, for each query row, what torch needs a dozen passes over [N, T, T] for: the
