@@ -99,3 +99,70 @@ def test_failed_save_leaves_last_good_checkpoint_intact(tmp_path):
     assert (tmp_path / "ckpt" / "note.txt").read_text() == "hi"
     assert not torch.equal(load_pretrained(tmp_path / "ckpt").embed.weight, first.embed.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_write_never_replaces_a_directory_r1kit_did_not_write(tmp_path, capsys):
+    from r1kit.cli import main
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("my thesis")
+    assert main(["init", "--preset", "tiny", "--out", str(project)]) == 2
+    assert "refusing to write over" in capsys.readouterr().err
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt"] and (project / "notes.txt").read_text() == "my thesis"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # no debris beside it
+
+    hf_like = tmp_path / "hf"  # a Hugging Face folder has config.json and model.safetensors too
+    hf_like.mkdir()
+    save_file({"w": torch.zeros(2)}, str(hf_like / "model.safetensors"), metadata={"format": "pt"})
+    (hf_like / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="not a directory r1kit wrote"):
+        save_pretrained(make_model(), hf_like)
+    assert (hf_like / "config.json").read_text() == "{}"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_pretrained(make_model(seed=1), empty)  # an empty directory is fair game, and so is r1kit's own
+    save_pretrained(make_model(seed=2), empty)
+    assert torch.equal(load_pretrained(empty).embed.weight, make_model(seed=2).embed.weight)
+
+
+_KILL_AT_RENAME = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {tests!r})
+from conftest import make_model
+from r1kit.interop import checkpoint
+kill_after, calls = int(sys.argv[1]), []
+real_replace = os.replace
+def replace(src, dst):
+    real_replace(src, dst)
+    calls.append(dst)
+    if len(calls) == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)  # a crash right after this rename, before any cleanup
+checkpoint.os.replace = replace
+def die_while_writing(d):
+    if kill_after == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.save_pretrained(make_model(seed=2), sys.argv[2], extra=die_while_writing)
+"""
+
+
+@pytest.mark.parametrize("kill_after, survivor", [(0, 1), (1, 1), (2, 2)])
+def test_a_save_killed_at_any_point_leaves_a_loadable_checkpoint(tmp_path, kill_after, survivor):
+    """SIGKILL while writing (0), after the old checkpoint moved aside (1), after the new one moved
+    in (2): loading gives the old checkpoint in the first two cases, the new in the last."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ckpt = tmp_path / "ckpt"
+    save_pretrained(make_model(seed=1), ckpt)
+    script = _KILL_AT_RENAME.format(tests=str(Path(__file__).parent))
+    proc = subprocess.run([sys.executable, "-c", script, str(kill_after), str(ckpt)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert (kill_after == 1) == (not ckpt.exists())  # the window this test is about
+    loaded = load_pretrained(ckpt)  # restores a stranded checkpoint
+    assert torch.equal(loaded.embed.weight, make_model(seed=survivor).embed.weight)
+    save_pretrained(make_model(seed=3), ckpt)  # and the directory takes new saves
+    assert torch.equal(load_pretrained(ckpt).embed.weight, make_model(seed=3).embed.weight)

@@ -59,3 +59,18 @@ def test_non_dense_models_are_refused_with_the_reason(tmp_path, changes, reason,
     assert main(["export-hf", str(path), str(tmp_path / "hf")]) == 2
     assert reason in capsys.readouterr().err
     assert not (tmp_path / "hf").exists()
+
+
+def test_export_replaces_only_a_folder_it_wrote(tmp_path, capsys):
+    path, _, _ = _checkpoint(tmp_path, attention=dict(kind="dense"), moe=dict(n_experts=0))
+    out = tmp_path / "hf"
+    assert main(["export-hf", str(path), str(out)]) == 0
+    assert main(["export-hf", str(path), str(out)]) == 0  # its own earlier export: replaced
+    assert main(["export-hf", str(path), str(path)]) == 2  # an r1kit checkpoint is not an export
+    assert "refusing to write over" in capsys.readouterr().err
+    assert (path / "tokenizer.json").is_file() and not (path / "generation_config.json").exists()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "keep.txt").write_text("x")
+    assert main(["export-hf", str(path), str(runs)]) == 2
+    assert [p.name for p in runs.iterdir()] == ["keep.txt"]

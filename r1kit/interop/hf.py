@@ -23,6 +23,9 @@ from r1kit.model.transformer import Transformer
 from r1kit.data.tokenizer import Tokenizer
 from r1kit.format import ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, THINK, USER
 
+# stamped on the exported weights: export-hf replaces only a folder it wrote itself
+HF_EXPORT_MARKER = {"exported_by": "r1kit export-hf"}
+
 # r1kit name piece -> Hugging Face Llama name piece, applied in order
 _RENAMES = [
     ("embed.", "model.embed_tokens."),
@@ -121,7 +124,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path) -> Path:
     state, config = hf_state_dict(model), hf_config(model, tok)
 
     def write(d: Path) -> None:
-        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt", **HF_EXPORT_MARKER})
         (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         generation = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
         (d / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
@@ -136,4 +139,4 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path) -> Path:
         }
         (d / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
-    return atomic_directory(out_dir, write)
+    return atomic_directory(out_dir, write, marker=HF_EXPORT_MARKER)
