@@ -8,8 +8,9 @@ test: setup
 	$(PY) -m pytest -q
 
 # The main job: data, tokenizer, SFT, evaluation, GRPO, evaluation, report (~20 minutes on 2 cores).
+# A second run into runs/demo needs DEMO_ARGS=--overwrite (or DEMO_ARGS="--out runs/demo2").
 demo: setup
-	$(VENV)/bin/r1kit demo
+	$(VENV)/bin/r1kit demo $(DEMO_ARGS)
 
 # The CPU build of torch 2.13.0 goes in first and explicitly: letting pip resolve torch
 # on its own would download a multi-GB CUDA build.

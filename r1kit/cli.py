@@ -206,7 +206,7 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
     from r1kit.train.sft import load_run_config, train_sft
 
     model_cfg, sft_cfg = load_run_config(args.config, args.overrides + _device_overrides(args, "sft"))
-    final = train_sft(model_cfg, sft_cfg, resume=args.resume, progress=not args.no_progress)
+    final = train_sft(model_cfg, sft_cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
 
 
@@ -214,7 +214,7 @@ def cmd_train_rl(args: argparse.Namespace) -> None:
     from r1kit.train.grpo import load_rl_config, train_rl
 
     cfg = load_rl_config(args.config, args.overrides + _device_overrides(args, "rl"))
-    final = train_rl(cfg, args.init, resume=args.resume, progress=not args.no_progress)
+    final = train_rl(cfg, args.init, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"final checkpoint: {final}\nmetrics: {final.parent / 'metrics.jsonl'}")
 
 
@@ -238,7 +238,8 @@ def _load_for_inference(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> None:
     from r1kit.recipes.demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress,
+             overwrite=args.overwrite)
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
@@ -481,20 +482,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default,
                        help="compute precision (autocast); auto: r1kit.device.choose_dtype")
 
+    def add_run_dir_flags(p: argparse.ArgumentParser) -> None:
+        how = p.add_mutually_exclusive_group()
+        how.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
+        how.add_argument("--overwrite", action="store_true",
+                         help="start a new run in a non-empty OUT_DIR, replacing its checkpoints and metrics")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+
     p = sub.add_parser("train", help="train a model: sft (stage one), rl (stage two, GRPO)")
     tsub = p.add_subparsers(dest="train_command", metavar="STAGE", required=True)
     q = tsub.add_parser("sft", help="supervised fine-tuning on reasoning traces")
     q.add_argument("--config", help="YAML/JSON file with model: and sft: sections")
-    q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
-    q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    add_run_dir_flags(q)
     add_device(q)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. sft.max_steps=200 model.dim=64")
     q.set_defaults(func=cmd_train_sft)
     q = tsub.add_parser("rl", help="GRPO from an SFT checkpoint with the verifier's composite reward")
     q.add_argument("--init", required=True, help="the SFT checkpoint to start from (and the KL reference when rl.beta > 0)")
     q.add_argument("--config", help="YAML/JSON file with an rl: section (configs/rl_demo.yaml)")
-    q.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last exactly")
-    q.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to metrics.jsonl)")
+    add_run_dir_flags(q)
     add_device(q)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. rl.max_steps=50 rl.beta=0.04")
     q.set_defaults(func=cmd_train_rl)
@@ -546,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--minutes", type=float, default=20.0, help="time budget; the trainings are sized to it")
     p.add_argument("--quick", action="store_true", help="a one-minute run of the same pipeline on the tiny model")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (else a non-empty --out is refused)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -87,7 +87,7 @@ def _sft_run(name: str, out: Path, data: dict, minutes: float, seed: int, progre
     # evaluation (eval_data None): each final model is evaluated below
     sft = {"max_minutes": minutes, **_paths(data, out / name, seed), **base[1]}
     model_cfg, cfg, _ = demo_configs(model, sft)
-    final = train_sft(model_cfg, cfg, progress=progress)
+    final = train_sft(model_cfg, cfg, progress=progress, overwrite=True)  # an unfinished run starts over
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in log if "utilisation" in r]
     result = {"kind": "sft", "attention": kind, "balancing": balancing, "minutes": minutes,
@@ -103,7 +103,7 @@ def _rl_run(name: str, out: Path, data: dict, minutes: float, seed: int, progres
     # max_steps only a cap: equal minutes end every run
     rl = {"max_steps": 10**4, "max_minutes": minutes, **_paths(data, out / name, seed), **REWARDS[variant], **base[2]}
     _, _, cfg = demo_configs(rl=rl)
-    final = train_rl(cfg, init, progress=progress)
+    final = train_rl(cfg, init, progress=progress, overwrite=True)  # an unfinished run starts over
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in log if "reward" in r]
     start = json.loads((out / "sft_load_penalty" / "result.json").read_text())

@@ -37,6 +37,7 @@ from r1kit.recipes.configs import demo_configs
 from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data
 from r1kit.recipes.report import write_report
 from r1kit.train.grpo import RLConfig, train_rl
+from r1kit.train.loop import RunDirError
 from r1kit.train.sft import SFTConfig, train_sft
 
 
@@ -113,10 +114,14 @@ def resolve(p: DemoPlan, out: Path, seed: int) -> tuple[ModelConfig, SFTConfig, 
 
 
 def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bool = False, seed: int = 0,
-             progress: bool = True) -> Path:
+             progress: bool = True, overwrite: bool = False) -> Path:
+    """The whole pipeline into `out_dir`, which must be empty or new unless `overwrite` (then the
+    earlier demo's data, checkpoints and metrics there are replaced)."""
     out = Path(out_dir)
     p = plan(minutes, quick)
     model_cfg, sft_cfg, rl_cfg = resolve(p, out, seed)  # before any work: a bad config fails at once
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunDirError(f"{out} is not empty (an earlier demo?): --overwrite replaces that run, or --out another directory")
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -130,13 +135,13 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     print(f"{p.n_train} training problems (1-4 steps), {p.n_test} held-out (2-3 steps), operands below 100 -> {out / 'data'}")
 
     stage("sft", "2/6 SFT: tokenizer, then supervised fine-tuning")
-    sft_final = train_sft(model_cfg, sft_cfg, progress=progress)
+    sft_final = train_sft(model_cfg, sft_cfg, progress=progress, overwrite=overwrite)
 
     stage("sft_eval", "3/6 evaluation of the SFT model")
     sft_eval = _evaluate(sft_final, data["test"], sft_cfg, out / "sft" / "eval.json")
 
     stage("rl", "4/6 GRPO: reinforcement learning with the composite reward")
-    rl_final = train_rl(rl_cfg, sft_final, progress=progress)
+    rl_final = train_rl(rl_cfg, sft_final, progress=progress, overwrite=overwrite)
 
     stage("rl_eval", "5/6 evaluation of the RL model")
     rl_eval = _evaluate(rl_final, data["test"], sft_cfg, out / "rl" / "eval.json")

@@ -430,7 +430,7 @@ def warmup_lr(step: int, cfg: RLConfig) -> float:
 
 def train_rl(
     cfg: RLConfig, init_checkpoint: str | Path, resume: bool = False, progress: bool = True,
-    stop_at: int | None = None, reward_fns: Sequence[RewardFunction] | None = None,
+    stop_at: int | None = None, reward_fns: Sequence[RewardFunction] | None = None, overwrite: bool = False,
 ) -> Path:
     """Run GRPO from an SFT checkpoint; returns the final checkpoint directory. `reward_fns` are
     added to the verifier's reward. `stop_at` ends the run after that step as an interruption would
@@ -473,7 +473,7 @@ def train_rl(
             model_.config = rl_model_cfg
 
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))  # SFT's betas
-    loop = TrainingLoop(cfg, "rl", model, optimizer, resume, save_extra=tok.save, save_model=save_with_init_config,
+    loop = TrainingLoop(cfg, "rl", model, optimizer, resume, save_extra=tok.save, save_model=save_with_init_config, overwrite=overwrite,
                         start_record={"init": str(init_checkpoint), "problems": len(pool),
                                       "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
                                       "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -36,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from r1kit.data.schema import read_metrics, write_text
 from r1kit.device import autocast, choose_dtype
-from r1kit.interop.checkpoint import save_pretrained
+from r1kit.interop.checkpoint import is_r1kit_checkpoint, save_pretrained
 from r1kit.model.transformer import Transformer
 
 
@@ -105,7 +106,7 @@ def _permutation(n: int, seed: int, epoch: int) -> list[int]:
 # ----------------------------------------------------------------------------- trainer state
 
 
-def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: int, dtype: str) -> None:
+def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: int, dtype: str, config: dict) -> None:
     directory.mkdir()
     state = optimizer.state_dict()
     tensors = {"torch_rng": torch.get_rng_state()}
@@ -117,14 +118,14 @@ def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: 
             else:
                 scalars.setdefault(str(idx), {})[name] = value
     save_file(tensors, str(directory / "state.safetensors"))
-    meta = {"step": step, "dtype": dtype, "param_groups": state["param_groups"], "scalars": scalars}
+    meta = {"step": step, "dtype": dtype, "config": config, "param_groups": state["param_groups"], "scalars": scalars}
     (directory / "state.json").write_text(json.dumps(meta))
 
 
 def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> tuple[int, str | None]:
     """Restores the optimiser and torch's RNG; returns (step, the saved dtype or None for states
     written before the dtype was saved)."""
-    meta = json.loads((directory / "state.json").read_text())
+    meta = read_trainer_meta(directory)
     tensors = load_file(str(directory / "state.safetensors"))
     per_param: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -138,6 +139,23 @@ def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> tup
     return meta["step"], meta.get("dtype")
 
 
+def read_trainer_meta(directory: Path) -> dict:
+    return json.loads((directory / "state.json").read_text())
+
+
+def check_same_settings(saved: dict | None, now: dict, section: str, ignore: frozenset[str] = frozenset({"device", "dtype"})) -> None:
+    """A resumed run must continue with the settings it was saved with (else its losses are not the
+    uninterrupted run's, and its metrics mix two runs); names every differing key. `saved` None: a
+    state written before settings were saved, nothing to compare."""
+    if saved is None:
+        return
+    differ = [f"{section}.{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+              if k not in ignore and saved.get(k) != now.get(k)]
+    if differ:
+        raise ValueError("--resume: the run was saved with other settings (" + "; ".join(differ) + "); resume with "
+                         "the saved settings, or start a new run in another out_dir")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -147,10 +165,21 @@ def log_metrics(path: Path, record: dict) -> None:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint being resumed."""
+    """On resume, drop metric lines written after the checkpoint being resumed, and a last line cut
+    short by a crash mid-write; any other unreadable line is an error naming it."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+    lines = path.read_text().splitlines()
+    keep = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # a crash mid-write: the line never finished
+            raise ValueError(f"{path}:{number}: not a JSON line; the metrics log is damaged") from None
+        if record.get("step", 0) <= step:
+            keep.append(line)
     write_text(path, "".join(line + "\n" for line in keep))  # atomic: a crash here keeps the old log
 
 
@@ -171,10 +200,28 @@ def routing_summary(model: Transformer) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 
+def start_fresh(out: Path, overwrite: bool) -> None:
+    """A new run goes into an empty (or new) out_dir. A non-empty one is refused unless `overwrite`:
+    then the earlier run's checkpoints (last/, final/, minutes_*/, those r1kit wrote) are removed,
+    so none of them survives to be taken for this run's; other files stay."""
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise RunDirError(f"{out} is not empty: --resume continues the run in it, --overwrite starts a new one there "
+                          f"(its last/, final/, minutes_*/ and metrics.jsonl are replaced), or choose another out_dir")
+    for d in [out / "last", out / "final", *out.glob("minutes_*")]:
+        if is_r1kit_checkpoint(d):
+            shutil.rmtree(d)
+
+
 def out_of_time(cfg: RunConfig, train_seconds: float, longest_step_seconds: float) -> bool:
     """max_minutes is a budget, not a deadline to overrun: the run is out of time when another step
     as long as the longest so far would take it past the budget."""
     return cfg.max_minutes is not None and train_seconds + longest_step_seconds > cfg.max_minutes * 60
+
+
+class RunDirError(ValueError):
+    """A run directory that a new run would clobber."""
 
 
 class TrainingLoop:
@@ -184,7 +231,7 @@ class TrainingLoop:
 
     def __init__(self, cfg: RunConfig, name: str, model: Transformer, optimizer: torch.optim.Optimizer,
                  resume: bool, start_record: dict, save_extra: Callable[[Path], None],
-                 save_model: Callable[[Transformer, Path, Callable], None] = save_pretrained):
+                 save_model: Callable[[Transformer, Path, Callable], None] = save_pretrained, overwrite: bool = False):
         self.cfg, self.name, self.model, self.optimizer = cfg, name, model, optimizer
         self.out = Path(cfg.out_dir)
         self.last, self.final, self.metrics_path = self.out / "last", self.out / "final", self.out / "metrics.jsonl"
@@ -194,11 +241,14 @@ class TrainingLoop:
         self.step, self.train_time = 0, 0.0  # train_time: seconds of training so far (evaluation excluded)
         self.dtype, reason = choose_dtype(cfg.dtype, self.device, model.num_params())
         if resume:
+            check_same_settings(read_trainer_meta(self.last / "trainer_state").get("config"), cfg.model_dump(), name)
             self.step, saved_dtype = load_trainer_state(self.last / "trainer_state", optimizer)
             if saved_dtype is not None and saved_dtype != self.dtype:
                 self.dtype, reason = saved_dtype, "kept from the run being resumed"
             truncate_metrics(self.metrics_path, self.step)
             self.train_time = resumed_train_time(self.metrics_path)
+        else:
+            start_fresh(self.out, overwrite)
         self.out.mkdir(parents=True, exist_ok=True)
         choice = {"device": str(self.device), "dtype": self.dtype, "dtype_reason": reason}
         if resume:
@@ -223,7 +273,7 @@ class TrainingLoop:
         def extra(d: Path) -> None:
             self._save_extra(d)
             if with_state:
-                save_trainer_state(d / "trainer_state", self.optimizer, self.step, self.dtype)
+                save_trainer_state(d / "trainer_state", self.optimizer, self.step, self.dtype, self.cfg.model_dump())
 
         self._save_model(self.model, directory, extra)
 

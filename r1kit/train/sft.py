@@ -43,7 +43,7 @@ from r1kit.evaluate import evaluate
 from r1kit.format import format_completion
 from r1kit.interop.checkpoint import load_pretrained
 from r1kit.model.transformer import Transformer
-from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices
+from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_settings
 from r1kit.train.optim import adamw, muon_adamw
 
 
@@ -185,10 +185,12 @@ def model_for_tokenizer(model_cfg: ModelConfig, tok: Tokenizer) -> Transformer:
 
 
 def train_sft(
-    model_cfg: ModelConfig, cfg: SFTConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None
+    model_cfg: ModelConfig, cfg: SFTConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Run SFT; returns the final checkpoint directory. `stop_at` ends the run after that step as
-    an interruption would (last/ written, no final/): tests use it to check --resume."""
+    """Run SFT; returns the final checkpoint directory. A new run needs an empty out_dir, or
+    `overwrite` (r1kit.train.loop.start_fresh). `stop_at` ends the run after that step as an
+    interruption would (last/ written, no final/): tests use it to check --resume."""
     last = Path(cfg.out_dir) / "last"
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -201,6 +203,8 @@ def train_sft(
             raise FileNotFoundError(f"--resume: no {last}/trainer_state to resume from")
         tok = Tokenizer.load(last)
         model = load_pretrained(last)
+        saved = model.config.model_dump(exclude={"vocab_size"})  # the vocabulary comes from the tokenizer
+        check_same_settings(saved, model_cfg.model_dump(exclude={"vocab_size"}), "model")
     else:
         if cfg.tokenizer:
             tok = Tokenizer.load(cfg.tokenizer)
@@ -214,7 +218,7 @@ def train_sft(
 
     lengths = [len(ids) for ids, _ in encoded]
     optimizer = sft_optimizer(model, cfg)
-    loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, start_record={
+    loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, overwrite=overwrite, start_record={
         "examples": len(encoded), "dropped_too_long": dropped, "params": model.num_params(),
         "active_params": model.num_params(active=True), "vocab_size": tok.vocab_size,
         "model": model.config.model_dump(), "sft": cfg.model_dump()})
