@@ -91,20 +91,40 @@ def cmd_reward(args: argparse.Namespace) -> None:
                 print(json.dumps(score(**row, config=config).to_dict()))
             return
         if args.answer is None:
-            raise ValueError("--completion needs --answer")
+            raise ValueError("--completion / --completion-file need --answer")
         if args.question_coverage and args.question is None:
             raise ValueError("--question-coverage needs --question: coverage is the share of the question's numbers used")
-        completion = args.completion
-        try:  # a completion's text may be too long to be a path at all (OSError), so it is text
-            if Path(completion).is_file():
-                completion = Path(completion).read_text(encoding="utf-8")
-        except OSError:
-            pass
+        # the text is the text, even when it happens to name a file; a file is read only when asked
+        completion = args.completion if args.completion is not None else Path(args.completion_file).read_text(encoding="utf-8")
         result = score(completion, args.answer, args.question, args.optimal_steps, config)
         print(json.dumps(result.to_dict(), indent=2))
     except ValueError as e:  # bad input, including RowError (file:line: what is wrong)
         print(f"r1kit reward: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number >= low (a count, a batch size, a token budget)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _steps_arg(text: str) -> tuple[int, int]:
@@ -261,8 +281,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from r1kit.device import autocast
     from r1kit.evaluate import evaluate, print_table, sampled_accuracy
 
-    if args.samples < 0:
-        raise SystemExit(f"--samples must be >= 0, got {args.samples}")
     model, tok, dtype = _load_for_inference(args)
     examples, _ = load_examples(args.data)
     examples = examples[: args.n]
@@ -280,14 +298,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
         summary["sampled"] = sampled
         print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
     print_table(greedy, title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
-    if args.out:
-        from r1kit.data.schema import write_json, write_jsonl
+    from r1kit.data.schema import write_json, write_jsonl
 
-        out = Path(args.out)
-        write_json(out, {"checkpoint": str(args.checkpoint), "data": str(args.data), **summary})
-        if args.rows_out:
-            write_jsonl(args.rows_out, result.rows)
-        print(f"wrote {out}")
+    if args.out:
+        write_json(Path(args.out), {"checkpoint": str(args.checkpoint), "data": str(args.data), **summary})
+        print(f"wrote {args.out}")
+    if args.rows_out:  # on its own too: asked for, written
+        write_jsonl(args.rows_out, result.rows)
+        print(f"wrote {args.rows_out}")
 
 
 def _sampling_params(args: argparse.Namespace):
@@ -414,12 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reward", help="score completions with the verifier's composite reward; JSON out")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--completion", help="a completion's text, or a file holding it")
+    source.add_argument("--completion", help="a completion's text (always text, never read as a path)")
+    source.add_argument("--completion-file", help="a file holding one completion's text")
     source.add_argument("--jsonl", help="a JSONL file of rows {completion, answer, question?, optimal_steps?}; "
                         "prints one breakdown per row, in order")
     p.add_argument("--answer", help="the gold answer (with --completion)")
     p.add_argument("--question", help="the question; without it, steps are not checked for grounding")
-    p.add_argument("--optimal-steps", type=int, help="the optimal step count; without it, no efficiency term")
+    p.add_argument("--optimal-steps", type=_at_least(1), help="the optimal step count; without it, no efficiency term")
     p.add_argument("--efficiency", choices=("article", "bounded"), default=None,
                    help="article: 1 - steps/optimal (S11, can go negative); bounded: min(1, optimal/steps)")
     p.add_argument("--weights", help="accuracy,step_validity,efficiency (default: RewardConfig's, S11's 0.6,0.3,0.1)")
@@ -436,25 +455,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="make or inspect maths datasets (JSONL)")
     data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     q = data_sub.add_parser("drills", help="write arithmetic drills (one step, or chains worked left to right) to mix into SFT data")
-    q.add_argument("--n", type=int, required=True)
+    q.add_argument("--n", type=_at_least(1), required=True)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--max-operand", type=int, default=100)
+    q.add_argument("--max-operand", type=_at_least(1), default=100)
     q.add_argument("--steps", type=_steps_arg, default=(1, 1), help="claims per drill, e.g. 1 (default) or a chain of 4-8")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("synth", help="write synthetic verifiable word problems (docs/data.md)")
-    q.add_argument("--n", type=int, required=True, help="number of problems")
+    q.add_argument("--n", type=_at_least(1), required=True, help="number of problems")
     q.add_argument("--seed", type=int, default=0, help="same seed and knobs, same problems")
     q.add_argument("--out", required=True, help="JSONL file to write")
     q.add_argument("--steps", type=_steps_arg, help="steps per problem, e.g. 3 or 2-3 (default 1-6)")
     q.add_argument("--min-steps", type=int, help="fewest steps (default 1)")
     q.add_argument("--max-steps", type=int, help="most steps (default 6)")
-    q.add_argument("--max-operand", type=int, default=100, help="largest number drawn for a question (default 100)")
+    q.add_argument("--max-operand", type=_at_least(1), default=100, help="largest number drawn for a question (default 100)")
     q.add_argument("--templates", help="comma-separated template names (default: all; see docs/data.md)")
     q.add_argument("--op-weights", type=_op_weights_arg, metavar="OP=W,...",
                    help="e.g. sub=3,div=3 (add, sub, mul, div): keep problems in proportion to their operations' "
                         "mean weight (missing ones weigh 1), for training sets; --test-out keeps the natural mix")
-    q.add_argument("--test-n", type=int, help="also write this many held-out problems sharing no question with --out")
+    q.add_argument("--test-n", type=_at_least(1), help="also write this many held-out problems sharing no question with --out")
     q.add_argument("--test-out", help="JSONL file for the held-out problems")
     q.add_argument("--test-steps", type=_steps_arg,
                    help="steps per held-out problem, e.g. 2-3 (the demo's target; default: as --steps)")
@@ -472,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True, help="JSONL of problems (synthetic schema or GSM8K)")
     from r1kit.data.tokenizer import DEFAULT_VOCAB_SIZE  # no torch: building the parser stays light
 
-    q.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE, help=f"BPE size (default {DEFAULT_VOCAB_SIZE}, SFT's)")
+    q.add_argument("--vocab-size", type=_at_least(64), default=DEFAULT_VOCAB_SIZE, help=f"BPE size (default {DEFAULT_VOCAB_SIZE}, SFT's)")
     q.add_argument("--out", required=True, help="directory for tokenizer.json and tokenizer_config.json")
     q.set_defaults(func=cmd_tokenizer_train)
 
@@ -508,12 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use; pass@k with --samples")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
     p.add_argument("--data", required=True, help="JSONL of held-out problems")
-    p.add_argument("--n", type=int, default=500, help="first N problems")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--n", type=_at_least(1), default=500, help="first N problems")
+    p.add_argument("--batch-size", type=_at_least(1), default=64)
+    p.add_argument("--max-new-tokens", type=_at_least(1), default=128)
     p.add_argument("--out", help="write the summary as JSON here")
     p.add_argument("--rows-out", help="also write every problem's completion and score as JSONL here")
-    p.add_argument("--samples", type=int, default=0,
+    p.add_argument("--samples", type=_at_least(0), default=0,
                    help="also sample this many completions per problem and report pass@k (RL's headroom)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for --samples")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples")
@@ -521,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     def add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
-        p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+        p.add_argument("--max-new-tokens", type=_at_least(1), default=max_new_tokens)
         p.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
         p.add_argument("--top-k", type=int, default=None)
         p.add_argument("--top-p", type=float, default=None)
@@ -532,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
     p.add_argument("--prompt", required=True, help="the question; it is put in the chat format")
-    p.add_argument("--n", type=int, default=1, help="samples (sharing one prefill); n > 1 prints JSON")
+    p.add_argument("--n", type=_at_least(1), default=1, help="samples (sharing one prefill); n > 1 prints JSON")
     p.add_argument("--json", action="store_true", help="print ids, log-probabilities, text and finish reasons as JSON")
     add_sampling(p, max_new_tokens=256, temperature=0.0)
     p.set_defaults(func=cmd_generate)
@@ -550,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline: data, tokenizer, SFT, eval, GRPO, eval, report (~20 min on 2 cores); "
                        "settings from configs/demo.yaml and configs/rl_demo.yaml, scaled to the budget")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    p.add_argument("--minutes", type=float, default=20.0, help="time budget; the trainings are sized to it")
+    p.add_argument("--minutes", type=_positive_float, default=20.0, help="time budget; the trainings are sized to it")
     p.add_argument("--quick", action="store_true", help="a one-minute run of the same pipeline on the tiny model")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (else a non-empty --out is refused)")
     p.add_argument("--seed", type=int, default=0)
@@ -559,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="ablation runs behind the article's claims -> docs/claims.md (up to an hour; resumable)")
     p.add_argument("--out", default="runs/claims", help="run directory; finished runs in it are kept (resume)")
-    p.add_argument("--minutes", type=float, default=60.0, help="time budget shared by the runs (evaluation on top)")
+    p.add_argument("--minutes", type=_positive_float, default=60.0, help="time budget shared by the runs (evaluation on top)")
     p.add_argument("--doc", default="docs/claims.md", help="where the table goes (plots beside it in claims/)")
-    p.add_argument("--n-test", type=int, default=300, help="held-out problems per evaluation")
+    p.add_argument("--n-test", type=_at_least(1), default=300, help="held-out problems per evaluation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_claims)
@@ -580,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:  # bad input and files (missing, a directory, no permission, ...)
         print(f"r1kit {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

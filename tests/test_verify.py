@@ -473,7 +473,7 @@ def test_cli_scores_one_completion(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["accuracy"] == 0.0  # cut off inside the reasoning
     path = tmp_path / "completion.txt"
     path.write_text("48/2 = 24\n48 + 24 = 72\n48 * 9 = 432\n#### 72")
-    assert main([*args, "--completion", str(path), "--efficiency", "bounded", "--weights", "1,1,1"]) == 0
+    assert main([*args, "--completion-file", str(path), "--efficiency", "bounded", "--weights", "1,1,1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["steps"], out["ungrounded_steps"], out["efficiency"]) == (3, 1, pytest.approx(2 / 3))
     assert out["total"] == pytest.approx(1 + 2 / 3 + 2 / 3)

@@ -78,8 +78,9 @@ class Example:
             raise DataError("'steps' must be a list of strings")
         if not isinstance(answer, str) or not answer.strip():
             raise DataError(f"'answer' must be a non-empty string such as \"72\", got {answer!r}")
-        if isinstance(optimal, bool) or not isinstance(optimal, int) or optimal < 0:
-            raise DataError(f"'optimal_steps' must be a whole number >= 0, got {optimal!r}")
+        if isinstance(optimal, bool) or not isinstance(optimal, int) or optimal < 1:
+            # 0 would pass here and fail in the efficiency term, after a whole evaluation's generation
+            raise DataError(f"'optimal_steps' must be a whole number >= 1 (a minimal solution's step count), got {optimal!r}")
         meta = row.get("meta", {})
         if not isinstance(meta, dict):
             raise DataError("'meta' must be an object")

@@ -138,6 +138,11 @@ class _Sequence:
     generator: torch.Generator | None
 
 
+# torch.Generator takes seeds below 2**64; derived seeds (a run's seed times a stride, shifted by a
+# step) can pass it, so they wrap around (a seed that fits is unchanged: same seed, same samples)
+_SEED_SPACE = 1 << 64
+
+
 class Engine:
     """Continuous-batching generation for one model (and optionally its tokenizer)."""
 
@@ -160,7 +165,7 @@ class Engine:
         self.device = next(model.parameters()).device
         # the compute precision of the forward passes (r1kit.device.choose_dtype decides "auto")
         self.dtype = dtype
-        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._generator = torch.Generator(device=self.device).manual_seed(seed % _SEED_SPACE)
         self._ids = itertools.count()
         self._waiting: deque[_Request] = deque()
         self._running: list[_Sequence] = []
@@ -309,7 +314,8 @@ class Engine:
             for sample in request.output.samples:
                 generator = None
                 if request.params.seed is not None:
-                    generator = torch.Generator(device=self.device).manual_seed(request.params.seed * 65_537 + sample.index)
+                    seed = (request.params.seed * 65_537 + sample.index) % _SEED_SPACE
+                    generator = torch.Generator(device=self.device).manual_seed(seed)
                 self._running.append(_Sequence(request, sample, len(request.prompt_ids), generator))
         if self._cache is None:
             self._cache, self._next_logits_BV = cache, logits_BV
