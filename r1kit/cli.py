@@ -361,7 +361,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_chat(args: argparse.Namespace) -> None:
     from r1kit.inference.engine import Engine
-    from r1kit.format import format_conversation
 
     engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
     params = _sampling_params(args)
@@ -383,11 +382,11 @@ def cmd_chat(args: argparse.Namespace) -> None:
         if not line:
             continue
         messages.append({"role": "user", "content": line})
-        prompt = engine.tokenizer.encode(format_conversation(messages))
+        prompt = engine.tokenizer.encode_conversation(messages)  # what the user typed is text, never a control token
         if len(prompt) + 1 >= engine.max_seq_len:  # keep the newest turns that fit
-            while len(messages) > 1 and len(engine.tokenizer.encode(format_conversation(messages))) + 1 >= engine.max_seq_len:
+            while len(messages) > 1 and len(engine.tokenizer.encode_conversation(messages)) + 1 >= engine.max_seq_len:
                 messages = messages[2:]
-            prompt = engine.tokenizer.encode(format_conversation(messages))
+            prompt = engine.tokenizer.encode_conversation(messages)
             print("(older turns dropped: the context is full)")
         answer = []
         try:

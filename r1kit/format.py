@@ -75,7 +75,15 @@ def format_conversation(messages: Sequence[Mapping[str, str]], add_generation_pr
     """A conversation as one prompt (the module docstring gives the convention): system text
     before the first question, user turns whole, earlier assistant turns by their final part only,
     then the prompt for the next assistant turn."""
-    parts, system, opened = [BOS], "", False
+    return "".join(text for text, _ in conversation_parts(messages, add_generation_prompt))
+
+
+def conversation_parts(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> list[tuple[str, bool]]:
+    """format_conversation's text in pieces, each (text, written by the caller): the template's own
+    pieces hold the special tokens; the caller's (the messages' contents) are text even where they
+    spell a special token, so a tokenizer encodes them literally (Tokenizer.encode_conversation)."""
+    parts: list[tuple[str, bool]] = [(BOS, False)]
+    system, opened = "", False
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
         if not isinstance(content, str):
@@ -85,13 +93,13 @@ def format_conversation(messages: Sequence[Mapping[str, str]], add_generation_pr
                 raise ValueError(f"message {i}: a system message may only open the conversation")
             system += content.strip() + "\n\n"
         elif role == "user":
-            parts.append(f"{USER}{system}{content.strip()}")
+            parts += [(USER, False), (f"{system}{content.strip()}", True)]
             system, opened = "", True
         elif role == "assistant":
-            parts.append(f"{ASSISTANT}{content.split(END_THINK)[-1].strip()}{EOS}")
+            parts += [(ASSISTANT, False), (content.split(END_THINK)[-1].strip(), True), (EOS, False)]
             opened = True
         else:
             raise ValueError(f"message {i}: unknown chat role {role!r}; allowed: system, user, assistant")
     if add_generation_prompt:
-        parts.append(f"{ASSISTANT}{THINK}\n")
-    return "".join(parts)
+        parts.append((f"{ASSISTANT}{THINK}\n", False))
+    return parts

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
+from r1kit.format import SPECIAL_TOKENS
+
 MIN_STEPS, MAX_STEPS = 1, 6  # the step counts the generator can make
 MIN_MAX_OPERAND = 10  # below this there is too little room to draw distinct counts >= 2
 
@@ -210,11 +212,21 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 def _any_example(row: Any) -> Example:
     row = _json_object(row)
     if "steps" in row:
-        return Example.from_json(row)
+        return _without_special_tokens(Example.from_json(row))
     if "question" in row and "answer" in row:
-        return gsm8k_example(row)
+        return _without_special_tokens(gsm8k_example(row))
     raise DataError("row has neither r1kit's fields (question, steps, answer, optimal_steps) "
                     "nor GSM8K's (question, answer)")
+
+
+def _without_special_tokens(example: Example) -> Example:
+    """Training text that spells a control token (<|eos|>, </think>, ...) would teach the model to
+    emit it mid-answer, or end a prompt early: such a row is refused (with its file:line)."""
+    for name, texts in (("question", [example.question]), ("steps", example.steps), ("answer", [example.answer])):
+        for token in SPECIAL_TOKENS:
+            if any(token in text for text in texts):
+                raise DataError(f"'{name}' contains the special token {token!r}, which only r1kit's format may write")
+    return example
 
 
 def load_examples(path: str | os.PathLike, skip_bad: bool = False) -> Loaded:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from r1kit.format import (
-    ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, SPECIAL_TOKENS, THINK, USER, format_completion, format_prompt,
+    ASSISTANT, BOS, CHAT_TEMPLATE, END_THINK, EOS, PAD, SPECIAL_TOKENS, THINK, USER, conversation_parts, format_completion,
 )
 
 SYMBOL_CHARS = set("0123456789+-*/×÷^=()[]{}.")
@@ -61,6 +61,10 @@ class Tokenizer:
             raise TokenizerError(f"tokenizer lacks the special tokens {missing}")
         self.pad_id, self.bos_id, self.eos_id = (backend.token_to_id(t) for t in (PAD, BOS, EOS))
         self.think_id, self.end_think_id = backend.token_to_id(THINK), backend.token_to_id(END_THINK)
+        # a second backend that reads special tokens' spellings as plain text, for what users write
+        # (a copy, not a toggled flag: encoding stays safe from several threads)
+        self._literal = type(backend).from_str(backend.to_str())
+        self._literal.encode_special_tokens = True
 
     # ------------------------------------------------------------------ training
 
@@ -93,8 +97,18 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special)
 
+    def encode_literal(self, text: str) -> list[int]:
+        """Text as text: '<|eos|>' written by a user is seven characters, not the stop token."""
+        return self._literal.encode(text, add_special_tokens=False).ids
+
+    def encode_conversation(self, messages, add_generation_prompt: bool = True) -> list[int]:
+        """format_conversation's prompt as ids, the messages' contents encoded literally."""
+        return [i for text, literal in conversation_parts(messages, add_generation_prompt)
+                for i in (self.encode_literal(text) if literal else self.encode(text))]
+
     def encode_prompt(self, question: str) -> list[int]:
-        return self.encode(format_prompt(question))
+        """format_prompt's ids, the question encoded literally."""
+        return self.encode_conversation([{"role": "user", "content": question}])
 
     def encode_example(self, question: str, reasoning: str, answer: str) -> Encoded:
         prompt = self.encode_prompt(question)
