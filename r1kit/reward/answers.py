@@ -29,12 +29,12 @@ Equivalence (`answers_match`)
 from __future__ import annotations
 
 import re
-import threading
 from collections import deque
 from fractions import Fraction
 
 from r1kit.format import ANSWER_MARKER, THINK, split_completion
 from r1kit.reward.arithmetic import _NUM, MAX_COMPLETION_CHARS, ExpressionError, _literal
+from r1kit.reward.math_verify_worker import math_verify_equal
 
 _ANSWER_NUMBER = re.compile(
     rf"([-−]?)\s*\\?[$€£¥]?\s*([-−]?)\s*({_NUM})(?:\s*/\s*({_NUM}))?\s*(\\?%)?")
@@ -159,19 +159,7 @@ def _safe_for_math_verify(text: str) -> bool:
 def _math_verify_match(predicted: str, gold: str) -> bool:
     if not (_safe_for_math_verify(predicted) and _safe_for_math_verify(gold)):
         return False
-    from math_verify import parse, verify
-    from math_verify.errors import TimeoutException
-
-    # math-verify times out with SIGALRM, which only the main thread may set; elsewhere the screen
-    # above is the only guard
-    seconds = 2 if threading.current_thread() is threading.main_thread() else None
-    try:
-        gold_parsed = parse(f"${gold}$", parsing_timeout=seconds)
-        predicted_parsed = parse(f"${predicted}$", parsing_timeout=seconds)
-        return bool(gold_parsed and predicted_parsed
-                    and verify(gold_parsed, predicted_parsed, timeout_seconds=seconds))
-    except (Exception, TimeoutException):
-        return False
+    return math_verify_equal(predicted, gold)  # time-limited in any thread; failures counted
 
 
 def answers_match(predicted: str | None, gold: str) -> bool:
