@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import platform
 import resource
 import statistics
@@ -29,6 +28,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from child import run_child
 
 MODELS = {
     # the Llama architecture at two sizes: exported to transformers for the side-by-side
@@ -38,6 +39,8 @@ MODELS = {
     "demo (moe+multiscale)": dict(preset="demo"),
 }
 
+
+CHILD_TIMEOUT_S = 1800  # one measurement's ceiling: a child that hangs is killed, one that dies is reported at once
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -109,13 +112,7 @@ def _timed(call, n: int) -> float:
 
 
 def measure(*args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return run_child(_run, args, timeout_s=CHILD_TIMEOUT_S)
 
 
 def main() -> None:

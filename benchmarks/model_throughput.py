@@ -21,6 +21,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+from child import run_child
+
+
+CHILD_TIMEOUT_S = 1800  # one measurement's ceiling: a child that hangs is killed, one that dies is reported at once
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -64,13 +68,7 @@ def _measure(config: dict, batch: int, seq_len: int, steps: int, queue) -> None:
 
 
 def measure(config: dict, batch: int, seq_len: int, steps: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(config, batch, seq_len, steps, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return run_child(_measure, (config, batch, seq_len, steps), timeout_s=CHILD_TIMEOUT_S)
 
 
 def main() -> None:
