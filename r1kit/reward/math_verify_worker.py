@@ -10,6 +10,7 @@ Math-Verify is never silently scored as wrong: it is counted (`failures()`) and 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import multiprocessing
@@ -63,6 +64,8 @@ def math_verify_equal(predicted: str, gold: str) -> bool:
 
 def _serve(connection) -> None:
     """The worker's loop: answer each (predicted, gold) with ("ok", verdict) or ("error", why)."""
+    importlib.import_module("math_verify")  # with sympy, before "ready": the first answer is timed like the rest
+
     connection.send(("ready", None))
     while True:
         try:
