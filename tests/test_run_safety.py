@@ -72,11 +72,14 @@ def test_a_resume_with_other_settings_is_refused_naming_them(data, tmp_path, cap
 def test_a_metrics_line_cut_by_a_crash_is_dropped_and_damage_elsewhere_is_named(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"event": "start"}\n{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_metrics(path) == [{"event": "start"}, {"step": 1, "loss": 2.0}]  # reports of a killed run work
     truncate_metrics(path, 5)
     assert path.read_text() == '{"event": "start"}\n{"step": 1, "loss": 2.0}\n'
     path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON line"):
         truncate_metrics(path, 5)
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not valid JSON"):
+        read_metrics(path)
 
 
 # A child process runs the real CLI and is killed (SIGKILL) right after it has written the metric
@@ -127,3 +130,21 @@ def test_grpo_killed_between_saves_resumes_to_the_uninterrupted_rewards(data, tm
     full = [[r.get(k) for k in keys] for r in read_metrics(tmp_path / "full" / "metrics.jsonl") if "reward" in r]
     split = [[r.get(k) for k in keys] for r in read_metrics(tmp_path / "split" / "metrics.jsonl") if "reward" in r]
     assert split == full and [r[0] for r in split] == [1, 2, 3, 4, 5]
+
+
+def test_a_clock_scheduled_run_killed_between_saves_continues_from_the_saved_step_and_clock(data, tmp_path):
+    """With decay_by=minutes losses depend on timing, so no bit-equality: the resumed run goes on
+    from the saved step and training time, and logs every step exactly once."""
+    out = tmp_path / "run"
+    clock = ["sft.decay_by=minutes", "sft.max_minutes=0.25", "sft.max_steps=40", "sft.warmup_steps=2"]
+    _killed(8, _sft(data, out, *clock))  # saved at step 5
+    saved = read_metrics(out / "metrics.jsonl")
+    minutes_at_5 = next(r["train_minutes"] for r in saved if r.get("step") == 5 and "loss" in r)
+    assert main(_sft(data, out, *clock, "--resume")) == 0
+    log = read_metrics(out / "metrics.jsonl")
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > 5  # none repeated, none skipped
+    resumed = next(r for r in log if r.get("event") == "resume")
+    assert resumed["step"] == 5
+    minutes = [r["train_minutes"] for r in log if "loss" in r]
+    assert minutes == sorted(minutes) and minutes[5] > minutes_at_5  # the clock went on from step 5's time

@@ -202,11 +202,22 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> Rows:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's metrics JSONL; [] when the file is missing or still empty."""
+    """The records of a run's metrics JSONL; [] when the file is missing or still empty. A last line
+    cut short by a crash is left out; an unreadable line elsewhere is an error naming it."""
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:  # a trainer starts its log empty
         return []
-    return read_jsonl(path).rows
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                break  # the last line of a run killed mid-write: never finished, not damage
+            raise DataError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+        records.append(record)
+    return records
 
 
 def _any_example(row: Any) -> Example:
