@@ -2,6 +2,9 @@
 outputs and gradients, empty branches, tied top-k scores, thread count, and the model's choice
 of kernel."""
 
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -10,9 +13,15 @@ from r1kit.model.attention import multiscale_chunk
 from r1kit.config import preset
 from r1kit.model.transformer import Transformer
 
-pytestmark = pytest.mark.skipif(
-    not multiscale_kernel.available(), reason=f"fused kernel not built here: {multiscale_kernel.unavailable_reason()}"
-)
+# Where a C++ compiler is present the kernel must build: its tests then fail, never skip, when it
+# does not. Only a machine without a compiler skips them; the fallback test below runs everywhere.
+COMPILER = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+needs_kernel = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler on this machine: the fused kernel cannot be built")
+
+
+@needs_kernel
+def test_the_kernel_builds_where_a_compiler_is_present():
+    assert multiscale_kernel.available(), f"{COMPILER} is here, yet: {multiscale_kernel.unavailable_reason()}"
 
 
 def _inputs(B, H, T, D, symbol_rate, seed=0):
@@ -53,6 +62,7 @@ def _output_and_grads(fn, inputs, window, topk, weight):
         (1, 2, 37, 5, 3, 0.0),  # no symbol at all: the symbolic branch gives zero everywhere
     ],
 )
+@needs_kernel
 def test_fused_kernel_matches_the_sdpa_branches_and_their_gradients(B, H, T, window, topk, symbol_rate):
     inputs = _inputs(B, H, T, 16, symbol_rate)
     weight = torch.randn(B, H, T, 16, generator=torch.Generator().manual_seed(9))
@@ -63,6 +73,7 @@ def test_fused_kernel_matches_the_sdpa_branches_and_their_gradients(B, H, T, win
         torch.testing.assert_close(g, g_ref, atol=2e-5, rtol=1e-4, msg=lambda m: f"d{name}: {m}")
 
 
+@needs_kernel
 def test_tied_scores_keep_exactly_k_keys_the_earliest_first():
     """q = 0 makes every score equal: the global branch must keep exactly k keys (the first k, in
     key order), so a query past k averages the values of keys 0..k-1."""
@@ -77,6 +88,7 @@ def test_tied_scores_keep_exactly_k_keys_the_earliest_first():
         torch.testing.assert_close(out[:, :, t], expected, atol=1e-6, rtol=1e-5)
 
 
+@needs_kernel
 def test_result_does_not_depend_on_the_thread_count():
     inputs = _inputs(2, 4, 90, 16, 0.4)
     threads = torch.get_num_threads()
@@ -90,6 +102,7 @@ def test_result_does_not_depend_on_the_thread_count():
     assert torch.equal(one, many)
 
 
+@needs_kernel
 def test_rejects_keys_that_are_not_the_queries():
     q = torch.randn(1, 2, 5, 4)
     kv = torch.randn(1, 2, 7, 4)
@@ -112,6 +125,7 @@ def _demo_pair():
     return fused, sdpa
 
 
+@needs_kernel
 def test_training_forward_uses_the_kernel_and_matches_the_sdpa_model():
     fused, sdpa = _demo_pair()
     ids = torch.randint(0, fused.config.vocab_size, (4, 96), generator=torch.Generator().manual_seed(4))

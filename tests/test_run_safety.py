@@ -29,7 +29,7 @@ def data(tmp_path_factory):
 def _sft(data, out, *extra):
     return ["train", "sft", "--config", TINY, "--no-progress", f"sft.train_data={data}", "sft.eval_data=null",
             f"sft.out_dir={out}", "sft.max_steps=12", "sft.save_every=5", "sft.log_every=1", "sft.grad_accum=2",
-            "sft.batch_size=8", *extra]
+            "sft.batch_size=8", "model.attention.chunk_size=256", *extra]  # one chunk: training takes the fused kernel
 
 
 def _losses(out: Path) -> list[tuple[int, float]]:
@@ -148,3 +148,22 @@ def test_a_clock_scheduled_run_killed_between_saves_continues_from_the_saved_ste
     assert resumed["step"] == 5
     minutes = [r["train_minutes"] for r in log if "loss" in r]
     assert minutes == sorted(minutes) and minutes[5] > minutes_at_5  # the clock went on from step 5's time
+
+
+def test_these_runs_train_through_the_fused_kernel(monkeypatch):
+    """The resume tests above use one attention chunk, so their training forwards take the fused
+    multi-scale kernel (where it builds) and exact resume is checked on the path training uses."""
+    import torch
+
+    from r1kit.config import load_model_config
+    from r1kit.model.kernels import multiscale as kernel
+    from r1kit.model.transformer import Transformer
+
+    if not kernel.available():
+        pytest.skip(f"the fused kernel is not built here: {kernel.unavailable_reason()}")
+    calls = []
+    real = kernel.fused_multiscale_attention
+    monkeypatch.setattr(kernel, "fused_multiscale_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = Transformer(load_model_config(TINY, ["attention.chunk_size=256"])).train()
+    model(torch.randint(0, 64, (2, 60))).sum().backward()
+    assert len(calls) == model.config.n_layers
