@@ -190,10 +190,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         exclude = {data.question_hash(e.question) for f in args.exclude for e in data.load_examples(f).examples}
         knobs = dict(max_operand=args.max_operand, templates=templates, exclude=exclude, op_weights=args.op_weights)
         if args.test_n is not None:
-            from r1kit.recipes.data import train_test_sets
-
             test_steps = args.test_steps or steps
-            train, test = train_test_sets(args.n, args.test_n, args.seed, steps, test_steps, **knobs)
+            train, test = synth.synth_splits(args.n, args.test_n, args.seed, steps=steps, test_steps=test_steps, **knobs)
             outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
         else:
             outputs = [(synth.synth(args.n, args.seed, steps=steps, **knobs), args.out, steps)]

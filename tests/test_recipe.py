@@ -15,7 +15,7 @@ from r1kit.data.synth import synth_splits
 from r1kit.data.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
 from r1kit.recipes import claims
 from r1kit.recipes.configs import CONFIG_DIR, DEMO_FILE, RL_DEMO_FILE, demo_configs
-from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data, train_test_sets
+from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data
 from r1kit.recipes.demo import QUICK, RL_SHARE, SFT_SHARE, plan, resolve
 from r1kit.train.sft import SFTConfig
 
@@ -125,7 +125,7 @@ def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tm
 
 def test_one_step_range_gives_synth_splits_sets():
     knobs = dict(max_operand=50, exclude={"0" * 16}, op_weights={"-": 3})
-    ours = train_test_sets(60, 15, 4, (1, 3), (1, 3), **knobs)
+    ours = synth_splits(60, 15, 4, steps=(1, 3), test_steps=(1, 3), **knobs)
     theirs = synth_splits(60, 15, 4, steps=(1, 3), **knobs)
     assert [[e.to_json() for e in split] for split in ours] == [[e.to_json() for e in split] for split in theirs]
 

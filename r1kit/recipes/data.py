@@ -13,10 +13,8 @@ writes what `demo_data(DIR, seed=S)` writes (a test checks it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
-
-from r1kit.data.schema import Example, question_hash, write_jsonl
-from r1kit.data.synth import synth
+from r1kit.data.schema import write_jsonl
+from r1kit.data.synth import synth_splits
 
 TRAIN_STEPS = (1, 4)  # around the target's 2-3: training on 2-3-step problems alone did no better (25.8% vs 28.0%, docs/benchmarks.md)
 TEST_STEPS = (2, 3)  # the target: 2-3-step problems with operands below 100 (the headline figures' held-out set)
@@ -25,24 +23,9 @@ N_TRAIN = 90_000  # beat 30,000 once the fused multi-scale kernel gave 4,000-4,8
 N_TEST = 500  # the headline figures' held-out problems: one standard error is ~2 points
 
 
-def train_test_sets(n_train: int, n_test: int, seed: int, steps: Sequence[int], test_steps: Sequence[int],
-                    max_operand: int = MAX_OPERAND, templates: Sequence[str] | None = None,
-                    exclude: Iterable[str] = (), op_weights: dict[str, float] | None = None,
-                    ) -> tuple[list[Example], list[Example]]:
-    """(train, test) sharing no question hash (and none in `exclude`), the held-out set with its own
-    step range. The held-out set is drawn first, from the stream `synth_splits` uses (seed
-    f"{seed}:test"), so with test_steps == steps the sets are synth_splits' exactly; `op_weights`
-    reweights the training set only, so the held-out set keeps the templates' own mix."""
-    exclude = set(exclude)
-    knobs = dict(max_operand=max_operand, templates=templates)
-    test = synth(n_test, f"{seed}:test", steps=test_steps, exclude=exclude, **knobs)
-    exclude |= {question_hash(e.question) for e in test}
-    return synth(n_train, seed, steps=steps, exclude=exclude, op_weights=op_weights, **knobs), test
-
-
 def demo_data(out_dir: str | Path, n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = 0) -> dict[str, Path]:
     """Write the demo's sets to OUT_DIR/train.jsonl and OUT_DIR/test.jsonl; their paths by name."""
-    train, test = train_test_sets(n_train, n_test, seed, TRAIN_STEPS, TEST_STEPS)
+    train, test = synth_splits(n_train, n_test, seed, steps=TRAIN_STEPS, max_operand=MAX_OPERAND, test_steps=TEST_STEPS)
     paths = {"train": Path(out_dir) / "train.jsonl", "test": Path(out_dir) / "test.jsonl"}
     write_jsonl(paths["train"], train)
     write_jsonl(paths["test"], test)

@@ -156,13 +156,16 @@ def synth(n: int, seed: int | str, steps: int | Sequence[int] | range = (1, 6), 
 def synth_splits(n_train: int, n_test: int, seed: int, steps: int | Sequence[int] | range = (1, 6),
                  max_operand: int = 100, templates: Sequence[str] | None = None,
                  exclude: Iterable[str] = (), op_weights: dict[str, float] | None = None,
+                 test_steps: int | Sequence[int] | range | None = None,
                  ) -> tuple[list[Example], list[Example]]:
     """(train, test) sharing no question hash (and none in `exclude`). The test set comes from its
-    own stream (seed f"{seed}:test"), so it does not change with n_train; the train set is
-    synth(n_train, seed, ...) with every test question skipped. Knobs as `synth`; `op_weights`
-    reweights the train set only, so the test set keeps the templates' own mix."""
+    own stream (seed f"{seed}:test"), so it does not change with n_train, with its own step range
+    `test_steps` (None: `steps`); the train set is synth(n_train, seed, ...) with every test
+    question skipped. Knobs as `synth`; `op_weights` reweights the train set only, so the test set
+    keeps the templates' own mix."""
     exclude = set(exclude)
-    test = _synth(n_test, random.Random(f"{seed}:test"), steps, max_operand, templates, exclude)
+    test_steps = steps if test_steps is None else test_steps
+    test = _synth(n_test, random.Random(f"{seed}:test"), test_steps, max_operand, templates, exclude)
     exclude |= {question_hash(e.question) for e in test}
     train = _synth(n_train, random.Random(seed), steps, max_operand, templates, exclude, op_weights)
     return train, test
