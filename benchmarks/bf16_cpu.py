@@ -11,21 +11,10 @@ fp32 takes the fused multi-scale kernel where it is built (as training does); bf
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import subprocess
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+from results_file import write_results
 
 
 def main() -> None:
@@ -76,14 +65,7 @@ def main() -> None:
               f"bf16 {row['bf16_ms']:8.1f} ms  bf16/fp32 {row['bf16_over_fp32']:.2f}", flush=True)
         del model, optimizer
     native, flags = cpu_native_bf16()
-    result = {
-        "command": "python benchmarks/bf16_cpu.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
-        "native_bf16": native, "bf16_flags": flags, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "batch": args.batch, "seq": args.seq, "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, {"native_bf16": native, "bf16_flags": flags, "batch": args.batch, "seq": args.seq, "rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -241,18 +241,6 @@ def _device_overrides(args: argparse.Namespace, section: str) -> list[str]:
     return [f"{section}.{k}={v}" for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None]
 
 
-def _load_for_inference(args: argparse.Namespace):
-    """(model on --device, tokenizer, compute dtype) of a checkpoint."""
-    from r1kit.data.tokenizer import Tokenizer
-    from r1kit.device import choose_dtype, resolve_device
-    from r1kit.interop.checkpoint import load_pretrained
-
-    device = resolve_device(args.device)  # before loading: a missing GPU is the first thing to say
-    model = load_pretrained(args.checkpoint).to(device)
-    dtype, _reason = choose_dtype(args.dtype, device, model.num_params())
-    return model, Tokenizer.load(args.checkpoint), dtype
-
-
 def cmd_demo(args: argparse.Namespace) -> None:
     from r1kit.recipes.demo import run_demo
 
@@ -278,8 +266,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from r1kit.data.schema import load_examples
     from r1kit.device import autocast
     from r1kit.evaluate import evaluate, print_table, sampled_accuracy
+    from r1kit.inference.engine import load_for_inference
 
-    model, tok, dtype = _load_for_inference(args)
+    model, tok, dtype = load_for_inference(args.checkpoint, args.device, args.dtype)
     examples, _ = load_examples(args.data)
     examples = examples[: args.n]
     device = next(model.parameters()).device

@@ -175,14 +175,9 @@ class Engine:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str = "auto", **kwargs) -> "Engine":
-        """The checkpoint's model and tokenizer on `device` ("auto" | "cpu" | "cuda"), computing in
-        `dtype` ("fp32" | "bf16", or "auto": r1kit.device.choose_dtype)."""
-        from r1kit.data.tokenizer import Tokenizer
-        from r1kit.interop.checkpoint import load_pretrained
-
-        model = load_pretrained(path).to(resolve_device(device))
-        dtype, _reason = choose_dtype(dtype, next(model.parameters()).device, model.num_params())
-        return cls(model, Tokenizer.load(path), dtype=dtype, **kwargs)
+        """The checkpoint's model and tokenizer (`load_for_inference`) in an engine."""
+        model, tokenizer, dtype = load_for_inference(path, device, dtype)
+        return cls(model, tokenizer, dtype=dtype, **kwargs)
 
     # ------------------------------------------------------------------ requests
 
@@ -415,6 +410,18 @@ class Engine:
                 if delta or finished:
                     yield StreamDelta(delta, channel, token, event.finish_reason)
         self._outputs.pop(request_id, None)
+
+
+def load_for_inference(path: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Transformer, Tokenizer, str]:
+    """(model on `device` ("auto" | "cpu" | "cuda"), tokenizer, compute dtype ("fp32" | "bf16";
+    "auto": r1kit.device.choose_dtype)) of a checkpoint."""
+    from r1kit.data.tokenizer import Tokenizer
+    from r1kit.interop.checkpoint import load_pretrained
+
+    target = resolve_device(device)  # before loading: a missing GPU is the first thing to say
+    model = load_pretrained(path, device=target)
+    dtype, _reason = choose_dtype(dtype, target, model.num_params())
+    return model, Tokenizer.load(path), dtype
 
 
 def _inside_think(prompt_ids: list[int], think_id: int, end_think_id: int) -> bool:
