@@ -13,15 +13,11 @@ buffers and Python already resident): the activations and temporaries a step nee
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import platform
 import resource
 import time
-from datetime import date
-from pathlib import Path
 
 from child import run_child
+from results_file import write_results
 
 
 CHILD_TIMEOUT_S = 1800  # one measurement's ceiling: a child that hangs is killed, one that dies is reported at once
@@ -76,7 +72,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and no T=4096 (a smoke run)")
     parser.add_argument("--out", default="benchmarks/results/model_throughput.json")
     args = parser.parse_args()
-    import torch
 
     rows = []
     base = dict(vocab_size=512, dim=256, n_layers=4, n_heads=8, max_seq_len=4096, ffn_hidden=704, moe=dict(n_experts=0))
@@ -119,14 +114,7 @@ def main() -> None:
     for k, v in summary.items():
         print(f"  {k:60s} {v:6.2f}")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": date.today().isoformat(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()}, {mp.cpu_count()} CPUs", "config_base": base}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows, "ratios": summary}, indent=2))
-    tmp.replace(out)
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_results(args.out, {'config_base': base, 'rows': rows, 'ratios': summary})}")
 
 
 if __name__ == "__main__":

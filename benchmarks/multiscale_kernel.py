@@ -3,7 +3,9 @@ SDPA branches it replaces in training (r1kit/model/kernels/multiscale.py vs r1ki
 
 Same inputs for both (the demo model's shape: 4 heads of 32, window 32, top-64, ~40% symbol
 keys), gate mixing included; the two run alternately, medians over `--steps` repetitions per
-round, and the largest difference of outputs and gradients is printed first.
+round, and the largest difference of outputs and gradients is printed first. The speed-up is
+the median of the rounds' ratios with their range (on a shared machine a figure counts by its worst
+round). Results: benchmarks/results/multiscale_kernel.json.
 
     python benchmarks/multiscale_kernel.py [--lengths 40,77,100,130] [--batch 32] [--rounds 3]
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+from results_file import write_results
 
 
 def main() -> None:
@@ -25,6 +29,7 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/multiscale_kernel.json")
     args = parser.parse_args()
 
     import torch
@@ -64,8 +69,9 @@ def main() -> None:
 
     print(f"B={B}, H={H}, D={D}, window {args.window}, top-{args.topk}, {torch.get_num_threads()} threads; "
           f"forward + backward of one layer's branches, medians of {args.steps}, {args.rounds} alternating rounds")
-    print("| T | SDPA branches ms | fused ms | ratio of medians | max abs difference (out, grads) |")
+    print("| T | SDPA branches ms | fused ms | speed-up, median of rounds (min-max) | max abs difference (out, grads) |")
     print("|---|---|---|---|---|")
+    rows = []
     for T in (int(t) for t in args.lengths.split(",")):
         g = torch.Generator().manual_seed(T)
         inputs = [torch.randn(B, H, T, D, generator=g).requires_grad_() for _ in range(3)]
@@ -76,9 +82,14 @@ def main() -> None:
         for _ in range(args.rounds):
             ref.append(median_ms(sdpa_branches, inputs))
             new.append(median_ms(fused, inputs))
-        ref_ms, new_ms = statistics.median(ref), statistics.median(new)
-        print(f"| {T} | {ref_ms:.1f} ({min(ref):.1f}-{max(ref):.1f}) | {new_ms:.1f} ({min(new):.1f}-{max(new):.1f}) "
-              f"| {ref_ms / new_ms:.2f}x | {diff:.1e} |")
+        ratios = [r / n for r, n in zip(ref, new)]
+        rows.append({"T": T, "sdpa_ms": ref, "fused_ms": new, "speedup_rounds": ratios,
+                     "speedup_median": statistics.median(ratios), "max_abs_difference": diff})
+        print(f"| {T} | {statistics.median(ref):.1f} ({min(ref):.1f}-{max(ref):.1f}) | {statistics.median(new):.1f} "
+              f"({min(new):.1f}-{max(new):.1f}) | {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+              f"| {diff:.1e} |")
+    settings = {k: getattr(args, k) for k in ("batch", "heads", "head_dim", "window", "topk", "steps", "rounds")}
+    print(f"wrote {write_results(args.out, {'settings': settings, 'rows': rows})}")
 
 
 if __name__ == "__main__":

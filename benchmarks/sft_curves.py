@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-from datetime import date
 from pathlib import Path
+
+from results_file import write_results
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         return
 
     from r1kit.interop.checkpoint import load_pretrained
-    from r1kit.data.schema import atomic_file, load_examples, question_hash, read_metrics, write_json
+    from r1kit.data.schema import atomic_file, load_examples, question_hash, read_metrics
     from r1kit.evaluate import evaluate
     from r1kit.data.synth import synth
     from r1kit.data.tokenizer import Tokenizer
@@ -66,8 +66,7 @@ def main() -> None:
             cells_text = " | ".join(f"{100 * row['accuracy'][f'{s}x{m}']:.0f}%" for s in steps for m in operands)
             print(f"| {row['train_minutes']:.1f} ({row['step']}) | {cells_text} |")
 
-    write_json(args.out, {"date": str(date.today()), "machine": platform.processor() or platform.machine(),
-                          "runs": [str(r) for r in args.runs], "n_per_cell": args.n, "rows": rows})
+    write_results(args.out, {"runs": [str(r) for r in args.runs], "n_per_cell": args.n, "rows": rows})
     _plot(rows, steps, operands, args.plot, atomic_file)
 
 

@@ -6,7 +6,7 @@ time (the schedule decays over them) with a snapshot at half of them, and evalua
 model and the snapshot greedily on the 500 held-out problems, as `r1kit eval` does.
 
     python benchmarks/sft_target.py [--minutes 20] [--seed 0] [--out-dir runs/sft_target] \\
-        [--results benchmarks/results/sft_target_20min.json]
+        [--results benchmarks/results/sft_target_20min.json] [--snapshots 1,2,5] [--overwrite]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data's seed is the demo's, 0)")
     parser.add_argument("--out-dir", default="runs/sft_target")
     parser.add_argument("--results", default=None, help="default: benchmarks/results/sft_target_<minutes>min.json")
+    parser.add_argument("--snapshots", default="", help="more snapshot minutes for benchmarks/sft_curves.py, e.g. 1,2,5")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out-dir (refused without it)")
     args = parser.parse_args()
 
     from r1kit.data.schema import load_examples
@@ -39,8 +41,9 @@ def main() -> None:
     half = args.minutes / 2
     model_cfg, sft_cfg, _ = demo_configs(sft={
         "train_data": str(data["train"]), "eval_data": None, "out_dir": str(out / "sft"), "seed": args.seed,
-        "max_minutes": args.minutes, "snapshot_minutes": [half]})
-    final = train_sft(model_cfg, sft_cfg)
+        "max_minutes": args.minutes,
+        "snapshot_minutes": sorted({half, *(float(m) for m in args.snapshots.split(",") if m)})})
+    final = train_sft(model_cfg, sft_cfg, overwrite=args.overwrite)
     test = load_examples(data["test"]).examples
     figures = {"sft_config": sft_cfg.model_dump(), "model_config": model_cfg.model_dump()}
     for name, checkpoint in ((f"minute_{half:g}", out / "sft" / f"minutes_{half:g}"), (f"minute_{args.minutes:g}", final)):
