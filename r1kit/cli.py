@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--top-k", type=int, default=None)
         p.add_argument("--top-p", type=float, default=None)
         p.add_argument("--seed", type=int, default=None, help="same seed, same samples")
-        p.add_argument("--stop", action="append", help="stop string (repeatable); the text is cut before it")
+        p.add_argument("--stop", action="append", help="stop string (repeatable), matched in the text shown; "
+                       "the text is cut before it; a special token's text (</think>: after the reasoning) stops at that token")
         add_device(p, default="auto")
 
     p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")

@@ -6,6 +6,7 @@ import torch
 
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
 from r1kit.config import preset
+from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.engine import Engine, SamplingParams, generate, sampling_probs
 from r1kit.model.transformer import Transformer
 from r1kit.data.tokenizer import Tokenizer
@@ -96,6 +97,7 @@ def test_max_new_tokens_and_stop_tokens_and_finish_reasons():
     stopped = engine.generate([[1, 2, 3]], SamplingParams(max_new_tokens=12, stop_token_ids=[stop_tok]))[0].samples[0]
     first = free.token_ids.index(stop_tok)
     assert stopped.token_ids == free.token_ids[: first + 1] and stopped.finish_reason == "stop"
+    assert stopped.stop_reason == stop_tok and free.stop_reason is None
     # the context is a hard limit: a prompt of 60 tokens in a 64-token model gets 4 at most
     long = engine.generate([list(range(1, 61))], SamplingParams(max_new_tokens=50))[0].samples[0]
     assert len(long.token_ids) == 4 and long.finish_reason == "length"
@@ -157,8 +159,8 @@ def test_text_stop_strings_and_streaming_keep_reasoning_apart(tok):
     model, script_ids = _scripted(tok, "12 + 7 = 19\n</think>\n#### 19<|eos|>", len(prompt))
     engine = Engine(model, tok)
     out = engine.generate([prompt], SamplingParams(max_new_tokens=40))[0].samples[0]
-    assert out.token_ids == script_ids and out.finish_reason == "stop"
-    assert out.text == "12 + 7 = 19\n</think>\n#### 19"
+    assert out.token_ids == script_ids and out.finish_reason == "stop" and out.stop_reason is None
+    assert out.text == "12 + 7 = 19\n\n#### 19"  # what the user sees: no special tokens
 
     cut = engine.generate([prompt], SamplingParams(max_new_tokens=40, stop=["= 19"]))[0].samples[0]
     assert cut.text == "12 + 7 " and cut.finish_reason == "stop"
@@ -171,6 +173,98 @@ def test_text_stop_strings_and_streaming_keep_reasoning_apart(tok):
 
     held = list(engine.stream(prompt, SamplingParams(max_new_tokens=40, stop=["= 19"])))
     assert "".join(d.text for d in held) == "12 + 7 "  # "= 1" was held back, never shown
+
+
+SCRIPT = "12 + 7 = 19\n</think>\n#### 19<|eos|>"  # the user sees "12 + 7 = 19\n" + "\n#### 19"
+REASONING = "12 + 7 = 19\n"
+
+
+def _generate_and_stream(engine, prompt, params):
+    """generate()'s sample and stream()'s deltas for one request, checked to show the same text:
+    the joined deltas equal the sample's text, which holds no special token, and both end alike."""
+    out = engine.generate([prompt], params)[0].samples[0]
+    deltas = list(engine.stream(prompt, params))
+    assert "".join(d.text for d in deltas) == out.text
+    assert not any(special in out.text for special in SPECIAL_TOKENS)
+    assert (deltas[-1].finish_reason, deltas[-1].stop_reason) == (out.finish_reason, out.stop_reason)
+    assert all(d.finish_reason is None and d.stop_reason is None for d in deltas[:-1])
+    return out, deltas
+
+
+@pytest.mark.parametrize("stop, max_new, text, stop_reason", [
+    (["= 19"], 40, "12 + 7 ", "= 19"),  # plain text, spread over four tokens
+    (["</think>"], 40, REASONING, "</think>"),  # a special token's text stops at that token
+    (["<|eos|>"], 40, "12 + 7 = 19\n\n#### 19", "<|eos|>"),
+    (["19\n\n#"], 40, "12 + 7 = ", "19\n\n#"),  # across </think>, as the user sees the text
+    (["####", "+ 7", "never"], 40, "12 ", "+ 7"),  # several: the first in the text
+    (["= 19\n\n####", "9\n"], 40, "12 + 7 = 1", "9\n"),  # several: the first completed ends the sample
+    (["\nQ"], 40, "12 + 7 = 19\n\n#### 19", None),  # never hit: "\n" held at </think> is shown after all
+    (["19\nQ"], 11, "12 + 7 = 19", None),  # "length" while "19" is held back: it is shown at the end
+], ids=["text", "</think>", "<|eos|>", "across-</think>", "several", "first-completed", "never-hit", "length"])
+def test_stop_strings_cut_generate_and_stream_alike(tok, stop, max_new, text, stop_reason):
+    prompt = tok.encode_prompt("Tom has 12 apples and buys 7 more.")
+    model, script_ids = _scripted(tok, SCRIPT, len(prompt))
+    out, deltas = _generate_and_stream(Engine(model, tok), prompt, SamplingParams(max_new_tokens=max_new, stop=stop))
+    assert out.text == text and out.stop_reason == stop_reason
+    assert out.finish_reason == ("length" if max_new < len(script_ids) else "stop")
+    assert out.token_ids == script_ids[: len(out.token_ids)]
+    if stop_reason in SPECIAL_TOKENS:  # the stop token ends token_ids, as a stop token id does
+        assert tok.decode(out.token_ids[-1:]) == stop_reason
+    # each channel holds its own part of the text: the reasoning up to </think>, then the answer
+    reasoning = "".join(d.text for d in deltas if d.channel == "reasoning")
+    assert reasoning == text[: len(REASONING)] and "".join(d.text for d in deltas if d.channel == "answer") == text[len(REASONING):]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])  # samples holding <think>, </think>, and <|pad|> then EOS
+def test_stop_strings_taken_from_a_sampled_text_cut_it_there(tok, seed):
+    model = make_model(vocab_size=tok.vocab_size, max_seq_len=128).eval()
+    engine = Engine(model, tok)
+    prompt = tok.encode_prompt("Tom has 12 apples and buys 7 more.")
+    free = engine.generate([prompt], SamplingParams(max_new_tokens=40, temperature=1.0, seed=seed))[0].samples[0]
+    full = free.text
+    specials = [t for t in free.token_ids if tok.decode([t]) in SPECIAL_TOKENS and t != tok.eos_id]
+    assert specials and len(full) > 20  # the sample crosses special tokens: the cases below mean something
+    # three-character pieces of the text (random bytes decode to U+FFFD in places; a stop takes clean ones)
+    pieces = [full[i : i + 3] for i in range(len(full) - 2) if "\ufffd" not in full[i : i + 3]]
+    stops = [[pieces[len(pieces) // 4]], [pieces[-1]], [pieces[len(pieces) // 2], pieces[len(pieces) // 4]], [tok.decode([specials[0]])]]
+    for stop in stops:
+        params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=seed, stop=stop)
+        out, _ = _generate_and_stream(engine, prompt, params)
+        assert out.finish_reason == "stop" and out.stop_reason in stop  # hit, not run out
+        assert out.token_ids == free.token_ids[: len(out.token_ids)]  # same seed, same tokens up to the stop
+        if stop[0] in SPECIAL_TOKENS:
+            assert out.token_ids[-1] == specials[0] and out.text == tok.decode(out.token_ids, skip_special=True)
+        else:
+            assert out.text == full[: min(full.find(s) for s in stop)]
+
+
+def test_bad_stop_strings_fail_clearly(tok):
+    engine = Engine(make_model(vocab_size=tok.vocab_size), tok)
+    with pytest.raises(ValueError, match="non-empty"):
+        engine.add_request([1], SamplingParams(stop=[""]))
+    with pytest.raises(ValueError, match="contains the special token '</think>'"):
+        engine.add_request([1], SamplingParams(stop=["</think>\n####"]))
+
+
+def test_cli_generate_stops_after_the_reasoning(tok, monkeypatch, capsys):
+    import json
+
+    import r1kit.inference.engine as engine_mod
+    from r1kit.cli import main
+
+    question = "Tom has 12 apples and buys 7 more."
+    model, _ = _scripted(tok, SCRIPT, len(tok.encode_prompt(question)))
+    monkeypatch.setattr(engine_mod, "load_for_inference", lambda path, device, dtype: (model, tok, "fp32"))
+    args = ["generate", "ckpt", "--prompt", question, "--stop", "</think>"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == "[reasoning] " + REASONING + "\n"  # piped: the reasoning marked, no answer
+    assert main(args + ["--json"]) == 0
+    sample = json.loads(capsys.readouterr().out)["samples"][0]
+    assert sample["text"] == REASONING and sample["token_ids"][-1] == tok.end_think_id
+    assert (sample["finish_reason"], sample["stop_reason"]) == ("stop", "</think>")
+    assert main(args + ["--stop", "+ 7", "--json"]) == 0  # --stop repeats
+    sample = json.loads(capsys.readouterr().out)["samples"][0]
+    assert (sample["text"], sample["stop_reason"]) == ("12 ", "+ 7")
 
 
 def test_cache_rows_of_different_capacity_join_without_losing_what_is_written():

@@ -18,6 +18,13 @@ The cache is r1kit.kv_cache.KVCache (slot = position, so rows at different posit
 batch); the engine uses only its KVCacheLike methods plus `select_rows` and `append_rows`, so a
 paged or prefix-sharing cache can replace it without touching the model.
 
+Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
+sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
+stream shows it); the text is cut before it. A stop string that is a special token's spelling
+(`</think>`, `<|eos|>`) stops at that token, as a stop token id does: the text never shows special
+tokens, so there is nothing else to match. `generate()`'s text and `stream()`'s joined deltas are
+the same string for the same request and seed.
+
 Sampling: greedy (temperature 0), temperature, top-k, top-p. Each sample with a seed draws from
 its own generator, seeded from (request seed, sample index), so its tokens do not depend on what
 else is in the batch. Reported log-probabilities are those of the model's distribution (raw
@@ -37,6 +44,7 @@ from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 import torch
 
 from r1kit.device import autocast, choose_dtype, resolve_device
+from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.kv_cache import KVCache
 from r1kit.model.transformer import Transformer
 
@@ -54,7 +62,7 @@ class SamplingParams:
     top_p: float | None = None  # keep the smallest set reaching this probability (None = all)
     seed: int | None = None  # None: the engine's own generator (reproducible only run to run)
     n: int = 1  # samples per prompt, sharing one prefill (RL draws a group per prompt)
-    stop: Sequence[str] = ()  # stop strings (need a tokenizer); the text is cut before them
+    stop: Sequence[str] = ()  # stop strings (need a tokenizer); the text is cut before them (module docstring)
     stop_token_ids: Sequence[int] = ()  # stop tokens besides the tokenizer's EOS (kept in token_ids)
 
     def check(self) -> None:
@@ -71,6 +79,8 @@ class SamplingParams:
             problems.append(f"n must be >= 1, got {self.n}")
         if isinstance(self.stop, str):
             problems.append("stop takes a list of strings, not one string")
+        elif any(not isinstance(s, str) or not s for s in self.stop):
+            problems.append(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -83,7 +93,9 @@ class Sample:
     token_ids: list[int] = field(default_factory=list)  # the stop token included when one ended it
     logprobs: list[float] = field(default_factory=list)  # per token, under the model's distribution
     finish_reason: FinishReason | None = None
-    text: str | None = None  # with a tokenizer: specials dropped, cut before a stop string
+    # what ended a "stop": the stop string, or the id from stop_token_ids; None for EOS or "length"
+    stop_reason: str | int | None = None
+    text: str | None = None  # with a tokenizer: what the user sees (no special tokens), cut before a stop string
 
 
 @dataclass
@@ -116,6 +128,7 @@ class StreamDelta:
     channel: Literal["reasoning", "answer"]
     token_id: int
     finish_reason: FinishReason | None = None
+    stop_reason: str | int | None = None  # as Sample.stop_reason, on the last delta
 
 
 @dataclass
@@ -124,7 +137,7 @@ class _Request:
     prompt_ids: list[int]
     params: SamplingParams
     output: RequestOutput
-    stop_ids: frozenset[int]
+    stop_ids: dict[int, str | int | None]  # stop token -> the stop_reason it gives
     total_len: int  # prompt + the most new tokens that fit
 
 
@@ -193,8 +206,7 @@ class Engine:
         """Queue a request; it joins the running batch at a later `step`. Returns its id."""
         params = params or SamplingParams()
         params.check()
-        if params.stop and self.tokenizer is None:
-            raise ValueError("stop strings need a tokenizer")
+        stop_ids = self._stop_ids(params)
         prompt_ids = self.encode(prompt)
         if not prompt_ids:
             raise ValueError("a prompt needs at least one token")
@@ -204,15 +216,33 @@ class Engine:
         bad = [t for t in prompt_ids if not 0 <= t < self.model.config.vocab_size]
         if bad:
             raise ValueError(f"token ids {bad[:5]} lie outside the vocabulary of {self.model.config.vocab_size}")
-        stop_ids = set(params.stop_token_ids)
-        if self.tokenizer is not None:
-            stop_ids.add(self.tokenizer.eos_id)
         request_id = next(self._ids)
         output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)])
         total_len = min(self.max_seq_len, len(prompt_ids) + params.max_new_tokens)
-        self._waiting.append(_Request(request_id, prompt_ids, params, output, frozenset(stop_ids), total_len))
+        self._waiting.append(_Request(request_id, prompt_ids, params, output, stop_ids, total_len))
         self._outputs[request_id] = output
         return request_id
+
+    def _stop_ids(self, params: SamplingParams) -> dict[int, str | int | None]:
+        """The tokens that end a sample of `params`, each with the stop_reason it gives: EOS (None),
+        `stop_token_ids` (the id), and the special tokens spelled by stop strings (the string)."""
+        stop_ids: dict[int, str | int | None] = {}
+        if self.tokenizer is not None:
+            stop_ids[self.tokenizer.eos_id] = None
+        stop_ids.update({int(t): int(t) for t in params.stop_token_ids})
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop strings need a tokenizer")
+        for stop in params.stop:
+            if stop in SPECIAL_TOKENS:
+                (token,) = self.tokenizer.encode(stop)
+                stop_ids[token] = stop
+                continue
+            inside = [special for special in SPECIAL_TOKENS if special in stop]
+            if inside:  # the text never shows a special token, so such a string could never match
+                raise ValueError(
+                    f"stop string {stop!r} contains the special token {inside[0]!r}, which the text never shows; "
+                    f"give the special token as a stop string of its own")
+        return stop_ids
 
     def pop_output(self, request_id: int) -> RequestOutput:
         """A request's output (finished or not), forgotten by the engine once taken."""
@@ -245,9 +275,9 @@ class Engine:
         for row, (seq, token, logprob) in enumerate(zip(self._running, tokens_B.tolist(), logprobs_B.tolist())):
             seq.sample.token_ids.append(token)
             seq.sample.logprobs.append(logprob)
-            reason = self._finish_reason(seq, token)
+            reason, stop_reason = self._finish(seq, token)
             if reason is not None:
-                seq.sample.finish_reason = reason
+                seq.sample.finish_reason, seq.sample.stop_reason = reason, stop_reason
                 self._finalise_text(seq)
             else:
                 keep.append(row)
@@ -331,33 +361,29 @@ class Engine:
                 tokens_B[row] = torch.multinomial(probs_V, 1, generator=generator)[0]
         return tokens_B, logprobs_BV.gather(-1, tokens_B[:, None])[:, 0]
 
-    def _finish_reason(self, seq: _Sequence, token: int) -> FinishReason | None:
+    def _finish(self, seq: _Sequence, token: int) -> tuple[FinishReason | None, str | int | None]:
+        """(finish reason, stop reason) after `token`; (None, None) while the sample goes on."""
         request = seq.request
         if token in request.stop_ids:
-            return "stop"
-        if request.params.stop and self._stop_string_at(seq) is not None:
-            return "stop"
+            return "stop", request.stop_ids[token]
+        if request.params.stop:
+            hit = _first_stop(self._visible_text(seq), request.params.stop)
+            if hit is not None:
+                return "stop", hit[1]
         if len(seq.sample.token_ids) >= request.params.max_new_tokens or seq.position + 1 >= request.total_len:
-            return "length"
-        return None
+            return "length", None
+        return None, None
 
-    def _stop_string_at(self, seq: _Sequence) -> int | None:
-        text = self.tokenizer.decode(seq.sample.token_ids, skip_special=True)
-        hits = [i for i in (text.find(s) for s in seq.request.params.stop if s) if i >= 0]
-        return min(hits) if hits else None
-
-    def _finalise_text(self, seq: _Sequence) -> None:
-        if self.tokenizer is None:
-            return
+    def _visible_text(self, seq: _Sequence) -> str:
+        """The sample's text as the user sees it: no special tokens, nor the stop token that ended it."""
         ids = seq.sample.token_ids
         if ids and ids[-1] in seq.request.stop_ids:
             ids = ids[:-1]
-        text = self.tokenizer.decode(ids, skip_special=False)
-        if seq.request.params.stop:
-            cut = self._stop_string_at(seq)
-            if cut is not None:  # stop strings are matched in the text without special tokens
-                text = self.tokenizer.decode(ids, skip_special=True)[:cut]
-        seq.sample.text = text
+        return self.tokenizer.decode(ids, skip_special=True)
+
+    def _finalise_text(self, seq: _Sequence) -> None:
+        if self.tokenizer is not None:
+            seq.sample.text = _cut_at_stop(self._visible_text(seq), seq.request.params.stop, finished=True)
 
     # ------------------------------------------------------------------ blocking and streaming calls
 
@@ -380,7 +406,8 @@ class Engine:
     def stream(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> Iterator[StreamDelta]:
         """Text as it is generated, for one prompt with n = 1: the reasoning (inside <think>) and
         the answer come on separate channels; the <think> markers themselves are not shown. Text
-        that could be the start of a stop string is held back until it is known not to be one."""
+        that could be the start of a stop string is held back until it is known not to be one; the
+        deltas joined are generate()'s text for the same request and seed."""
         if self.tokenizer is None:
             raise ValueError("streaming text needs a tokenizer")
         params = params or SamplingParams()
@@ -389,26 +416,37 @@ class Engine:
         tok = self.tokenizer
         prompt_ids = self.encode(prompt)
         request_id = self.add_request(prompt_ids, params)
+        stop_ids = self._stop_ids(params)
         channel = "reasoning" if _inside_think(prompt_ids, tok.think_id, tok.end_think_id) else "answer"
-        content: list[int] = []  # this channel's text tokens so far
-        shown = ""
+        # the text is decoded whole, as generate() decodes it, so stop strings and held-back tails see
+        # across the <think> markers; the markers only record where each channel starts in it
+        ids: list[int] = []
+        switches: list[tuple[int, str]] = [(0, channel)]  # (offset in the text, channel from there on)
+        shown = 0  # characters of the text already yielded
         finished = False
         while not finished:
             for event in self.step():
                 if event.request_id != request_id:
                     continue
                 finished, token = event.finish_reason is not None, event.token_id
-                if token in (tok.think_id, tok.end_think_id):
-                    channel = "reasoning" if token == tok.think_id else "answer"
-                    content, shown = [], ""
-                elif token not in (tok.eos_id, tok.pad_id, tok.bos_id) and token not in params.stop_token_ids:
-                    content.append(token)
-                text = _cut_at_stop(tok.decode(content, skip_special=True), params.stop, finished)
-                if text.endswith("\ufffd") and not finished:  # half a UTF-8 character: wait for the rest
-                    continue
-                delta, shown = text[len(shown):], max(text, shown, key=len)
-                if delta or finished:
-                    yield StreamDelta(delta, channel, token, event.finish_reason)
+                if token not in stop_ids:  # a stop token is neither text nor a channel marker
+                    if token in (tok.think_id, tok.end_think_id):
+                        switches.append((len(tok.decode(ids, skip_special=True)),
+                                         "reasoning" if token == tok.think_id else "answer"))
+                    ids.append(token)
+                text = tok.decode(ids, skip_special=True)
+                if not finished:  # half a UTF-8 character: wait for the rest (it may be a stop string's)
+                    text = text.rstrip("\ufffd")
+                text = _cut_at_stop(text, params.stop, finished)
+                pieces = _channel_pieces(text, shown, switches)
+                shown = max(shown, len(text))
+                if not pieces and finished:  # the end still gets a delta, to carry the finish reason
+                    pieces = [("", _channel_at(len(text), switches))]
+                stop_reason = self._outputs[request_id].samples[0].stop_reason if finished else None
+                for k, (piece, piece_channel) in enumerate(pieces):
+                    last = k == len(pieces) - 1
+                    yield StreamDelta(piece, piece_channel, token, event.finish_reason if last else None,
+                                      stop_reason if last else None)
         self._outputs.pop(request_id, None)
 
 
@@ -434,12 +472,37 @@ def _inside_think(prompt_ids: list[int], think_id: int, end_think_id: int) -> bo
     return False
 
 
+def _channel_at(offset: int, switches: list[tuple[int, str]]) -> str:
+    """The channel in force at `offset` of the text (the last switch at or before it)."""
+    return [channel for at, channel in switches if at <= offset][-1]
+
+
+def _channel_pieces(text: str, start: int, switches: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """text[start:] as (piece, channel) pieces, split where the channel changes."""
+    pieces: list[tuple[str, str]] = []
+    bounds = [at for at, _ in switches[1:]] + [len(text)]
+    for (at, channel), end in zip(switches, bounds):
+        a, b = max(at, start), min(end, len(text))
+        if a < b:
+            if pieces and pieces[-1][1] == channel:
+                pieces[-1] = (pieces[-1][0] + text[a:b], channel)
+            else:
+                pieces.append((text[a:b], channel))
+    return pieces
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """(where, which) of the stop string that starts first in `text` (the earlier listed on a tie)."""
+    hits = [(i, s) for s, i in ((s, text.find(s)) for s in stops) if i >= 0]
+    return min(hits, key=lambda hit: hit[0]) if hits else None
+
+
 def _cut_at_stop(text: str, stops: Sequence[str], finished: bool) -> str:
     """Text up to the first stop string; while generating, also hold back a tail that may be
     the start of one."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    if hits:
-        return text[: min(hits)]
+    hit = _first_stop(text, stops)
+    if hit is not None:
+        return text[: hit[0]]
     if not finished:
         held = max((k for s in stops for k in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:k])), default=0)
         return text[: len(text) - held]
