@@ -2,6 +2,8 @@
 (issue 20's list, table-driven), and what was asked for is never silently dropped."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +31,8 @@ def files(tmp_path_factory):
     return root
 
 
-CASES = [  # (argv with {root} for the fixture's folder, a fragment of the message)
+DENIED = ("Permission denied", "Operation not permitted")  # making a folder in sysfs: EPERM, even for root
+CASES = [  # (argv with {root} / {locked} for the fixtures' folders, a fragment of the message, or alternatives)
     (["eval", "{root}/ckpt", "--data", "{root}/test.jsonl", "--n", "0"], "argument --n: must be >= 1, got 0"),
     (["eval", "{root}/ckpt", "--data", "{root}/test.jsonl", "--n", "-5"], "argument --n: must be >= 1, got -5"),
     (["eval", "{root}/ckpt", "--data", "{root}/test.jsonl", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
@@ -49,18 +52,42 @@ CASES = [  # (argv with {root} for the fixture's folder, a fragment of the messa
     (["claims", "--n-test", "0"], "argument --n-test: must be >= 1"),
     (["train", "sft", "--config", "{root}/missing.yaml"], "config file not found"),
     (["train", "sft", "--resume", "--overwrite", "sft.train_data=x"], "not allowed with argument --resume"),
+    (["data", "synth", "--n", "3", "--out", "{locked}/x.jsonl"], "Permission denied"),
+    (["init", "--preset", "tiny", "--out", "{locked}/ckpt"], DENIED),
+    (["eval", "{root}/ckpt", "--data", "{root}/test.jsonl", "--out", "{locked}/eval.json"], "Permission denied"),
+    (["tokenizer", "train", "--data", "{root}/test.jsonl", "--out", "{locked}/tok"], DENIED),
 ]
 
 
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    """A folder this process may not write in: a read-only folder, or for root (whom file modes do
+    not stop) sysfs, where the kernel refuses to create files."""
+    folder = tmp_path_factory.mktemp("locked")
+    folder.chmod(0o555)
+    candidates = [folder] if os.geteuid() != 0 else [Path("/sys")]
+    for candidate in candidates:
+        try:
+            (candidate / "r1kit-probe").open("w").close()
+        except PermissionError:
+            yield candidate
+            break
+        else:
+            (candidate / "r1kit-probe").unlink()
+    else:
+        pytest.skip("no folder here refuses writes with PermissionError")
+    folder.chmod(0o755)
+
+
 @pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CASES)])
-def test_bad_input_exits_2_naming_the_problem(files, capsys, argv, message):
-    argv = [a.format(root=files) for a in argv]
+def test_bad_input_exits_2_naming_the_problem(files, locked, capsys, argv, message):
+    argv = [a.format(root=files, locked=locked) for a in argv]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors
         code = e.code
     err = capsys.readouterr().err
-    assert code == 2 and message in err, err
+    assert code == 2 and any(m in err for m in ((message,) if isinstance(message, str) else message)), err
     assert "Traceback" not in err
 
 
