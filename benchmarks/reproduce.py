@@ -1,7 +1,7 @@
 """Re-run every headline figure of the README, each by the exact command the README gives for it.
 
     python benchmarks/reproduce.py [--stages sft,curves,kernel,generate,throughput,bf16,demo,grpo,claims]
-                                   [--runs runs/reproduce] [--claims-minutes 72] [--redo STAGE,...] [--dry-run]
+                                   [--runs runs/reproduce] [--claims-minutes 50] [--redo STAGE,...] [--dry-run]
 
 Each stage runs its commands one after another in fresh processes (printed before they start), and
 each command writes its figures to benchmarks/results/ (command, date, CPU model and flags, torch
@@ -12,14 +12,14 @@ stage's scratch runs live under RUNS and are replaced when the stage runs again;
 resumes by itself, arm by arm. The stages, in the order they run:
 
   sft         SFT of the demo config for 20 minutes, evaluated at minutes 10 and 20
-  curves      accuracy against minutes by difficulty, from that run's snapshots
+  demo        `r1kit demo`, then its figures
+  grpo        configs/rl_demo.yaml as it is, from the demo's SFT model
+  claims      `r1kit claims`: the ablations of docs/claims.md (7 minutes of SFT per arm at the default)
+  curves      accuracy against minutes by difficulty, from the sft stage's snapshots
   kernel      the fused multi-scale kernel against the SDPA branches, one layer
   generate    the engine against transformers' generate(), batch 1 and 32, two model sizes
   throughput  MoE against dense, multi-scale against dense: training tokens/s and memory
   bf16        bf16 against fp32 training steps by model size on this CPU
-  demo        `r1kit demo`, then its figures
-  grpo        configs/rl_demo.yaml as it is, from the demo's SFT model
-  claims      `r1kit claims`: the ablations of docs/claims.md (about 10 minutes of SFT per arm)
 
 Timing ratios are taken from alternating rounds and reported as the median with the range; a
 target counts as met by the worst round. Run it with nothing else busy on the machine.
@@ -37,7 +37,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-STAGES = ("sft", "curves", "kernel", "generate", "throughput", "bf16", "demo", "grpo", "claims")
+STAGES = ("sft", "demo", "grpo", "claims", "curves", "kernel", "generate", "throughput", "bf16")
 STAGE_TIMEOUT_S = 3 * 3600  # a command that hangs is stopped; the stage stays unfinished
 
 
@@ -91,8 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of: " + ", ".join(STAGES))
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="scratch runs and the stages' done markers")
-    parser.add_argument("--claims-minutes", type=float, default=72.0,
-                        help="r1kit claims' budget: 70%% of it shared by 5 SFT arms (72: ~10 minutes each), 20%% by 3 GRPO arms")
+    parser.add_argument("--claims-minutes", type=float, default=50.0,
+                        help="r1kit claims' budget: 70%% of it shared by 5 SFT arms (50: 7 minutes each), 20%% by 3 GRPO arms")
     parser.add_argument("--redo", default="", help="stages to run again although they finished")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args()

@@ -4,12 +4,10 @@ measurements the issue asks for (docs/verifier.md reports the figures)."""
 
 import json
 import os
-import random
-import re
 import signal
+import sys
 import threading
 import time
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from r1kit.reward import (
     ExpressionError,
     RewardBreakdown,
     RewardConfig,
-    Step,
     answers_match,
     check_steps,
     composite_reward,
@@ -40,7 +37,13 @@ from r1kit.reward import (
 from r1kit.reward.arithmetic import MAX_EXPRESSION_CHARS, MAX_RESULT_BITS
 from r1kit.reward.steps import MAX_CLAIMS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from verifier_gsm8k import measure  # noqa: E402  (the GSM8K figures: one definition, here and in the benchmark)
+
 GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
+# rows copied from the study part of GSM8K's training split (MIT licence, github.com/openai/grade-school-math),
+# each with the grounding rule it exercises as "kind"; chosen by the rule mattering on it (benchmarks/verifier_gsm8k.py)
+GSM8K_SAMPLE = Path(__file__).resolve().parent / "fixtures" / "gsm8k_sample.jsonl"
 NATALIA = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
            "How many clips did Natalia sell altogether in April and May?")
 
@@ -357,6 +360,11 @@ ADVERSARIAL = {
     "many answer phrases": "the answer is " * 4_600,
     "many markers": "#### " * 13_000,
     "unclosed think tags": "<think>" * 9_000,
+    # the prose before claims is read within bounds (equations and prose arithmetic)
+    "many equations": ("x" + "*(x+48)" * 17 + " = 48 so ") * 60 + "\n48/2 = 25\n#### 7",
+    "many short equations": "x+48=48 so " * 250 + "\n48/2 = 25\n#### 7",
+    "equations before every claim": "\n".join("x = 48/2 so " * 3 + f"{i}*2 = {2 * i + 1}" for i in range(60)),
+    "prose arithmetic before every claim": "\n".join("48 plus 48 equals 96 and " * 40 + f"{i}*2 = {2 * i + 1}" for i in range(60)),
 }
 
 
@@ -538,74 +546,110 @@ def test_cli_usage_errors_exit_2(capsys, tmp_path):
 
 # --- GSM8K: the measurements of docs/verifier.md -------------------------------------------------
 
-def _perturb(solution: str, rng: random.Random) -> tuple[str, Step] | None:
-    """The solution with one annotated claim's result changed (and its restatement after >>), and
-    the claim as it was; None when the solution has no annotated claim."""
-    claims = [m for m in re.finditer(r"<<([^<>=]+)=([^<>=]+)>>", solution) if extract_steps(m.group())]
-    if not claims:
-        return None
-    m = rng.choice(claims)
-    old = m.group(2)
-    new = str(Decimal(old) + rng.choice((-3, -2, -1, 1, 2, 3, 10)))
-    after = solution[m.end():]
-    after = new + after[len(old):] if after.startswith(old) else after
-    return f"{solution[:m.start()]}<<{m.group(1)}={new}>>{after}", extract_steps(m.group())[0]
-
-
 @pytest.fixture(scope="module")
 def gsm8k():
+    """The counts of benchmarks/verifier_gsm8k.py per part of the training split: "study" (the
+    grounding rules were written looking at it), "report" (only measured) and "all"."""
     if not GSM8K.is_file():
         pytest.skip(f"GSM8K not found at {GSM8K} (the shared data folder beside the repository)")
-    rows = [json.loads(line) for line in GSM8K.open()]
-    rng = random.Random(0)
-    stats = dict(rows=len(rows), extracted=0, variants=0, steps=0, correct=0, valid=0, perturbed=0,
-                 correct_drops=0, validity_drops=0, changed_step_was_valid=0, validity_drops_when_it_was=0)
-    for row in rows:
-        solution, question = row["answer"], row["question"]
-        gold = solution.rsplit("####", 1)[1].strip()
-        reasoning = solution.rsplit("####", 1)[0].strip()
-        stats["extracted"] += answers_match(extract_answer(solution, last_number_fallback=False), gold)
-        variants = [format_response(reasoning, gold), f"{reasoning}\n\\boxed{{{gold}}}",
-                    f"<think>\n{reasoning}\n#### 999999\n</think>\nThe answer is {gold}.", f"{reasoning}\nA: {gold}"]
-        stats["variants"] += all(answers_match(extract_answer(v, last_number_fallback=False), gold) for v in variants)
-        checks = check_steps(extract_steps(solution), question)
-        stats["steps"] += len(checks)
-        stats["correct"] += sum(c.correct for c in checks)
-        stats["valid"] += sum(c.valid for c in checks)
-        if (perturbation := _perturb(solution, rng)) is None:
-            continue
-        perturbed, changed = perturbation
-        after = check_steps(extract_steps(perturbed), question)
-        stats["perturbed"] += 1
-        stats["correct_drops"] += _share(after, "correct") < _share(checks, "correct")
-        validity_drops = _share(after, "valid") < _share(checks, "valid")
-        stats["validity_drops"] += validity_drops
-        if next(c.valid for c in checks if c.step == changed):
-            stats["changed_step_was_valid"] += 1
-            stats["validity_drops_when_it_was"] += validity_drops
+    stats = measure([json.loads(line) for line in GSM8K.open()])
     print(f"GSM8K: {stats}")  # the figures docs/verifier.md reports (pytest -s shows them)
     return stats
 
 
-def _share(checks: list, attribute: str) -> float:
-    return sum(getattr(c, attribute) for c in checks) / len(checks)
-
-
 def test_gsm8k_answer_extraction_recovers_every_gold_answer(gsm8k):
-    assert gsm8k["extracted"] == gsm8k["rows"]
-    assert gsm8k["variants"] == gsm8k["rows"]  # in every accepted form, reasoning not mistaken for it
+    assert gsm8k["all"]["extracted"] == gsm8k["all"]["rows"]
+    assert gsm8k["all"]["variants"] == gsm8k["all"]["rows"]  # in every accepted form, reasoning not mistaken for it
 
 
 def test_gsm8k_gold_steps_are_valid_and_grounded(gsm8k):
-    assert gsm8k["correct"] / gsm8k["steps"] >= 0.99, gsm8k
-    assert gsm8k["valid"] / gsm8k["steps"] >= 0.95, gsm8k
+    assert gsm8k["all"]["correct"] / gsm8k["all"]["steps"] >= 0.99, gsm8k
+    # on the part no grounding rule was written from, as on the whole file
+    for part in ("report", "all"):
+        assert gsm8k[part]["valid"] / gsm8k[part]["steps"] >= 0.98, gsm8k[part]
 
 
 def test_gsm8k_a_changed_step_result_is_detected(gsm8k):
+    stats = gsm8k["all"]
     # 95 solutions have no annotation and a few only no-op ones (<<35=35>>): nothing to change
-    assert gsm8k["perturbed"] >= 0.97 * gsm8k["rows"]
+    assert stats["perturbed"] >= 0.97 * stats["rows"]
     # arithmetic validity (correct claims / claims) drops in >= 99% of rows
-    assert gsm8k["correct_drops"] / gsm8k["perturbed"] >= 0.99, gsm8k
+    assert stats["correct_drops"] / stats["perturbed"] >= 0.99, stats
     # step validity (correct and grounded) drops in every row where the changed claim was valid;
     # where it was already ungrounded it has nothing to lose (docs/verifier.md gives the share)
-    assert gsm8k["validity_drops_when_it_was"] == gsm8k["changed_step_was_valid"], gsm8k
+    assert stats["validity_drops_when_it_was"] == stats["changed_step_was_valid"], stats
+    assert gsm8k["report"]["validity_drops"] / gsm8k["report"]["perturbed"] >= 0.985, gsm8k["report"]
+
+
+# --- grounding kinds on real solutions (a committed sample: runs without ../shared) ----------------
+
+SAMPLE = [json.loads(line) for line in GSM8K_SAMPLE.open()]
+KINDS = sorted({row["kind"] for row in SAMPLE} - {"left ungrounded"})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_grounding_kind_grounds_every_claim_of_its_sample_rows(kind):
+    rows = [row for row in SAMPLE if row["kind"] == kind]
+    assert rows
+    for row in rows:
+        checks = check_steps(extract_steps(row["answer"]), row["question"])
+        assert checks and all(c.valid for c in checks), (row["answer"], [c.reason for c in checks])
+
+
+def test_a_corrupted_step_is_detected_on_every_sample_row():
+    stats = measure([row for row in SAMPLE if row["kind"] != "left ungrounded"])["all"]
+    # every row whose solution has an annotated claim to change (a few write only <<5=5>>)
+    assert stats["validity_drops"] == stats["perturbed"] >= 0.8 * stats["rows"], stats
+
+
+def test_what_no_rule_explains_stays_ungrounded_on_the_sample():
+    # 0 for "no stripes" (0 would let 48 + 0 = 48 pass) and 20 fingers and toes (world knowledge)
+    ungrounded = [f"{c.step.expression}={c.step.value}" for row in SAMPLE if row["kind"] == "left ungrounded"
+                  for c in check_steps(extract_steps(row["answer"]), row["question"]) if not c.valid]
+    assert ungrounded == ["6*0=0", "3*20=60"]
+
+
+TOM = "Tom reads 5 pages a day."
+
+
+@pytest.mark.parametrize("question, completion, valid", [
+    # unit constants: 7 only where a word names the week or day, in the question or the claim's prose
+    (TOM, "5*7 = 35", [True]),
+    ("Tom reads 5 pages.", "5*7 = 35", [False]),
+    ("Tom reads 5 pages.", "In a week he reads 5*7 = 35 pages.", [True]),
+    # ... and never ground a claim on their own, nor what builds on it
+    (TOM, "There are 24 hours in a day, so 60*24 = 1440 minutes.\n1440*7 = 10080", [False, False]),
+    # prose results: arithmetic with words and units in it grounds its result when it is right
+    # and uses known numbers; not when it is wrong or brings in a number from nowhere
+    (NATALIA, "She sold 48 clips / 2 = 24 clips in May.\n48+24 = 72", [True]),
+    (NATALIA, "She sold 48 clips / 2 = 25 clips in May.\n48+25 = 73", [False]),
+    (NATALIA, "She sold 48 clips + 7 clips = 55 clips.\n55+2 = 57", [False]),
+    # equations in one letter: solved from known numbers, a step that still holds grounds its new number
+    (NATALIA, "Let x be the clips in May: 2x = 48\nx = 24\n48 + 24 = 72", [True]),
+    (NATALIA, "2x + 4 = 52\n2x = 48\nx = 48/2 = 24", [True]),
+    (NATALIA, "Let x = 7.\n48*7 = 336", [False]),  # an assignment grounds nothing
+    (NATALIA, "x = 48/2 = 24\n(x - 24)*7 = 24 - 24\n48*7 = 336", [True, False]),  # 7 is not forced there
+    (NATALIA, "48x + 7x - 7x = 48x\n48*7 = 336", [False]),  # nor here
+    # forms: 25% as 1/4 gives 4; a unit conversion's fractions give nothing (6 days / 24 = 1/4 is no 4)
+    ("Jen spent 25% of her $80.", "80/4 = 20", [True]),
+    ("Jen works 6 days a week and earns $576.", "576/4 = 144", [False]),
+    # counted: a list of three names states 3, two names do not
+    ("Sarah, Mary, and Tuan share $63 equally.", "63/3 = 21", [True]),
+    ("Sarah and Tuan share $63 with a friend.", "63/3 = 21", [False]),
+    ("He sleeps 8 hours a night from Monday to Thursday.", "8*4 = 32", [True]),
+    # 0 is no constant: a trivially true step on a question number is not grounded
+    (NATALIA, "48 + 0 = 48", [False]),
+])
+def test_grounding_rules_are_narrow(question, completion, valid):
+    checks = check_steps(extract_steps(completion), question)
+    assert [c.valid for c in checks] == valid, [c.reason for c in checks]
+
+
+def test_unit_constants_and_trivially_true_steps_score_no_step_validity():
+    question = "Ann works 5 hours a day, 6 days a week, for 3 weeks at $12 an hour, plus 20% on Sundays."
+    padding = "60*24 = 1440\n1440*7 = 10080\n7*52 = 364\n24*7 = 168\n1+1 = 2\n2*2 = 4\n60/60 = 1\n100/100 = 1\n10*10 = 100"
+    result = score(f"{padding}\n#### 1080", "1080", question, optimal_steps=3)
+    assert (result.steps, result.correct_steps, result.valid_steps, result.step_validity) == (9, 9, 0, 0.0)
+    # the same completion with the solution's steps: only those count
+    solved = score(f"{padding}\n5*6*3 = 90\n90*12 = 1080\n#### 1080", "1080", question, optimal_steps=2)
+    assert (solved.valid_steps, solved.steps) == (2, 11)

@@ -16,16 +16,27 @@ Steps (`extract_steps`, `check_steps`)
     wrong); a value written without decimals must be exact (100/3 = 33 is wrong). A value with %
     may be the fraction (17/20 = 85%) or the percentage (100 - 15 = 85%).
 
-    Grounded: every number in the expression comes from the question (`question_numbers`: its
-    digits, number words such as three / half / a dozen / twice / two-thirds, and the conversion
-    factors of its unit words, such as 60 for "hour" and 0.01 for "%"), or from an earlier valid
-    claim (its value or a partial result), or from CONSTANTS = {1, 2, 10, 12, 60, 100}; and at
-    least one comes from the question or an earlier claim, so padding such as ``<<1+1=2>>`` is
-    never grounded. A number written with d decimals matches a known number rounded to d places
-    (3.33 stands for 10/3). A correct claim with at least one number from the question or an
-    earlier claim grounds the claims after it, even when it also uses a number the question does
-    not explain (world knowledge: 4 legs, 5 weekdays): that claim is ungrounded, once, and what
-    builds on it is not tainted. A claim of constants and unexplained numbers grounds nothing.
+    Grounded: every number in the expression is known or an implied constant, and at least one is
+    known, so padding such as ``<<1+1=2>>`` or ``<<60*24=1440>>`` is never grounded.
+    Known: stated by the question (`question_numbers`: its digits, number words such as three /
+    half / a dozen / twice / two-thirds, a stated quantity converted by its unit: 30 minutes as 0.5
+    and 1800, and numbers it states by naming or listing: June's 30 days, "Monday to Thursday",
+    "Sarah, Mary, and Tuan", "Elisa and her two friends"), or established before the claim: by an
+    earlier claim (its value or a partial result) or by the prose before it, read as a grader
+    would (`prose_results`: arithmetic written with its words and units, "60 inches + 8 inches =
+    68 inches", on known numbers; `prose_equations`: a linear equation in one letter whose numbers
+    are known solves the letter, and a later one that still holds grounds the one number it adds,
+    "2x + 4 = 120, so 2x = 116"), in any of its forms (0.25 as 25 and 1/4 as 4, 30 as 0.3, 420 as
+    420,000,000 where "million" is written; `_forms`). Implied constants: CONSTANTS = {1, 2, 10,
+    12, 60, 100}, and the conversion factors of the unit words in the question or the claim's prose
+    and the counts some words imply (60 with "minutes", 7 with "week", 100 with "%", 5 with
+    "weekdays"; `unit_constants`); they never ground a claim on their own, and a form that is one
+    is not a known number. A number written with d decimals matches a known number rounded to d
+    places (3.33 stands for 10/3). A correct claim with at least one known number grounds the
+    claims after it, even when it also uses a number nothing explains (world knowledge: 4 letters
+    in "Grey"): that claim is ungrounded, once, and what builds on it is not tainted. A claim of
+    constants and unexplained numbers grounds nothing. 0 is no constant: ``48 + 0 = 48`` is not
+    grounded.
 
     StepValidity = valid claims (correct and grounded) / claims, 0 with no claim; correct but
     ungrounded claims are counted separately in the breakdown. Without a question, grounding is not
@@ -42,13 +53,16 @@ Steps (`extract_steps`, `check_steps`)
 Limits
     A completion with more than MAX_EQUALS "=", MAX_ARITHMETIC_CHARS of arithmetic or MAX_CLAIMS
     claims has no steps read (`extract_steps` gives None): `score` counts it MAX_CLAIMS + 1 steps
-    and step validity 0.
+    and step validity 0. The prose before claims is read up to MAX_ARITHMETIC_CHARS characters in
+    all (the nearest to each claim first), in equation chains of up to MAX_CHAIN "=" and
+    MAX_EQUATION_CHARS, and at most MAX_EQUATIONS equations are evaluated.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 from typing import Literal, Sequence
@@ -91,11 +105,15 @@ _LATEX_ARITHMETIC = [
 
 @dataclass(frozen=True)
 class Step:
-    """One claim ``expression = value``; `value` is a number, or in a chain an expression."""
+    """One claim ``expression = value``; `value` is a number, or in a chain an expression.
+    `context`: the prose the claim stands in (its line, annotations removed, and the lines since
+    the last line that held a claim), which grounding reads for unit words, prose arithmetic and
+    equations (`check_steps`)."""
 
     expression: str
     value: str
     source: Literal["annotation", "text"]
+    context: str = field(default="", compare=False, repr=False)
 
 
 def _is_operand_end(kind: str) -> bool:
@@ -195,8 +213,10 @@ def extract_steps(text: str) -> list[Step] | None:
     if len(text) > MAX_COMPLETION_CHARS or text.count("=") > MAX_EQUALS:
         return None
     steps, seen, budget = [], set(), MAX_ARITHMETIC_CHARS
+    prose: list[str] = []  # lines since the last line that held a claim
     for line in text.split("\n"):
         if "=" not in line:
+            prose.append(line)
             continue
         found = []
         if "<<" in line and (annotations := _ANNOTATION.findall(line)):
@@ -226,11 +246,15 @@ def extract_steps(text: str) -> list[Step] | None:
                 found.extend(s for s in _claims(run, "text", glued) if _bare(s.value) not in annotated)
         if budget < 0:
             return None
+        if not found:
+            prose.append(line)
+            continue
+        context, prose = "\n".join([*prose, line]), []
         for step in found:
             key = (step.expression.replace(" ", ""), step.value.replace(" ", ""))
             if key not in seen:
                 seen.add(key)
-                steps.append(step)
+                steps.append(replace(step, context=context))
         if len(steps) > MAX_CLAIMS:
             return None
     return steps
@@ -255,35 +279,46 @@ _FRACTION_WORDS = {"half": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5,
                    "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
 _MULTIPLIER_WORDS = {"twice": 2, "double": 2, "doubled": 2, "triple": 3, "tripled": 3, "thrice": 3,
                      "quadruple": 4, "quadrupled": 4, "pair": 2, "couple": 2}
+_MONTH_DAYS = dict(zip("January February March April May June July August September October November December".split(),
+                       (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)))
 # a unit word brings its conversion factors, and converts the number just before it both ways
 _UNIT_WORDS = {
     "percent": (100, Fraction(1, 100)), "cent": (100, Fraction(1, 100)), "penny": (100, Fraction(1, 100)),
     "nickel": (5, Fraction(1, 20)), "dime": (10, Fraction(1, 10)), "quarter": (25, Fraction(1, 4)),
-    "second": (60,), "minute": (60,), "hour": (60, 24), "day": (24, 7), "week": (7, 52),
+    "second": (60, 3600), "minute": (60, 1440), "hour": (60, 24, 3600), "day": (24, 7, 1440), "week": (7, 52),
     "weekend": (2,), "fortnight": (14,), "month": (12, 30, 4), "year": (12, 52, 365), "decade": (10,),
     "century": (100,), "inch": (12,), "foot": (12, 3), "feet": (12, 3), "yard": (3, 36), "mile": (5280,),
-    "pound": (16,), "ounce": (16,), "gallon": (4, 128), "quart": (4, 32), "pint": (2, 16), "cup": (8, 16),
-    "liter": (1000,), "litre": (1000,), "kilogram": (1000,), "kg": (1000,), "kilometer": (1000,),
-    "km": (1000,), "meter": (100, 1000), "metre": (100, 1000), "centimeter": (100,), "cm": (100,),
-    **{month: (days,) for month, days in zip(
-        "january february march april may june july august september october november december".split(),
-        (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31))},
+    "pound": (16,), "ounce": (16,), "ton": (1000, 2000), "tonne": (1000,), "gallon": (4, 8, 16, 128),
+    "quart": (2, 4, 32), "pint": (2, 8, 16), "cup": (8, 16), "liter": (1000,), "litre": (1000,),
+    "milliliter": (1000,), "ml": (1000,), "gram": (1000,), "kilogram": (1000,), "kg": (1000,),
+    "kilometer": (1000,), "km": (1000,), "meter": (100, 1000), "metre": (100, 1000), "centimeter": (100,),
+    "cm": (100,), "kilowatt": (1000,), "kwh": (1000,),
+    **{month.lower(): (days,) for month, days in _MONTH_DAYS.items() if month != "May"},  # "may" is a verb
 }
+# counts a word implies, which convert nothing: 5 weekdays a week, 4 legs of a dog, 4 quarters a year
+_COUNT_WORDS = {"weekday": (5,), "leg": (4, 6, 8), "wheel": (3, 4), "quarterly": (3, 4)}
 _UNIT_FACTORS = {word: frozenset(map(Fraction, factors)) for word, factors in _UNIT_WORDS.items()}
+_IMPLIED = {word: frozenset(map(Fraction, factors)) for word, factors in (*_UNIT_WORDS.items(), *_COUNT_WORDS.items())}
 # every form of a word the tables know (plurals too) -> its table key
 _WORD_FORMS = {form: word for word in (*_NUMBER_WORDS, *_SCALE_WORDS, *_FRACTION_WORDS, *_MULTIPLIER_WORDS,
-                                       *_UNIT_WORDS, "and", "a", "an") for form in (word, word + "s")}
+                                       *_UNIT_WORDS, *_COUNT_WORDS, "and", "a", "an") for form in (word, word + "s")}
 _WORD_FORMS.update({"pennies": "penny", "inches": "inch", "halves": "half", "centuries": "century"})
 _QUESTION_TOKEN = re.compile(
     rf"(?P<num>{_MIXED}|{_NUM})(?:\s*/\s*(?P<den>\d+))?(?P<pct>\s*%)?|(?P<word>[A-Za-z]+)")
+_HOURS_AND_MINUTES = re.compile(r"\b(\d+) hours? (?:and )?(\d+) minutes?\b", re.IGNORECASE)
+_UNIT_AND_A_HALF = re.compile(r"\ban? ([A-Za-z]+) and (?:a )?half\b", re.IGNORECASE)
+
+
+def _one_and_a_half(m: re.Match) -> str:
+    """"an hour and a half", "a pound and half": 1 1/2 of the unit."""
+    return f"1 1/2 {m.group(1)}" if _WORD_FORMS.get(m.group(1).lower()) in _UNIT_FACTORS else m.group()
 
 
 def _percent(p: Fraction) -> set[Fraction]:
     """p% as a step may use it: p/100, and the factors of "p% more" and "p% off"."""
-    return {p / 100, 1 + p / 100, 1 - p / 100} | _UNIT_FACTORS["percent"]
+    return {p / 100, 1 + p / 100, 1 - p / 100}
 
 
-@lru_cache(maxsize=4096)  # RL scores a group of completions per question
 def question_numbers(question: str) -> frozenset[Fraction]:
     """Every number the question states, as a step may use it:
     digits -- 20% also as 0.2, 1.2 and 0.8 (20% more, 20% off); 1/4 also as 1, 4 and 0.25;
@@ -293,10 +328,22 @@ def question_numbers(question: str) -> frozenset[Fraction]:
     unit words -- each brings its conversion factors (hour: 60 and 24, week: 7 and 52, cent: 100
     and 0.01, quarter: 25, 4 and 0.25, June: 30; see _UNIT_WORDS) and converts the number before it
     both ways (30 minutes: also 0.5 and 1800; 50 cents: also 0.5)."""
+    written, converted = _read_question(question)
+    return written | converted
+
+
+@lru_cache(maxsize=4096)  # RL scores a group of completions per question
+def _read_question(question: str) -> tuple[frozenset[Fraction], frozenset[Fraction]]:
+    """(the numbers a question writes, in digits or words or by counting, the ones it gives by
+    converting them with their unit words): see question_numbers."""
     numbers: set[Fraction] = set()
+    converted: set[Fraction] = set()
     previous: Fraction | None = None  # the number just read: "5 million", "two thirds", "30 minutes"
     whole: Fraction | None = None  # a number before "and": "four and a half", "1 and 1/4"
-    for m in _QUESTION_TOKEN.finditer(question[:MAX_COMPLETION_CHARS]):
+    text = _UNIT_AND_A_HALF.sub(_one_and_a_half, question[:MAX_COMPLETION_CHARS])
+    for hours, minutes in _HOURS_AND_MINUTES.findall(text):  # "1 hour and 45 minutes": 1.75 hours, 105 minutes
+        converted |= {int(hours) + Fraction(int(minutes), 60), 60 * int(hours) + Fraction(minutes)}
+    for m in _QUESTION_TOKEN.finditer(text):
         if m.group("word"):
             word = _WORD_FORMS.get(m.group("word").lower())
             if word is None:
@@ -304,7 +351,7 @@ def question_numbers(question: str) -> frozenset[Fraction]:
             elif word == "and":
                 whole, previous = previous, None
             elif word not in ("a", "an"):
-                previous, whole = _read_word(word, previous, whole, numbers), None
+                previous, whole = _read_word(word, previous, whole, numbers, converted), None
             continue
         try:
             value = _literal(m.group("num"))[0]
@@ -323,11 +370,43 @@ def question_numbers(question: str) -> frozenset[Fraction]:
         if whole is not None and value < 1:
             numbers.add(whole + value)
         previous, whole = value, None
-    return frozenset(numbers)
+    return frozenset(numbers | _counted(question[:MAX_COMPLETION_CHARS])), frozenset(converted)
 
 
-def _read_word(word: str, previous: Fraction | None, whole: Fraction | None, numbers: set[Fraction]) -> Fraction | None:
-    """Add what a known word states to `numbers`; return the number it leaves for the next word."""
+_MONTH = re.compile(rf"\b({'|'.join(_MONTH_DAYS)})\b")
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_WEEKDAY = re.compile(rf"\b({'|'.join(_WEEKDAYS)})s?\b", re.IGNORECASE)
+_DAY_RANGE = re.compile(rf"\b({'|'.join(_WEEKDAYS)})s? *(?:to|through|thru|until|till|-|–) *({'|'.join(_WEEKDAYS)})s?\b",
+                        re.IGNORECASE)
+_ITEM_WORD = r"(?:[\w$%'’-]|\.(?=\d))+"  # a word or number; a full stop ends the list
+_ITEM = rf"{_ITEM_WORD}(?: {_ITEM_WORD}){{0,4}}"  # one to five words
+_CLAUSE = r"(?!(?:then|so|if|but|and|or|which|who|while|when|because)\b)"  # ", then ...": not an item
+_LIST = re.compile(rf"{_ITEM}((?:, {_CLAUSE}{_ITEM}){{1,20}}(,?)) (?:and|or|&) \w")  # bounded: linear
+_COMPANY = re.compile(rf"\b(?:and|with|invited) (?:his|her|their|)\s*(\d+|{'|'.join(_NUMBER_WORDS)}) (?:best )?"
+                      r"(?:friends|siblings|sisters|brothers|cousins|classmates|teammates|children|kids)\b", re.IGNORECASE)
+
+
+def _counted(question: str) -> set[Fraction]:
+    """Numbers a question states by naming or listing: the days of a month it names (June: 30),
+    of a range of weekdays ("Monday to Thursday": 4) or of the weekdays it names, the items of a
+    list of three or more ("Sarah, Mary, and Tuan": 3; "90, 80, 70 and 100": 4), and a party of
+    someone and their friends ("Elisa and her two friends": 3)."""
+    counted = {Fraction(_MONTH_DAYS[month]) for month in _MONTH.findall(question)}
+    if len(named := {day.lower() for day in _WEEKDAY.findall(question)}) > 2:
+        counted.add(Fraction(len(named)))  # "35 calls on Monday, 46 on Tuesday ... 31 on Friday": 5 days
+    for first, last in _DAY_RANGE.findall(question):
+        counted.add(Fraction((_WEEKDAYS.index(last.lower()) - _WEEKDAYS.index(first.lower())) % 7 + 1))
+    for commas, oxford in _LIST.findall(question):
+        counted.add(Fraction(commas.count(",") + (1 if oxford else 2)))
+    for n in _COMPANY.findall(question):
+        counted.add(Fraction(int(n) if n.isdigit() else _NUMBER_WORDS[n.lower()]) + 1)
+    return counted
+
+
+def _read_word(word: str, previous: Fraction | None, whole: Fraction | None, numbers: set[Fraction],
+               converted: set[Fraction]) -> Fraction | None:
+    """Add what a known word states to `numbers` (a unit word: its conversions of the number before
+    it to `converted`); return the number it leaves for the next word."""
     value = None
     if word in _NUMBER_WORDS:
         value = Fraction(_NUMBER_WORDS[word])
@@ -346,16 +425,31 @@ def _read_word(word: str, previous: Fraction | None, whole: Fraction | None, num
         if whole is not None:
             value += whole  # "four and a half"
     if word in _UNIT_FACTORS:
-        numbers |= _UNIT_FACTORS[word]
         if previous is not None:
             for factor in _UNIT_FACTORS[word]:
-                numbers |= {previous * factor, previous / factor}
+                converted |= {previous * factor, previous / factor}
     if value is not None:
         numbers.add(value)
     return value
 
 
 _TENS = frozenset(Fraction(t) for t in range(20, 100, 10))
+_UNIT_WORD = re.compile(r"[A-Za-z]+|%")
+
+
+def unit_constants(text: str) -> frozenset[Fraction]:
+    """The conversion factors of the unit words in `text` and the counts its words imply (minutes:
+    60; week: 7 and 52; %: 100 and 0.01; weekdays: 5; see _UNIT_WORDS and _COUNT_WORDS): numbers a
+    step may use without a source where its question or its prose names the unit, which never
+    ground a claim on their own (as CONSTANTS)."""
+    found: set[Fraction] = set()
+    for word in set(_UNIT_WORD.findall(text[:MAX_COMPLETION_CHARS])):
+        unit = "percent" if word == "%" else _WORD_FORMS.get(word.lower())
+        if unit in _IMPLIED:
+            found |= _IMPLIED[unit]
+    return frozenset(found)
+
+
 _NEXT_WORD = re.compile(r"\s*([A-Za-z]+)")
 
 
@@ -374,11 +468,103 @@ def stated_numbers(question: str) -> tuple[frozenset[Fraction], ...]:
         word = _NEXT_WORD.match(text, m.end())
         word = word.group(1) if word else ""
         forms = question_numbers(f"{m.group(0)} {word}") - question_numbers(word) | question_numbers(m.group(0))
-        if m.group("pct"):
-            forms -= _UNIT_FACTORS["percent"]  # 20% is 20, 0.2, 1.2 or 0.8; the bare 100 is not this number
         if forms and forms not in stated:
             stated.append(forms)
     return tuple(stated)
+
+
+# prose arithmetic read as claims once its words are dropped ("14 pieces/house * 60 houses = 840")
+_WORD_OPERATORS = [(re.compile(p, re.IGNORECASE), op) for p, op in (
+    (r"\b(?:times|multiplied by)\b", " * "), (r"\bdivided by\b", " / "), (r"\bplus\b", " + "),
+    (r"\bminus\b", " - "), (r"\b(?:equals|is equal to)\b", " = "))]
+_UNIT_SLASH = re.compile(r"/(?=\s*[A-Za-z])")  # "$0.05/package": a unit, not a division
+_PROSE_WORD = re.compile(r"(?![xX]\b)[A-Za-z][A-Za-z'’]*")  # "x" stays: it may multiply
+_PRODUCT = re.compile(r"\)(?=\s*\d)")  # "(1/2) 18": a product in prose
+_VULGAR_FRACTIONS = str.maketrans({"½": "(1/2)", "⅓": "(1/3)", "⅔": "(2/3)", "¼": "(1/4)", "¾": "(3/4)"})
+_SPACED_THOUSANDS = re.compile(r"(?<==)(\s*\$?\d{1,3})((?: \d{3})+)(?![\d.])")  # "= 18 000"
+
+
+def prose_results(context: str) -> list[Step]:
+    """Arithmetic a solution writes in prose with its words and units left in, read as claims once
+    they are dropped: "60 inches + 8 inches = 68 inches", "$1.85/bottle * 60 bottles = $111", "12
+    times 12 equals 144". They are not steps (no reward counts them); a correct one on grounded
+    numbers grounds its result for the claims after it, as a grader reading the prose would."""
+    text = _SPACED_THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), context)
+    text = text.translate(_VULGAR_FRACTIONS)
+    for pattern, operator in _WORD_OPERATORS:
+        text = pattern.sub(operator, text)
+    text = _PRODUCT.sub(") *", _PROSE_WORD.sub(" ", _UNIT_SLASH.sub(" ", text)))
+    return [step for m in _ARITHMETIC_RUN.finditer(text) if len(m.group()) <= 2 * MAX_EXPRESSION_CHARS
+            for step in _claims(m.group(), "text")]
+
+
+# linear equations in one letter: "5x + 7 = 52", "Total: x+3x+20+6x=1000"
+_NOT_ALGEBRA = re.compile(r"[A-Za-z][A-Za-z'’]+|[^0-9A-Za-z$€£¥.,%()+\-−–*/×÷^ \t=]")  # words, prose punctuation
+_LETTER = re.compile(r"(?<![A-Za-z])[A-Za-z](?![A-Za-z])")
+MAX_CHAIN = 8  # "=" in one equation chain of prose; every pair of its sides is read
+MAX_EQUATION_CHARS = 128  # one chain; GSM8K's gold equations have under 40
+MAX_EQUATIONS = 32  # evaluated per completion; a GSM8K gold solution holds at most 9
+_TIMES = re.compile(r"(?<=[\d)])\s*[xX](?=\s*[$€£¥(\d.])")  # "8 x 3": a product, not a letter
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``left = right``, linear in one `letter`, read from prose; `literals` the numbers it writes."""
+
+    left: str
+    right: str
+    letter: str
+    literals: tuple[str, ...]
+
+    def residual(self, at: Fraction, replace: tuple[int, Fraction] | None = None) -> Fraction:
+        """left - right with the letter = `at` (and literal number replace[0] set to replace[1])."""
+        sides, n = [], 0
+        for side in (self.left, self.right):
+            tokens = []
+            for kind, text in _tokens(re.sub(rf"(?<![A-Za-z]){self.letter}(?![A-Za-z])", "(#)", side, flags=re.IGNORECASE)):
+                if kind == "num":
+                    if replace is not None and n == replace[0]:
+                        text = f"({replace[1].numerator}/{replace[1].denominator})"
+                    n += 1
+                elif text == "#":
+                    kind, text = "num", f"({at.numerator}/{at.denominator})"
+                tokens.extend(_tokens(text) if text.startswith("(") else [(kind, text)])
+            sides.append(_evaluate(_parse(tokens)))
+        return sides[0] - sides[1]
+
+    def solution(self) -> Fraction | Literal["any"] | None:
+        """The letter's value; "any" when the equation holds for every value ("5x + 3x = 8x"); None
+        when it is not linear in the letter or holds for none."""
+        f0, f1, f2 = (self.residual(Fraction(v)) for v in (0, 1, 2))
+        if f2 - f1 != f1 - f0:
+            return None
+        if f1 == f0:
+            return "any" if f0 == 0 else None
+        return -f0 / (f1 - f0)
+
+    def holds(self, at: Fraction | Literal["any"], replace: tuple[int, Fraction] | None = None) -> bool:
+        """Whether the equation holds at `at` (at every value: "any"), with a number replaced as in `residual`."""
+        values = (Fraction(0), Fraction(1), Fraction(2)) if at == "any" else (at,)
+        return all(self.residual(v, replace) == 0 for v in values)
+
+
+def prose_equations(context: str) -> list[Equation]:
+    """The equations in a solution's prose that are linear in one letter (x, B, J ...), each pair of
+    sides once: "10x+20=1000", "t = 5", "J + 9 = 3(J - 11)"."""
+    equations = []
+    text = _TIMES.sub(" * ", context)
+    for piece in _NOT_ALGEBRA.split(text):
+        letters = {letter.lower() for letter in _LETTER.findall(piece)}
+        if not 0 < piece.count("=") <= MAX_CHAIN or len(letters) != 1 or len(piece) > MAX_EQUATION_CHARS:
+            continue
+        letter = letters.pop()
+        sides = [side.strip().lstrip(",").rstrip(".,").strip() for side in piece.split("=")]
+        for left, right in itertools.combinations(sides, 2):  # a chain claims every pair of sides equal
+            if not (left and right) or not _LETTER.search(left + " " + right):
+                continue
+            literals = tuple(text for side in (left, right) for kind, text in _tokens(side) if kind == "num")
+            equations.append(Equation(left, right, letter, literals))
+    return equations
 
 
 def question_coverage(checks: Sequence["StepCheck"], question: str) -> float:
@@ -447,33 +633,119 @@ def _judge(step: Step) -> tuple[Fraction, list[Fraction], list[str]]:
     return value, partials + [claimed], _literals(left)
 
 
+_SCALE = re.compile(r"\b(thousand|million|billion)s?\b", re.IGNORECASE)
+
+
+def _scales(question: str, context: str) -> tuple[int, ...]:
+    """The scales written in the question or the claim's prose: "420 million" is 420,000,000."""
+    return tuple({_SCALE_WORDS[w.lower()] for w in _SCALE.findall(question) + _SCALE.findall(context)})
+
+
+def _forms(numbers: set[Fraction] | frozenset[Fraction], implied: frozenset[Fraction]) -> set[Fraction]:
+    """The numbers and the other ways a step writes them: a fraction as a percentage (0.25 as 25,
+    1.5 as 150) and a proper one by its numerator and denominator (3/4: 3 and 4; 20%, 1/5: 5), a
+    percentage as a fraction (30 as 0.3). A form that is an `implied` constant is left out, so
+    that no constant turns into a source (1/12 of an hour does not make 12 one)."""
+    forms = set()
+    for k in numbers:
+        if k.denominator != 1:
+            forms.add(k * 100)
+            if abs(k) < 1 and k.denominator <= 12:
+                forms |= {Fraction(abs(k.numerator)), Fraction(k.denominator)}
+        elif 0 < k <= 100:
+            forms.add(k / 100)
+    return set(numbers) | (forms - implied)
+
+
+def _grounding(literals: list[str], known: set[Fraction], implied: frozenset[Fraction],
+               scales: tuple[int, ...] = ()) -> tuple[bool, list[str]]:
+    """(whether a literal comes from `known`, the question's and earlier claims' numbers in their
+    forms, the literals that come from nowhere: not known, nor an implied constant). `scales`: the
+    scale words around ("420 million" as 420,000,000)."""
+    sourced, unknown = False, []
+    for text in literals:
+        number, half_unit = _literal(text)
+        written = (number, number * 100) if text.endswith("%") else (number,)
+        written += tuple(n * f for n in written for s in scales for f in (Fraction(1, s), Fraction(s)))
+        if any(_near(n, half_unit, known) for n in written):
+            sourced = True
+        elif not _near(number, half_unit, implied):
+            unknown.append(text)
+    return sourced, unknown
+
+
+def _read_prose(context: str, known: set[Fraction], implied: frozenset[Fraction], scales: tuple[int, ...],
+                solved: dict[str, Fraction], equations_left: int) -> int:
+    """Add to `known` what a grader reading the prose before a claim would accept, line by line:
+    the results of prose arithmetic on known numbers (`prose_results`) and the algebra of
+    `prose_equations`: an equation whose numbers are all known solves its letter; an equation that
+    holds (for the letter's solved value, or for every value: "5x + 3x = 8x") and writes one number
+    not yet known among known ones (as "2x = 116" after "2x + 4 = 120") grounds that number, if it
+    is forced: any other number there would break the equation. Evaluates at most `equations_left`
+    equations (those whose numbers could ground something); returns how many it evaluated."""
+    solving = equations_left
+    for line in context.split("\n"):
+        for equation in prose_equations(line) if "=" in line else ():
+            sourced, unknown = _grounding(list(equation.literals), known, implied, scales)
+            if not (sourced or equation.letter in solved) or len(unknown) > 1 or equations_left == 0:
+                continue
+            equations_left -= 1
+            try:
+                solution = equation.solution()
+                if solution is None:
+                    continue
+                if sourced and not unknown and solution != "any":
+                    solved[equation.letter] = solution
+                    known |= _forms({solution}, implied)
+                elif len(unknown) == 1 and (solution == solved.get(equation.letter) or solution == "any" and sourced):
+                    number = _literal(unknown[0])[0]
+                    if not equation.holds(solution, (equation.literals.index(unknown[0]), number + 1)):
+                        known |= _forms({number}, implied)
+            except (ValueError, ArithmeticError):
+                continue
+        for result in prose_results(line) if "=" in line else ():
+            try:
+                value, established, literals = _judge(result)
+            except (ValueError, ArithmeticError):
+                continue
+            sourced, unknown = _grounding(literals, known, implied, scales)
+            if sourced and not unknown:
+                known |= _forms({*established, value}, implied)
+    return solving - equations_left
+
+
 def check_steps(steps: Sequence[Step], question: str | None = None,
                 constants: frozenset[Fraction] = CONSTANTS) -> list[StepCheck]:
     """Judge each claim in order (see the module docstring): correct, then grounded in the
-    question, earlier claims and `constants`."""
-    from_question = question_numbers(question) if question is not None else frozenset()
-    earlier: set[Fraction] = set()
-    checks = []
+    question, earlier claims, the prose before it, and `constants`."""
+    question_units = constants | unit_constants(question) if question is not None else constants
+    if question is not None:  # and earlier claims' numbers, in their forms; a conversion's forms are coincidence
+        written, converted = _read_question(question)
+        known = _forms(written, question_units) | converted
+    else:
+        known = set()
+    solved: dict[str, Fraction] = {}  # letters the prose's equations solve
+    prose_left, equations_left = MAX_ARITHMETIC_CHARS, MAX_EQUATIONS  # in all: no completion makes it long
+    checks, read = [], None
     for step in steps:
+        if question is not None and step.context is not read:  # claims on one line share it
+            read = step.context
+            implied, scales = question_units | unit_constants(read), _scales(question, read)
+            if prose_left > 0:
+                prose = read[-prose_left:]  # the prose nearest the claim
+                prose_left -= len(prose)
+                equations_left -= _read_prose(prose, known, implied, scales, solved, equations_left)
         try:
             value, established, literals = _judge(step)
         except (ValueError, ArithmeticError) as e:  # ExpressionError, and Fraction's own
             checks.append(StepCheck(step, False, None if question is None else False, f"incorrect: {e}"))
             continue
         if question is None:
-            earlier.update(established, (value,))
             checks.append(StepCheck(step, True, None))
             continue
-        sourced, unknown = False, []
-        for text in literals:
-            number, half_unit = _literal(text)
-            written = (number, number * 100) if text.endswith("%") else (number,)
-            if any(_near(n, half_unit, from_question) or _near(n, half_unit, earlier) for n in written):
-                sourced = True
-            elif not _near(number, half_unit, constants):
-                unknown.append(text)
+        sourced, unknown = _grounding(literals, known, implied, scales)
         if sourced:  # connected to the problem: later claims may build on it, even if it is not grounded
-            earlier.update(established, (value,))
+            known |= _forms({*established, value}, implied)
         reason = (f"ungrounded: {', '.join(unknown)} not in the question or earlier steps" if unknown
                   else "" if sourced else "ungrounded: only constants")
         checks.append(StepCheck(step, True, sourced and not unknown, reason))
