@@ -38,6 +38,7 @@ from r1kit.reward.arithmetic import MAX_EXPRESSION_CHARS, MAX_RESULT_BITS
 from r1kit.reward.steps import MAX_CLAIMS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from verifier_speed import ADVERSARIAL  # noqa: E402  (the inputs the speed benchmark times)
 from verifier_gsm8k import measure  # noqa: E402  (the GSM8K figures: one definition, here and in the benchmark)
 
 GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -344,28 +345,12 @@ def test_evaluator_precedence_and_limits():
             evaluate_expression(bad)
 
 
-ADVERSARIAL = {
-    "tower": "9**9**9**9 = 5\n#### 9**9**9**9",
-    "tower in an annotation": "<<9**9**9**9=5>>\n#### 5",
-    "tower as an answer": "#### 9^{9^{9^{9}}}",
-    "a million digits": "1" * 1_000_000 + " + 1 = 2",
-    "a million-digit answer": "#### " + "9" * 1_000_000,
-    "1 MB of text": "a" * 2**20,
-    "60k digits inside the cap": "9" * 60_000 + " + 1 = 2\n#### 7",
-    "power over the size limit": " * ".join(["2^64"] * 17) + " = 5",
-    "deep parentheses": "(" * 60_000 + "1" + ")" * 4_000 + " = 1",
-    "many runs": "a(" * 32_000 + "=1",
-    "many claims": ("1+1=2 " * 20_000)[:65_000],
-    "many boxes": "\\boxed{" * 9_000,
-    "many answer phrases": "the answer is " * 4_600,
-    "many markers": "#### " * 13_000,
-    "unclosed think tags": "<think>" * 9_000,
-    # the prose before claims is read within bounds (equations and prose arithmetic)
-    "many equations": ("x" + "*(x+48)" * 17 + " = 48 so ") * 60 + "\n48/2 = 25\n#### 7",
-    "many short equations": "x+48=48 so " * 250 + "\n48/2 = 25\n#### 7",
-    "equations before every claim": "\n".join("x = 48/2 so " * 3 + f"{i}*2 = {2 * i + 1}" for i in range(60)),
-    "prose arithmetic before every claim": "\n".join("48 plus 48 equals 96 and " * 40 + f"{i}*2 = {2 * i + 1}" for i in range(60)),
-}
+
+
+# The speed figure (each under 50 ms) is benchmarks/verifier_speed.py's; a test only catches a
+# blow-up: quadratic or exponential work on these inputs takes minutes, so a bound 20x over the
+# figure holds on a busy 2-core machine and still fails on one.
+BLOW_UP_SECONDS = 1.0
 
 
 def _timed_score(text: str, **kwargs) -> tuple[RewardBreakdown, float]:
@@ -379,19 +364,19 @@ def _timed_score(text: str, **kwargs) -> tuple[RewardBreakdown, float]:
 
 
 @pytest.mark.parametrize("name", ADVERSARIAL)
-def test_adversarial_inputs_score_invalid_within_the_time_bound(name):
+def test_adversarial_inputs_score_invalid_without_blowing_up(name):
     result, seconds = _timed_score(ADVERSARIAL[name], optimal_steps=3)
     assert result.accuracy == 0.0 and result.step_validity == 0.0 and result.valid_steps == 0
-    assert seconds < 0.05, f"{name}: {seconds * 1000:.1f} ms"
+    assert seconds < BLOW_UP_SECONDS, f"{name}: {seconds * 1000:.1f} ms"
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(["9", "99", "12345"]), st.integers(2, 200), st.sampled_from(["**", "^"]),
        st.sampled_from(["{} = 5", "<<{}=5>>", "#### {}", "\\boxed{{{}}}"]))
-def test_generated_towers_score_invalid_within_the_time_bound(base, height, power, template):
+def test_generated_towers_score_invalid_without_blowing_up(base, height, power, template):
     result, seconds = _timed_score(template.format(power.join([base] * height)))
     assert result.accuracy == 0.0 and result.valid_steps == 0
-    assert seconds < 0.05
+    assert seconds < BLOW_UP_SECONDS
 
 
 ARITHMETIC_TEXT = st.text(alphabet="0123456789+-*/=()<>#$%.,x^ \n\\{}boxedthinkA:answeris", max_size=400)
