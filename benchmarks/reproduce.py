@@ -76,7 +76,7 @@ def _resolve(command: list[str]) -> list[str]:
         return [sys.executable, *command[1:]]
     if command[0] == "r1kit":
         entry = Path(sys.executable).with_name("r1kit")
-        return [str(entry)] if entry.exists() else [sys.executable, "-c", "from r1kit.cli import main; main()"] + command[1:]
+        return [str(entry), *command[1:]] if entry.exists() else [sys.executable, "-c", "import sys; from r1kit.cli import main; sys.exit(main())", *command[1:]]
     return command
 
 
