@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from r1kit.format import format_response  # noqa: E402
 from r1kit.reward import Step, answers_match, check_steps, extract_answer, extract_steps  # noqa: E402
-from r1kit.reward import steps  # noqa: E402
+from r1kit.reward import question as question_reading, steps  # noqa: E402
 from r1kit.reward.arithmetic import _literal  # noqa: E402
 
 GSM8K = ROOT / ".." / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -153,11 +153,11 @@ def kinds(rows: list[dict], examples: int = 4) -> dict[str, list]:
     return dict(sorted(found.items(), key=lambda item: -item[1][0]))
 
 
-RULES = {  # each grounding rule of r1kit.reward.steps, and how to switch it off
-    "prose results (60 inches + 8 inches = 68 inches)": ("prose_results", lambda context: []),
-    "equations in one letter (10x + 20 = 1000)": ("prose_equations", lambda context: []),
-    "forms of known numbers (25% as 25, 1/4 as 4)": ("_forms", lambda numbers, implied: set(numbers)),
-    "counted in the question (lists, weekdays, June, a party)": ("_counted", lambda question: set()),
+RULES = {  # each grounding rule of r1kit.reward.steps / .question, and how to switch it off
+    "prose results (60 inches + 8 inches = 68 inches)": (steps, "prose_results", lambda context: []),
+    "equations in one letter (10x + 20 = 1000)": (steps, "prose_equations", lambda context: []),
+    "forms of known numbers (25% as 25, 1/4 as 4)": (steps, "_forms", lambda numbers, implied: set(numbers)),
+    "counted in the question (lists, weekdays, June, a party)": (question_reading, "_counted", lambda question: set()),
 }
 
 
@@ -166,18 +166,18 @@ def ablate(rows: list[dict]) -> dict[str, int]:
     study = [row for row in rows if part(row["question"]) == "study"]
 
     def valid() -> int:
-        steps._read_question.cache_clear()
+        question_reading.read_question.cache_clear()
         return sum(c.valid for row in study for c in check_steps(extract_steps(row["answer"]), row["question"]))
 
     counts = {"all rules": valid()}
-    for name, (attribute, off) in RULES.items():
-        on = getattr(steps, attribute)
-        setattr(steps, attribute, off)
+    for name, (module, attribute, off) in RULES.items():
+        on = getattr(module, attribute)
+        setattr(module, attribute, off)
         try:
             counts[f"without {name}"] = valid()
         finally:
-            setattr(steps, attribute, on)
-    steps._read_question.cache_clear()
+            setattr(module, attribute, on)
+    question_reading.read_question.cache_clear()
     return counts
 
 

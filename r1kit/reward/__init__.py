@@ -26,8 +26,8 @@ from r1kit.reward.steps import (
     count_steps,
     extract_steps,
     question_coverage,
-    question_numbers,
 )
+from r1kit.reward.question import question_numbers
 from r1kit.reward.trl import composite_reward, format_reward, message_text, score_batch
 
 __all__ = [
