@@ -25,7 +25,8 @@ from r1kit.train.sft import reasoning_text, training_corpus
 from r1kit.data.synth import synth
 from r1kit.data.tokenizer import Tokenizer
 from r1kit.format import format_completion, format_response
-from r1kit.reward import RewardConfig, composite_reward, score
+from r1kit.data.schema import Example
+from r1kit.reward import RewardConfig, composite_reward, count_steps, score
 
 RL_TINY = str(Path(__file__).resolve().parents[1] / "configs" / "rl_tiny.yaml")
 TIMING_KEYS = {"rollout_tokens_per_s", "update_tokens_per_s", "train_minutes"}
@@ -233,6 +234,29 @@ def test_process_segments_reward_each_reasoning_line_and_the_answer(toy):
     assert wrong_rewards[0] == 0.0 and wrong_rewards[-1] == pytest.approx(0.6)
     # garbage: one segment, the answer's, worth 0
     assert segments(tok.encode("?? no steps"))[1] == [0.0]
+
+
+def test_process_credit_reads_each_claim_with_the_prose_before_it(toy):
+    """Real solutions ground claims on prose lines before them ("Hannah = (1/2) 18 = 9", "2x + 4 =
+    120"): a line is credited by the verifier's check of its claims in the whole reasoning, as the
+    completion's step validity counts them, not of the line alone."""
+    tok = Tokenizer.load(toy / "init")
+    cfg = RLConfig(train_data="x", question_coverage=False)
+    fixture = Path(__file__).resolve().parent / "fixtures" / "gsm8k_sample.jsonl"
+    rows = [json.loads(line) for line in fixture.read_text().splitlines()]
+    checked = 0
+    for row in rows:
+        if row["kind"] not in ("prose result", "equation"):
+            continue
+        reasoning, answer = (part.strip() for part in row["answer"].rsplit("####", 1))
+        ex = Example(question=row["question"], answer=answer, steps=[], optimal_steps=count_steps(row["answer"]))
+        ids = tok.encode(format_completion(reasoning, answer))
+        rewards, parts = completion_rewards(tok, [ids], [ex], cfg)
+        ends, segments = completion_segments(tok, ids, ex, cfg, rewards[0], parts["step_validity"][0])
+        assert parts["step_validity"][0] == pytest.approx(1.0), row["answer"]  # every gold claim valid
+        assert segments[:-1] == pytest.approx([cfg.step_validity_weight] * (len(segments) - 1)), row["answer"]
+        checked += 1
+    assert checked == 16
 
 
 def test_question_coverage_makes_steps_that_ignore_the_question_pay_less(toy):

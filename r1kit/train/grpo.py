@@ -284,18 +284,18 @@ def completion_segments(
         return [last], [reward]
     char_end_T = list(itertools.accumulate(map(len, pieces)))  # characters of text up to and including token t
     reasoning = text.split(END_THINK)[0]
-    line_ends, line_claims, offset = [], [], 0
-    for line in reasoning.split("\n"):
-        offset += len(line) + 1
-        claims = extract_steps(line) if "=" in line else []
-        if claims:  # None (more than the verifier reads) or a list with claims
-            line_ends.append(min(offset - 1, len(reasoning)))
-            line_claims.append(claims)
-    checks = iter(check_steps([c for claims in line_claims for c in claims], example.question, reward_config(cfg).constants))
+    # the claims read from the whole reasoning, as score() reads them (each claim once, grounded on
+    # the prose before it), then grouped by the line they stand on
+    steps = (extract_steps(reasoning) or []) if "=" in reasoning else []
+    checks = check_steps(steps, example.question, reward_config(cfg).constants)
+    valid_by_line: dict[int, bool] = {}
+    for step, check in zip(steps, checks):
+        valid_by_line[step.line] = valid_by_line.get(step.line, True) and check.valid
+    line_end_char = [end - 1 for end in itertools.accumulate(len(line) + 1 for line in reasoning.split("\n"))]
     line_weight = cfg.step_validity_weight * coverage
     ends, rewards = [], []
-    for end_char, claims in zip(line_ends, line_claims):
-        valid = all([next(checks).valid for _ in claims])
+    for line, valid in sorted(valid_by_line.items()):
+        end_char = line_end_char[line]
         t = bisect.bisect_left(char_end_T, end_char)  # the token that ends the line
         if ends and t <= ends[-1]:  # two lines ended by one token: one segment, both must be valid
             rewards[-1] = min(rewards[-1], line_weight * valid)
