@@ -199,3 +199,15 @@ def test_a_minutes_schedule_ends_with_the_budget_and_muon_lr_reaches_its_group(t
     meta = json.loads((out / "last" / "trainer_state" / "state.json").read_text())
     muon_group = next(g for g in meta["param_groups"] if g["use_muon"])
     assert muon_group["lr"] == pytest.approx(lrs[-1] * 2e-2 / cfg.lr)
+
+
+def test_the_kernel_is_built_before_the_training_clock_starts(toy_data, tmp_path, monkeypatch):
+    """A first compile of the fused kernel takes ~40 s: it must not eat a clock-scheduled budget."""
+    from r1kit.model.transformer import Transformer
+
+    clock_calls, built_at = [], []
+    monkeypatch.setattr(loop_module, "training_clock", lambda: clock_calls.append(1) or float(len(clock_calls)))
+    monkeypatch.setattr(Transformer, "build_kernels", lambda self: built_at.append(len(clock_calls)))
+    model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.max_steps=2", "sft.eval_data=null")
+    train_sft(model_cfg, cfg, progress=False)
+    assert built_at == [0] and len(clock_calls) == 4  # built once, before the first of two timed steps

@@ -211,6 +211,13 @@ class Transformer(nn.Module):
             fused_multiscale=not dense and cache is None and len(chunks) == 1 and self._fused_multiscale_applies(positions_BT),
         )
 
+    def build_kernels(self) -> None:
+        """Compile the fused multi-scale kernel now where training may use it: the first build takes
+        ~40 s, which a trainer should not count as training time (it calls this before its clock)."""
+        attention = self.config.attention
+        if attention.kind == "multiscale" and attention.kernel != "sdpa" and next(self.parameters()).device.type == "cpu":
+            multiscale_kernel.available()
+
     def _fused_multiscale_applies(self, positions_BT: torch.Tensor) -> bool:
         """Whether this training forward runs multi-scale attention on the fused CPU kernel."""
         kernel = self.config.attention.kernel

@@ -297,6 +297,7 @@ class TrainingLoop:
         cfg = self.cfg
         if evaluate and eval_at_start and not self.resumed:
             self.evaluate_and_log(evaluate)
+        self.model.build_kernels()  # a first compile is not training time
         snapshots = {m: self.out / f"minutes_{m:g}" for m in sorted(cfg.snapshot_minutes)}
         snapshots = {m: d for m, d in snapshots.items() if not d.exists()}  # a resumed run keeps earlier ones
         self._bar = _progress_bar(self.name, progress)
