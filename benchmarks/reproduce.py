@@ -66,7 +66,8 @@ def commands(stage: str, runs: Path, claims_minutes: float) -> list[list[str]]:
                   str(demo / "data" / "train.jsonl"), "--test", str(demo / "data" / "test.jsonl"),
                   "--out-dir", str(runs / "grpo"), "--overwrite", "--results", f"{results}/grpo_demo.json"]],
         "claims": [[*r1kit, "claims", "--minutes", f"{claims_minutes:g}", "--out", str(runs / "claims"),
-                    "--doc", "docs/claims.md"]],
+                    "--doc", "docs/claims.md"],
+                   [py, "benchmarks/claims_result.py", str(runs / "claims"), "--results", f"{results}/claims.json"]],
     }[stage]
 
 
