@@ -7,7 +7,7 @@ import torch
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
 from r1kit.config import preset
 from r1kit.format import SPECIAL_TOKENS
-from r1kit.inference.engine import Engine, SamplingParams, generate, sampling_probs
+from r1kit.inference.engine import Engine, SamplingParams, draw_tokens, generate, sampling_probs, splitmix64
 from r1kit.model.transformer import Transformer
 from r1kit.data.tokenizer import Tokenizer
 
@@ -60,15 +60,87 @@ def test_logprobs_are_the_model_distribution_at_each_token():
     assert out.logprobs == pytest.approx(expected, abs=1e-4)
 
 
-def test_n_samples_share_a_prefill_and_are_reproducible_and_batch_independent():
+def _token_ids(output):
+    return [s.token_ids for s in output.samples]
+
+
+def test_a_seeded_sample_is_the_same_alone_in_any_batch_and_joining_a_running_one():
     model = make_model().eval()
-    params = SamplingParams(max_new_tokens=12, temperature=1.0, top_k=20, top_p=0.9, seed=11, n=4)
-    alone = Engine(model).generate([[1, 2, 3]], params)[0]
-    again = Engine(model).generate([[1, 2, 3]], params)[0]
-    crowded = Engine(model, max_batch_size=8).generate([[9, 8], [1, 2, 3], [4]], [SamplingParams(n=3, temperature=1.0), params, params])[1]
-    samples = [s.token_ids for s in alone.samples]
-    assert samples == [s.token_ids for s in again.samples] == [s.token_ids for s in crowded.samples]
-    assert len({tuple(s) for s in samples}) > 1  # the group's samples differ from each other
+    prompt, params = [1, 2, 3], SamplingParams(max_new_tokens=12, temperature=0.9, top_k=20, top_p=0.9, seed=11, n=3)
+    alone = _token_ids(Engine(model).generate([prompt], params)[0])
+    assert alone == _token_ids(Engine(model).generate([prompt], params)[0])
+    others = [  # other prompts, seeds, n, temperatures, filters, and a greedy row with the same seed
+        ([9, 8], SamplingParams(max_new_tokens=20, temperature=1.3, n=2)),
+        ([4], SamplingParams(max_new_tokens=6, seed=11)),
+        ([5, 6, 7, 8], SamplingParams(max_new_tokens=9, temperature=0.5, top_k=3, seed=2, n=4)),
+        ([7, 7, 7], SamplingParams(max_new_tokens=15, temperature=1.0, top_p=0.5, seed=11)),
+    ]
+    crowded = Engine(model, max_batch_size=16).generate(
+        [others[0][0], prompt, *(p for p, _ in others[1:])], [others[0][1], params, *(sp for _, sp in others[1:])])
+    assert _token_ids(crowded[1]) == alone
+    assert _token_ids(crowded[2]) == _token_ids(Engine(model).generate([[4]], others[1][1])[0])  # greedy stays greedy
+
+    engine = Engine(model, max_batch_size=16)  # the others run three steps before the request joins
+    for p, sp in others:
+        engine.add_request(p, sp)
+    for _ in range(3):
+        engine.step()
+    late = engine.add_request(prompt, params)
+    while engine.has_unfinished():
+        engine.step()
+    assert _token_ids(engine.pop_output(late)) == alone
+
+
+def test_the_samples_of_a_request_differ_and_unseeded_runs_follow_the_engine_seed():
+    model = make_model().eval()
+    samples = _token_ids(Engine(model).generate([[1, 2, 3]], SamplingParams(max_new_tokens=10, temperature=1.0, seed=4, n=6))[0])
+    assert len({tuple(s) for s in samples}) == 6
+    unseeded = SamplingParams(max_new_tokens=10, temperature=1.0, n=2)
+    runs = [_token_ids(Engine(model, seed=seed).generate([[1, 2, 3]], unseeded)[0]) for seed in (5, 5, 6)]
+    assert runs[0] == runs[1] != runs[2] and runs[0][0] != runs[0][1]
+
+
+def test_noise_hash_is_splitmix64_in_wrapping_int64_arithmetic():
+    def reference(x):  # splitmix64's output for state x, in Python's unbounded ints
+        mask = (1 << 64) - 1
+        z = (x + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    states = [0, 1, 1234567, 2**63 - 1, 2**63, 2**64 - 1, 0x0123456789ABCDEF]
+    as_int64 = [x - 2**64 if x >= 2**63 else x for x in states]
+    assert [x % 2**64 for x in splitmix64(torch.tensor(as_int64)).tolist()] == [reference(x) for x in states]
+    assert reference(1234567) == 6457827717110365317  # the published first output for seed 1234567
+
+
+def test_batched_draws_follow_each_rows_sampling_probs():
+    """20,000 draws per parameter set from fixed logits, the sets interleaved row by row in one
+    batch, over 1,000 seeds x 80 steps: never a filtered token, and counts within a chi-square bound."""
+    V, draws, cases = 12, 20_000, [
+        SamplingParams(temperature=1.0),
+        SamplingParams(temperature=0.7, top_k=6),
+        SamplingParams(temperature=1.3, top_p=0.8),
+        SamplingParams(temperature=0.8, top_k=8, top_p=0.9),
+    ]
+    logits_V = torch.randn(V, generator=torch.Generator().manual_seed(0)) * 1.5
+    rows = torch.arange(draws * len(cases))
+    case_B = rows % len(cases)
+    tokens_B = draw_tokens(
+        logits_V.expand(len(rows), V),
+        torch.tensor([c.temperature for c in cases])[case_B],
+        rows % 1000, rows // 1000,
+        torch.tensor([c.top_k or V for c in cases])[case_B],
+        torch.tensor([c.top_p or 1.0 for c in cases])[case_B])
+    for k, params in enumerate(cases):
+        counts_V = torch.bincount(tokens_B[case_B == k], minlength=V).double()
+        probs_V = sampling_probs(logits_V, params).double()
+        kept = probs_V > 0
+        assert counts_V[~kept].sum() == 0
+        assert (params.top_k is None and params.top_p is None) or not kept.all()  # filters drop tokens here
+        expected = draws * probs_V[kept]
+        chi2, dof = float(((counts_V[kept] - expected) ** 2 / expected).sum()), int(kept.sum()) - 1
+        assert chi2 < dof + 6 * (2 * dof) ** 0.5, (params, chi2, dof)  # six standard deviations of chi2(dof)
 
 
 def test_temperature_zero_is_deterministic_and_samples_agree():
@@ -215,7 +287,7 @@ def test_stop_strings_cut_generate_and_stream_alike(tok, stop, max_new, text, st
     assert reasoning == text[: len(REASONING)] and "".join(d.text for d in deltas if d.channel == "answer") == text[len(REASONING):]
 
 
-@pytest.mark.parametrize("seed", [1, 2, 4])  # samples holding <think>, </think>, and <|pad|> then EOS
+@pytest.mark.parametrize("seed", [0, 18, 23])  # samples holding <think>, </think>, and <|user|> then EOS
 def test_stop_strings_taken_from_a_sampled_text_cut_it_there(tok, seed):
     model = make_model(vocab_size=tok.vocab_size, max_seq_len=128).eval()
     engine = Engine(model, tok)

@@ -25,10 +25,17 @@ stream shows it); the text is cut before it. A stop string that is a special tok
 tokens, so there is nothing else to match. `generate()`'s text and `stream()`'s joined deltas are
 the same string for the same request and seed.
 
-Sampling: greedy (temperature 0), temperature, top-k, top-p. Each sample with a seed draws from
-its own generator, seeded from (request seed, sample index), so its tokens do not depend on what
-else is in the batch. Reported log-probabilities are those of the model's distribution (raw
-logits, before temperature / top-k / top-p), as RL importance ratios and evaluation need.
+Sampling: greedy (temperature 0), temperature, top-k, top-p, applied to all rows at once (`draw_tokens`:
+each row's parameters in [B] tensors), then one Gumbel-max draw for every sampled row: the argmax of
+logits / temperature plus Gumbel noise over the kept tokens, which draws from `sampling_probs`. The
+noise is counter-based, a hash (splitmix64) of (the sample's seed, its step, the token id), so a
+sample's tokens depend on its own seed and step count only, never on its row or its batch-mates:
+the same (request seed, sample index) gives the same tokens alone, in any batch, and when it joins
+a running batch later (up to logits that differ in the last bits between batch shapes, which move a
+draw only at a near-tie). A request without a seed takes one from the engine's generator when it is
+admitted, so `Engine(seed=...)` makes a whole run reproducible. Greedy rows are the logits' argmax.
+Reported log-probabilities are those of the model's distribution (raw logits, before temperature /
+top-k / top-p), as RL importance ratios and evaluation need.
 
 Shape legend: B running rows, P longest new prompt, V vocabulary.
 """
@@ -60,7 +67,7 @@ class SamplingParams:
     temperature: float = 0.0  # 0 = greedy
     top_k: int | None = None  # keep the k most likely tokens (None = all)
     top_p: float | None = None  # keep the smallest set reaching this probability (None = all)
-    seed: int | None = None  # None: the engine's own generator (reproducible only run to run)
+    seed: int | None = None  # None: one drawn from the engine's generator (Engine(seed=...) fixes it)
     n: int = 1  # samples per prompt, sharing one prefill (RL draws a group per prompt)
     stop: Sequence[str] = ()  # stop strings (need a tokenizer); the text is cut before them (module docstring)
     stop_token_ids: Sequence[int] = ()  # stop tokens besides the tokenizer's EOS (kept in token_ids)
@@ -148,11 +155,11 @@ class _Sequence:
     request: _Request
     sample: Sample
     position: int  # where the next token will be written
-    generator: torch.Generator | None
+    seed: int  # the sample's noise seed, in [0, 2**64) (module docstring, Sampling)
 
 
-# torch.Generator takes seeds below 2**64; derived seeds (a run's seed times a stride, shifted by a
-# step) can pass it, so they wrap around (a seed that fits is unchanged: same seed, same samples)
+# seeds live in 64 bits; derived seeds (a run's seed times a stride, shifted by a step) can pass
+# that, so they wrap around (a seed that fits is unchanged: same seed, same samples)
 _SEED_SPACE = 1 << 64
 
 
@@ -336,12 +343,13 @@ class Engine:
             cache.select_rows(copies)
             logits_BV = logits_BV[copies]
         for request in requests:
+            request_seed = request.params.seed
+            if request_seed is None:  # from the engine's generator: the run's seed decides it
+                low, high = torch.randint(0, 1 << 32, (2,), generator=self._generator, device=self.device).tolist()
+                request_seed = high << 32 | low
             for sample in request.output.samples:
-                generator = None
-                if request.params.seed is not None:
-                    seed = (request.params.seed * 65_537 + sample.index) % _SEED_SPACE
-                    generator = torch.Generator(device=self.device).manual_seed(seed)
-                self._running.append(_Sequence(request, sample, len(request.prompt_ids), generator))
+                seed = (request_seed * 65_537 + sample.index) % _SEED_SPACE
+                self._running.append(_Sequence(request, sample, len(request.prompt_ids), seed))
         if self._cache is None:
             self._cache, self._next_logits_BV = cache, logits_BV
         else:
@@ -353,12 +361,22 @@ class Engine:
         logits_BV = self._next_logits_BV.float()
         logprobs_BV = torch.log_softmax(logits_BV, dim=-1)
         tokens_B = logits_BV.argmax(dim=-1)
-        for row, seq in enumerate(self._running):
-            params = seq.request.params
-            if params.temperature > 0:
-                probs_V = sampling_probs(logits_BV[row], params)
-                generator = seq.generator or self._generator
-                tokens_B[row] = torch.multinomial(probs_V, 1, generator=generator)[0]
+        params = [seq.request.params for seq in self._running]
+        if any(p.temperature > 0 for p in params):
+            V, device = logits_BV.shape[-1], self.device
+            top_k_B = top_p_B = None
+            if any(p.top_k is not None for p in params):
+                top_k_B = torch.tensor([p.top_k or V for p in params], device=device)
+            if any(p.top_p is not None for p in params):
+                top_p_B = torch.tensor([1.0 if p.top_p is None else p.top_p for p in params], device=device)
+            drawn_B = draw_tokens(
+                logits_BV,
+                torch.tensor([p.temperature or 1.0 for p in params], device=device),  # greedy rows: replaced below
+                torch.tensor([_signed64(seq.seed) for seq in self._running], device=device),
+                torch.tensor([len(seq.sample.token_ids) for seq in self._running], device=device),
+                top_k_B, top_p_B)
+            sampled_B = torch.tensor([p.temperature > 0 for p in params], device=device)
+            tokens_B = torch.where(sampled_B, drawn_B, tokens_B)
         return tokens_B, logprobs_BV.gather(-1, tokens_B[:, None])[:, 0]
 
     def _finish(self, seq: _Sequence, token: int) -> tuple[FinishReason | None, str | int | None]:
@@ -521,6 +539,68 @@ def sampling_probs(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tens
         drop_V = probs_sorted_V.cumsum(-1) - probs_sorted_V >= params.top_p  # keep the smallest prefix reaching top_p
         logits_V = logits_V.index_put((order_V[drop_V],), torch.tensor(float("-inf")))
     return logits_V.softmax(-1)
+
+
+def draw_tokens(
+    logits_BV: torch.Tensor,
+    temperature_B: torch.Tensor,
+    seed_B: torch.Tensor,
+    step_B: torch.Tensor,
+    top_k_B: torch.Tensor | None = None,
+    top_p_B: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One token per row from `sampling_probs` with the row's parameters (temperature_B > 0; top_k_B
+    and top_p_B: None for no row, else per row, V and 1.0 where a row keeps every token), drawn by
+    Gumbel-max with `gumbel_noise(seed_B, step_B)`: row b's token depends on its logits, parameters,
+    seed and step alone."""
+    scaled_BV = logits_BV.float() / temperature_B[:, None].float()
+    scores_BV = scaled_BV.double() + gumbel_noise(seed_B, step_B, logits_BV.shape[-1])
+    if top_k_B is not None or top_p_B is not None:
+        scores_BV = scores_BV.masked_fill(~_kept_tokens(scaled_BV, top_k_B, top_p_B), float("-inf"))
+    return scores_BV.argmax(dim=-1)
+
+
+def _kept_tokens(scaled_BV: torch.Tensor, top_k_B: torch.Tensor | None, top_p_B: torch.Tensor | None) -> torch.Tensor:
+    """[B, V] True where a token survives top-k then top-p, by `sampling_probs`'s rules, per row."""
+    sorted_BV, order_BV = scaled_BV.sort(dim=-1, descending=True)
+    keep_BV = torch.ones_like(sorted_BV, dtype=torch.bool)  # in sorted order until the scatter
+    if top_k_B is not None:  # ties with the k-th value are kept, as sampling_probs keeps them
+        kth_B1 = sorted_BV.gather(-1, (top_k_B.clamp(1, sorted_BV.shape[-1]) - 1)[:, None])
+        keep_BV = sorted_BV >= kth_B1
+    if top_p_B is not None:
+        probs_BV = sorted_BV.masked_fill(~keep_BV, float("-inf")).softmax(-1)
+        # a row with top_p 1 keeps everything: float cumsums can reach 1 before the tail
+        limit_B1 = torch.where(top_p_B < 1, top_p_B, torch.inf)[:, None]
+        keep_BV = keep_BV & (probs_BV.cumsum(-1) - probs_BV < limit_B1)
+    return torch.zeros_like(keep_BV).scatter(-1, order_BV, keep_BV)
+
+
+# splitmix64 (Steele, Lea, Flood 2014) on int64 tensors, whose arithmetic wraps like uint64's
+_GAMMA, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _signed64(value: int) -> int:
+    """The int64 with the bits of `value` in [0, 2**64)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's output for state x (int64 read as uint64): x + gamma, then its finaliser."""
+    z = x + _signed64(_GAMMA)
+    for shift, multiplier in ((30, _MIX1), (27, _MIX2), (31, None)):
+        z ^= (z >> shift) & ((1 << (64 - shift)) - 1)  # a logical shift: int64's >> copies the sign bit
+        if multiplier is not None:
+            z *= _signed64(multiplier)
+    return z
+
+
+def gumbel_noise(seed_B: torch.Tensor, step_B: torch.Tensor, V: int) -> torch.Tensor:
+    """[B, V] float64 standard Gumbel noise, a hash of (seed, step, token id) per element."""
+    row_B = splitmix64(splitmix64(seed_B.long()) + step_B.long())
+    bits_BV = splitmix64(row_B[:, None] + torch.arange(V, device=seed_B.device))
+    # the top 52 bits, centred in their interval: uniform in (0, 1), 0 and 1 excluded
+    uniform_BV = ((bits_BV >> 12) & ((1 << 52) - 1)).double().add_(0.5).mul_(2.0**-52)
+    return uniform_BV.log_().neg_().log_().neg_()
 
 
 @torch.no_grad()
