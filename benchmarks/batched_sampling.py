@@ -28,7 +28,8 @@ import torch
 
 from results_file import write_results
 from r1kit.config import model_config_from
-from r1kit.inference.engine import Engine, SamplingParams, sampling_probs
+from r1kit.inference.engine import Engine, SamplingParams
+from r1kit.inference.sampling import sampling_probs
 from r1kit.model.transformer import Transformer
 
 TARGET_SPEEDUP = 2.0

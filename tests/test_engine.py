@@ -7,7 +7,8 @@ import torch
 from conftest import ATTENTION_KINDS, BALANCING_MODES, make_model
 from r1kit.config import preset
 from r1kit.format import SPECIAL_TOKENS
-from r1kit.inference.engine import Engine, SamplingParams, draw_tokens, generate, sampling_probs, splitmix64
+from r1kit.inference.engine import Engine, SamplingParams, generate
+from r1kit.inference.sampling import draw_tokens, sampling_probs, splitmix64
 from r1kit.model.transformer import Transformer
 from r1kit.data.tokenizer import Tokenizer
 
