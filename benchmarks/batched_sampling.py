@@ -35,15 +35,15 @@ from r1kit.model.transformer import Transformer
 TARGET_SPEEDUP = 2.0
 
 
-def per_row_sample(self: Engine) -> tuple[torch.Tensor, torch.Tensor]:
+def per_row_sample(self: Engine, running, logits_BV) -> tuple[torch.Tensor, torch.Tensor]:
     """Engine._sample before batched sampling: one sampling_probs and torch.multinomial per sampled
     row, each sample drawing from its own generator (created at its first draw here, at prefill
     then, seeded alike: a sample's seed is today's generator seed for a seeded request)."""
     generators = self.__dict__.setdefault("_per_row_generators", {})
-    logits_BV = self._next_logits_BV.float()
+    logits_BV = logits_BV.float()
     logprobs_BV = torch.log_softmax(logits_BV, dim=-1)
     tokens_B = logits_BV.argmax(dim=-1)
-    for row, seq in enumerate(self._running):
+    for row, seq in enumerate(running):
         params = seq.request.params
         if params.temperature > 0:
             probs_V = sampling_probs(logits_BV[row], params)

@@ -299,7 +299,17 @@ def _sampling_params(args: argparse.Namespace):
     from r1kit.inference.engine import SamplingParams
 
     return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, seed=args.seed, n=getattr(args, "n", 1), stop=tuple(args.stop or ()))
+                          top_p=args.top_p, seed=args.seed, n=getattr(args, "n", 1), stop=tuple(args.stop or ()),
+                          precision=args.precision)
+
+
+def _engine(args: argparse.Namespace):
+    """generate / chat's engine: the checkpoint with the --dynamic-config block (--dtype, when not
+    auto, overrides its precision_mode)."""
+    from r1kit.inference.engine import Engine
+
+    return Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
+                                  dynamic_inference=args.dynamic_config)
 
 
 class _Painter:
@@ -332,9 +342,7 @@ class _Painter:
 def cmd_generate(args: argparse.Namespace) -> None:
     from dataclasses import asdict
 
-    from r1kit.inference.engine import Engine
-
-    engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+    engine = _engine(args)
     params = _sampling_params(args)
     if args.json or params.n > 1:
         out = engine.generate([args.prompt], params)[0]
@@ -347,9 +355,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    from r1kit.inference.engine import Engine
-
-    engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
+    engine = _engine(args)
     params = _sampling_params(args)
     messages: list[dict] = []
     painter = _Painter()
@@ -533,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=None, help="same seed, same samples")
         p.add_argument("--stop", action="append", help="stop string (repeatable), matched in the text shown; "
                        "the text is cut before it; a special token's text (</think>: after the reasoning) stops at that token")
+        p.add_argument("--precision", choices=["exact", "fp32", "bf16", "fp16"], default=None,
+                       help="this request's compute precision (exact: fp32); default the engine's")
+        p.add_argument("--dynamic-config", metavar="FILE", default=None,
+                       help='JSON / YAML with the dynamic_inference block, e.g. {"dynamic_inference": '
+                            '{"complexity_threshold": 0.7, "precision_mode": "auto", "memory_reuse": true}}')
         add_device(p, default="auto")
 
     p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")

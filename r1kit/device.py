@@ -92,4 +92,5 @@ def autocast(device, dtype: str):
     import torch
 
     device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+    return torch.autocast(device_type, dtype=low or torch.bfloat16, enabled=low is not None)

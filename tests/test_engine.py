@@ -353,3 +353,25 @@ def test_cache_rows_of_different_capacity_join_without_losing_what_is_written():
     assert short.max_seq_len == 16 and short.batch_size == 3 and short.length == 4
     assert torch.equal(short.k_LBGSD[:, :1, :, :3], k_short) and torch.equal(short.k_LBGSD[:, 1:, :, :4], long.k_LBGSD[:, :, :, :4])
     assert short.k_LBGSD[:, :1, :, 3:].abs().sum() == 0  # new slots are zero (masked, and finite)
+
+
+def test_cli_generate_reads_the_dynamic_inference_block(tok, monkeypatch, capsys, tmp_path):
+    import json
+
+    import r1kit.inference.engine as engine_mod
+    from r1kit.cli import main
+
+    question = "Tom has 12 apples and buys 7 more."
+    model, _ = _scripted(tok, SCRIPT, len(tok.encode_prompt(question)))
+    monkeypatch.setattr(engine_mod, "load_for_inference", lambda path, device, dtype: (model, tok, dtype))
+    config = tmp_path / "dynamic.yaml"
+    outputs = []
+    for block in ({"memory_reuse": True, "block_size": 4}, {"memory_reuse": False}):
+        config.write_text(json.dumps({"dynamic_inference": block}))
+        assert main(["generate", "ckpt", "--prompt", question, "--json", "--dynamic-config", str(config),
+                     "--precision", "exact"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0]["samples"] == outputs[1]["samples"] and outputs[0]["precision"] == "fp32"
+    config.write_text("dynamic_inference:\n  complexity_threshold: 2\n")
+    assert main(["generate", "ckpt", "--prompt", question, "--dynamic-config", str(config)]) == 2
+    assert "complexity_threshold: Input should be less than or equal to 1" in capsys.readouterr().err

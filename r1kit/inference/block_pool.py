@@ -19,8 +19,9 @@ partial block first takes its own copy (`writable`: copy-on-write).
 from __future__ import annotations
 
 import hashlib
+import heapq
 from array import array
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -78,7 +79,9 @@ class BlockPool:
         self.ref_count = [0] * num_blocks
         self.key_of: list[BlockKey | None] = [None] * num_blocks
         self._by_key: dict[BlockKey, int] = {}
-        self._free: deque[int] = deque(range(num_blocks))
+        # a heap: the lowest free id first, so a cache that grows its storage on demand stays as
+        # small as the blocks in use (ids cycling through the whole pool would touch all of it)
+        self._free: list[int] = list(range(num_blocks))
         self._evictable: OrderedDict[int, None] = OrderedDict()  # least recently released first
         self._hits = self._queries = self._evictions = 0
 
@@ -97,7 +100,7 @@ class BlockPool:
         blocks = []
         for _ in range(n):
             if self._free:
-                block = self._free.popleft()
+                block = heapq.heappop(self._free)
             else:
                 block, _ = self._evictable.popitem(last=False)
                 del self._by_key[self.key_of[block]]
@@ -124,7 +127,7 @@ class BlockPool:
                 if self.key_of[block] is not None:
                     self._evictable[block] = None  # the most recently used end
                 else:
-                    self._free.append(block)
+                    heapq.heappush(self._free, block)
 
     def writable(self, block: int) -> tuple[int, bool]:
         """The block a sequence may write its next tokens into: `block` itself when it holds it alone

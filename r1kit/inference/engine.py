@@ -8,15 +8,20 @@ log-probabilities and (with a tokenizer) text out.
 
 How a step works (`Engine.step`): waiting requests join the running batch while the step's token
 budget allows (`max_batch_tokens`: the new prompts' tokens plus one per running sequence) and the
-batch has rows free (`max_batch_size`). Joining requests are prefilled together, once per prompt;
-a request with n samples then copies its prompt's cache rows n times. Then every running sequence
-samples one token from its pending logits; finished sequences leave the batch (their cache rows are
-dropped, so they stop costing compute); the rest run one decode forward together. Requests can be
-added between steps, from a server or an RL loop, and join as others finish.
+batch has rows free (`max_batch_size`). Joining requests are prefilled together, once per prompt.
+Then every running sequence samples one token from its pending logits; finished sequences leave
+the batch (their KV memory goes back at once); the rest run one decode forward together. Requests
+can be added between steps, from a server's threads or an RL loop, and join as others finish;
+`abort(request_id)` ends one at once.
 
-The cache is r1kit.kv_cache.KVCache (slot = position, so rows at different positions share one
-batch); the engine uses only its KVCacheLike methods plus `select_rows` and `append_rows`, so a
-paged or prefix-sharing cache can replace it without touching the model.
+KV memory (the `dynamic_inference` block, r1kit.inference.dynamic): with `memory_reuse: true` (the
+default) a paged cache in a bounded pool of blocks, shared across requests (a system prompt, a
+re-sent conversation) and across a request's n samples, with chunked prefill and preemption
+(r1kit.inference.paged_batch); with `memory_reuse: false`, one contiguous cache row per sample,
+copied n times (r1kit.inference.contiguous_batch). Both give the same tokens. Requests run in the
+engine's precision (`precision_mode`, or `dtype`) unless they ask for another
+(`SamplingParams.precision`, "exact" = fp32): each precision has its own batch and KV memory, and
+every step decodes each batch in its own forward.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -37,126 +42,59 @@ admitted, so `Engine(seed=...)` makes a whole run reproducible. Greedy rows are 
 Reported log-probabilities are those of the model's distribution (raw logits, before temperature /
 top-k / top-p), as RL importance ratios and evaluation need.
 
-Shape legend: B running rows, P longest new prompt, V vocabulary.
+Shape legend: B running rows, V vocabulary.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import deque
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
-from r1kit.device import autocast, choose_dtype, resolve_device
+from r1kit.device import resolve_device
 from r1kit.format import SPECIAL_TOKENS
-from r1kit.inference.kv_cache import KVCache
+from r1kit.inference.contiguous_batch import ContiguousBatch
+from r1kit.inference.dynamic import DynamicInference, check_precision, engine_precision, load_dynamic_inference
+from r1kit.inference.paged_batch import PagedBatch
+from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's public types)
+    FinishReason,
+    Request,
+    RequestOutput,
+    Sample,
+    SamplingParams,
+    SequenceState,
+    StreamDelta,
+    TokenEvent,
+)
 from r1kit.inference.sampling import draw_tokens, signed64
 from r1kit.model.transformer import Transformer
 
 if TYPE_CHECKING:  # the engine works on ids alone; a tokenizer only adds text and stop strings
     from r1kit.data.tokenizer import Tokenizer
 
-FinishReason = Literal["stop", "length"]
-
-
 @dataclass
-class SamplingParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_k: int | None = None  # keep the k most likely tokens (None = all)
-    top_p: float | None = None  # keep the smallest set reaching this probability (None = all)
-    seed: int | None = None  # None: one drawn from the engine's generator (Engine(seed=...) fixes it)
-    n: int = 1  # samples per prompt, sharing one prefill (RL draws a group per prompt)
-    stop: Sequence[str] = ()  # stop strings (need a tokenizer); the text is cut before them (module docstring)
-    stop_token_ids: Sequence[int] = ()  # stop tokens besides the tokenizer's EOS (kept in token_ids)
-
-    def check(self) -> None:
-        problems = []
-        if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            problems.append(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            problems.append(f"top_k must be >= 1 or None, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            problems.append(f"top_p must lie in (0, 1], got {self.top_p}")
-        if self.n < 1:
-            problems.append(f"n must be >= 1, got {self.n}")
-        if isinstance(self.stop, str):
-            problems.append("stop takes a list of strings, not one string")
-        elif any(not isinstance(s, str) or not s for s in self.stop):
-            problems.append(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-@dataclass
-class Sample:
-    """One completion of a request."""
-
-    index: int
-    token_ids: list[int] = field(default_factory=list)  # the stop token included when one ended it
-    logprobs: list[float] = field(default_factory=list)  # per token, under the model's distribution
-    finish_reason: FinishReason | None = None
-    # what ended a "stop": the stop string, or the id from stop_token_ids; None for EOS or "length"
-    stop_reason: str | int | None = None
-    text: str | None = None  # with a tokenizer: what the user sees (no special tokens), cut before a stop string
-
-
-@dataclass
-class RequestOutput:
-    request_id: int
-    prompt_ids: list[int]
-    samples: list[Sample]
+class EngineStats:
+    running: int = 0  # sequences (samples) in the batch
+    waiting: int = 0  # requests or preempted samples queued
+    blocks_total: int = 0  # KV pool blocks (memory_reuse), summed over precisions
+    blocks_used: int = 0  # held by a sequence
+    blocks_free: int = 0
+    blocks_evictable: int = 0  # cached prefixes nobody holds, reclaimed least recently used first
+    hit_blocks: int = 0  # prefix blocks found in the cache, in all
+    queried_blocks: int = 0  # prefix blocks looked up, in all
+    evictions: int = 0
+    preemptions: int = 0
+    kv_bytes: int = 0  # KV storage held now
+    peak_kv_bytes: int = 0  # the most KV storage held at once (with memory_reuse: cached blocks nobody holds included)
+    peak_kv_bytes_in_use: int = 0  # the most KV memory held by sequences at once
 
     @property
-    def finished(self) -> bool:
-        return all(s.finish_reason is not None for s in self.samples)
-
-
-@dataclass
-class TokenEvent:
-    """One token produced by `Engine.step` for sample `index` of request `request_id`."""
-
-    request_id: int
-    index: int
-    token_id: int
-    logprob: float
-    finish_reason: FinishReason | None  # set on a sample's last token
-
-
-@dataclass
-class StreamDelta:
-    """A piece of streamed text. channel: "reasoning" (inside <think>) or "answer"."""
-
-    text: str
-    channel: Literal["reasoning", "answer"]
-    token_id: int
-    finish_reason: FinishReason | None = None
-    stop_reason: str | int | None = None  # as Sample.stop_reason, on the last delta
-
-
-@dataclass
-class _Request:
-    request_id: int
-    prompt_ids: list[int]
-    params: SamplingParams
-    output: RequestOutput
-    stop_ids: dict[int, str | int | None]  # stop token -> the stop_reason it gives
-    total_len: int  # prompt + the most new tokens that fit
-
-
-@dataclass
-class _Sequence:
-    """A running sample: its row in the batch is its index in Engine._running."""
-
-    request: _Request
-    sample: Sample
-    position: int  # where the next token will be written
-    seed: int  # the sample's noise seed, in [0, 2**64) (module docstring, Sampling)
+    def hit_rate(self) -> float:
+        return self.hit_blocks / self.queried_blocks if self.queried_blocks else 0.0
 
 
 # seeds live in 64 bits; derived seeds (a run's seed times a stride, shifted by a step) can pass
@@ -174,31 +112,51 @@ class Engine:
         max_batch_size: int = 64,
         max_batch_tokens: int = 8192,
         seed: int = 0,
-        dtype: str = "fp32",
+        dtype: str | None = None,
+        dynamic_inference: DynamicInference | dict | str | Path | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.dynamic = load_dynamic_inference(dynamic_inference)
         # rows decoded together; 64 keeps a CPU decode step near its best tokens/s for small models
         self.max_batch_size = max_batch_size
-        # new prompt tokens + running rows per step; bounds one step's prefill latency and memory
+        # new prompt tokens + running rows per step; bounds one step's prefill latency and memory (a
+        # longer prompt is prefilled in chunks over several steps with memory_reuse)
         self.max_batch_tokens = max_batch_tokens
         self.max_seq_len = model.config.max_seq_len
         self.device = next(model.parameters()).device
-        # the compute precision of the forward passes (r1kit.device.choose_dtype decides "auto")
-        self.dtype = dtype
+        # the compute precision of the forward passes: `dtype` when given, else the block's precision_mode
+        self.dtype, self.dtype_reason = engine_precision(
+            dtype or self.dynamic.precision_mode, self.device, model.num_params())
+        block_size = self.dynamic.block_size
+        self.pool_blocks = (self.dynamic.pool_tokens or max_batch_size * self.max_seq_len) // block_size
+        if self.dynamic.memory_reuse and self.pool_blocks < 1:
+            raise ValueError(f"dynamic_inference.pool_tokens={self.dynamic.pool_tokens} holds no block of {block_size} tokens")
         self._generator = torch.Generator(device=self.device).manual_seed(seed % _SEED_SPACE)
         self._ids = itertools.count()
-        self._waiting: deque[_Request] = deque()
-        self._running: list[_Sequence] = []
-        self._cache: KVCache | None = None
-        self._next_logits_BV: torch.Tensor | None = None
+        self._batches: dict[str, ContiguousBatch | PagedBatch] = {}  # one per compute precision in use
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
+        # add_request / abort may come from other threads (a server's handlers) while one thread steps
+        self._lock = threading.RLock()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str = "auto", **kwargs) -> "Engine":
-        """The checkpoint's model and tokenizer (`load_for_inference`) in an engine."""
-        model, tokenizer, dtype = load_for_inference(path, device, dtype)
-        return cls(model, tokenizer, dtype=dtype, **kwargs)
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str | None = None,
+                        dynamic_inference: DynamicInference | dict | str | Path | None = None, **kwargs) -> "Engine":
+        """The checkpoint's model and tokenizer (`load_for_inference`) in an engine, with the
+        dynamic_inference block (a DynamicInference, a dict, or a JSON / YAML file); `dtype`, when
+        given and not "auto", overrides the block's precision_mode."""
+        block = load_dynamic_inference(dynamic_inference)
+        model, tokenizer, dtype = load_for_inference(path, device, block.precision_mode if dtype in (None, "auto") else dtype)
+        return cls(model, tokenizer, dtype=dtype, dynamic_inference=block, **kwargs)
+
+    def _batch(self, precision: str) -> ContiguousBatch | PagedBatch:
+        if precision not in self._batches:
+            if self.dynamic.memory_reuse:
+                self._batches[precision] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
+                                                      self.dynamic.block_size)
+            else:
+                self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences)
+        return self._batches[precision]
 
     # ------------------------------------------------------------------ requests
 
@@ -211,10 +169,12 @@ class Engine:
         return [int(t) for t in prompt]
 
     def add_request(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> int:
-        """Queue a request; it joins the running batch at a later `step`. Returns its id."""
+        """Queue a request; it joins the running batch at a later `step`. Returns its id. Safe to call
+        from another thread while one thread steps."""
         params = params or SamplingParams()
         params.check()
         stop_ids = self._stop_ids(params)
+        precision = check_precision(params.precision or self.dtype, self.device)
         prompt_ids = self.encode(prompt)
         if not prompt_ids:
             raise ValueError("a prompt needs at least one token")
@@ -224,12 +184,31 @@ class Engine:
         bad = [t for t in prompt_ids if not 0 <= t < self.model.config.vocab_size]
         if bad:
             raise ValueError(f"token ids {bad[:5]} lie outside the vocabulary of {self.model.config.vocab_size}")
-        request_id = next(self._ids)
-        output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)])
         total_len = min(self.max_seq_len, len(prompt_ids) + params.max_new_tokens)
-        self._waiting.append(_Request(request_id, prompt_ids, params, output, stop_ids, total_len))
-        self._outputs[request_id] = output
+        with self._lock:
+            batch = self._batch(precision)
+            request_id = next(self._ids)
+            output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision)
+            request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision)
+            batch.check_fits(request)
+            batch.add(request)
+            self._outputs[request_id] = output
         return request_id
+
+    def abort(self, request_id: int) -> bool:
+        """Stop a request now: it leaves the queue or the batch and its KV blocks go back to the pool
+        at once; its unfinished samples end with finish_reason "abort". False if it had already
+        finished (or was never added). Safe to call from another thread."""
+        with self._lock:
+            output = self._outputs.get(request_id)
+            if output is None or output.finished:
+                return False
+            for batch in self._batches.values():
+                batch.abort(request_id)
+            for sample in output.samples:
+                if sample.finish_reason is None:
+                    sample.finish_reason = "abort"
+            return True
 
     def _stop_ids(self, params: SamplingParams) -> dict[int, str | int | None]:
         """The tokens that end a sample of `params`, each with the stop_reason it gives: EOS (None),
@@ -254,20 +233,42 @@ class Engine:
 
     def pop_output(self, request_id: int) -> RequestOutput:
         """A request's output (finished or not), forgotten by the engine once taken."""
-        return self._outputs.pop(request_id)
+        with self._lock:
+            return self._outputs.pop(request_id)
 
     def has_unfinished(self) -> bool:
-        return bool(self._waiting or self._running)
+        return any(b.waiting or b.running for b in self._batches.values())
 
     @property
     def num_running(self) -> int:
         """Sequences (samples) in the running batch."""
-        return len(self._running)
+        return sum(len(b.running) for b in self._batches.values())
 
     @property
     def num_waiting(self) -> int:
-        """Requests queued, not yet admitted."""
-        return len(self._waiting)
+        """Requests (or preempted samples) queued, not yet running."""
+        return sum(len(b.waiting) for b in self._batches.values())
+
+    def stats(self) -> EngineStats:
+        """Counts for a server's metrics: sequences, KV pool blocks (summed over precisions), prefix
+        hits, evictions, preemptions, KV bytes held."""
+        with self._lock:
+            stats = EngineStats(running=self.num_running, waiting=self.num_waiting)
+            for batch in self._batches.values():
+                stats.kv_bytes += batch.kv_bytes()
+                stats.peak_kv_bytes += batch.peak_kv_bytes
+                stats.peak_kv_bytes_in_use += batch.peak_kv_bytes_in_use
+                if isinstance(batch, PagedBatch):
+                    pool = batch.pool.stats()
+                    stats.blocks_total += pool.total
+                    stats.blocks_used += pool.used
+                    stats.blocks_free += pool.free
+                    stats.blocks_evictable += pool.evictable
+                    stats.hit_blocks += pool.hit_blocks
+                    stats.queried_blocks += pool.queried_blocks
+                    stats.evictions += pool.evictions
+                    stats.preemptions += batch.preemptions
+            return stats
 
     # ------------------------------------------------------------------ the step
 
@@ -275,94 +276,66 @@ class Engine:
     def step(self) -> list[TokenEvent]:
         """Admit and prefill waiting requests, sample one token for every running sequence, drop the
         finished ones, and run one decode forward for the rest."""
-        self._admit()
-        if not self._running:
-            return []
-        tokens_B, logprobs_B = self._sample()
-        events, keep = [], []
-        for row, (seq, token, logprob) in enumerate(zip(self._running, tokens_B.tolist(), logprobs_B.tolist())):
-            seq.sample.token_ids.append(token)
-            seq.sample.logprobs.append(logprob)
-            reason, stop_reason = self._finish(seq, token)
-            if reason is not None:
-                seq.sample.finish_reason, seq.sample.stop_reason = reason, stop_reason
-                self._finalise_text(seq)
-            else:
-                keep.append(row)
-            events.append(TokenEvent(seq.request.request_id, seq.sample.index, token, logprob, reason))
+        with self._lock:
+            self._admit()
+            batches = [b for b in self._batches.values() if b.running]
+            if not batches:
+                return []
+            running = [seq for b in batches for seq in b.running]
+            tokens_B, logprobs_B = self._sample(running, torch.cat([b.next_logits_BV for b in batches]))
+            events, keep = [], []
+            for row, (seq, token, logprob) in enumerate(zip(running, tokens_B.tolist(), logprobs_B.tolist())):
+                seq.sample.token_ids.append(token)
+                seq.sample.logprobs.append(logprob)
+                reason, stop_reason = self._finish(seq, token)
+                if reason is not None:
+                    seq.sample.finish_reason, seq.sample.stop_reason = reason, stop_reason
+                    self._finalise_text(seq)
+                else:
+                    keep.append(row)
+                events.append(TokenEvent(seq.request.request_id, seq.sample.index, token, logprob, reason))
 
-        if len(keep) < len(self._running):
-            self._running = [self._running[r] for r in keep]
-            if not keep:
-                self._cache, self._next_logits_BV = None, None
-                return events
-            rows = torch.tensor(keep, device=self.device)
-            self._cache.select_rows(rows)
-            tokens_B = tokens_B[rows]
-        positions_B = torch.tensor([s.position for s in self._running], device=self.device)
-        with autocast(self.device, self.dtype):
-            self._next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache)[:, 0].float()
-        for seq in self._running:
-            seq.position += 1
-        return events
+            first = 0
+            for batch in batches:  # one decode forward per precision
+                n = len(batch.running)
+                rows = [r - first for r in keep if first <= r < first + n]
+                batch.keep(rows)
+                if rows:
+                    batch.decode(tokens_B[torch.tensor(rows, device=self.device) + first])
+                first += n
+            return events
 
     def _admit(self) -> None:
-        """Move waiting requests into the batch while the token budget and free rows allow; prefill them."""
-        joining: list[_Request] = []
-        budget = self.max_batch_tokens - len(self._running)
-        rows = len(self._running)
-        while self._waiting:
-            request = self._waiting[0]
-            fits = len(request.prompt_ids) <= budget and rows + request.params.n <= self.max_batch_size
-            if not fits and (joining or self._running):  # an idle engine takes one request whatever its size
-                break
-            joining.append(self._waiting.popleft())
-            budget -= len(request.prompt_ids)
-            rows += request.params.n
-        if joining:
-            self._prefill(joining)
+        """Let each precision's batch take waiting work while free rows and the step's token budget
+        (new prompt tokens plus one per running sequence) allow; an idle engine takes any request."""
+        running = self.num_running
+        rows_free = self.max_batch_size - running - sum(b.reserved_rows for b in self._batches.values())
+        budget = self.max_batch_tokens - running
+        idle = running == 0
+        for batch in self._batches.values():
+            if not batch.waiting:
+                continue
+            before = len(batch.running) + batch.reserved_rows
+            budget -= batch.admit(rows_free, budget, idle)
+            taken = len(batch.running) + batch.reserved_rows - before
+            rows_free -= taken
+            idle = idle and taken == 0
 
-    def _prefill(self, requests: list[_Request]) -> None:
-        """One forward over the new prompts (right-padded, each row at its own positions), then each
-        prompt's cache rows and last logits copied once per sample."""
-        B, P = len(requests), max(len(r.prompt_ids) for r in requests)
-        ids_BP = torch.zeros((B, P), dtype=torch.long, device=self.device)
-        for row, request in enumerate(requests):
-            ids_BP[row, : len(request.prompt_ids)] = torch.tensor(request.prompt_ids, device=self.device)
-        # capacity for the longest of these requests (in steps of 64 slots), not the model's whole
-        # context: less memory to zero and hold; the running cache grows if a longer one joins
-        capacity = min(self.max_seq_len, -(-max(r.total_len for r in requests) // 64) * 64)
-        cache = KVCache.for_model(self.model, B, max_seq_len=capacity,
-                                  dtype=torch.bfloat16 if self.dtype == "bf16" else None)
-        last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
-        last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
-        with autocast(self.device, self.dtype):
-            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP).float()
+    def _sequences(self, request: Request) -> list[SequenceState]:
+        """A request's samples as running sequences, each with its noise seed (module docstring)."""
+        request_seed = request.params.seed
+        if request_seed is None:  # from the engine's generator: the run's seed decides it
+            low, high = torch.randint(0, 1 << 32, (2,), generator=self._generator, device=self.device).tolist()
+            request_seed = high << 32 | low
+        return [SequenceState(request, sample, len(request.prompt_ids), (request_seed * 65_537 + sample.index) % _SEED_SPACE)
+                for sample in request.output.samples]
 
-        copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
-        if len(copies) != B:
-            cache.select_rows(copies)
-            logits_BV = logits_BV[copies]
-        for request in requests:
-            request_seed = request.params.seed
-            if request_seed is None:  # from the engine's generator: the run's seed decides it
-                low, high = torch.randint(0, 1 << 32, (2,), generator=self._generator, device=self.device).tolist()
-                request_seed = high << 32 | low
-            for sample in request.output.samples:
-                seed = (request_seed * 65_537 + sample.index) % _SEED_SPACE
-                self._running.append(_Sequence(request, sample, len(request.prompt_ids), seed))
-        if self._cache is None:
-            self._cache, self._next_logits_BV = cache, logits_BV
-        else:
-            self._cache.append_rows(cache)
-            self._next_logits_BV = torch.cat([self._next_logits_BV, logits_BV])
-
-    def _sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(self, running: list[SequenceState], logits_BV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One token per running row, with its log-probability under the model's distribution."""
-        logits_BV = self._next_logits_BV.float()
+        logits_BV = logits_BV.float()
         logprobs_BV = torch.log_softmax(logits_BV, dim=-1)
         tokens_B = logits_BV.argmax(dim=-1)
-        params = [seq.request.params for seq in self._running]
+        params = [seq.request.params for seq in running]
         if any(p.temperature > 0 for p in params):
             V, device = logits_BV.shape[-1], self.device
             top_k_B = top_p_B = None
@@ -373,14 +346,14 @@ class Engine:
             drawn_B = draw_tokens(
                 logits_BV,
                 torch.tensor([p.temperature or 1.0 for p in params], device=device),  # greedy rows: replaced below
-                torch.tensor([signed64(seq.seed) for seq in self._running], device=device),
-                torch.tensor([len(seq.sample.token_ids) for seq in self._running], device=device),
+                torch.tensor([signed64(seq.seed) for seq in running], device=device),
+                torch.tensor([len(seq.sample.token_ids) for seq in running], device=device),
                 top_k_B, top_p_B)
             sampled_B = torch.tensor([p.temperature > 0 for p in params], device=device)
             tokens_B = torch.where(sampled_B, drawn_B, tokens_B)
         return tokens_B, logprobs_BV.gather(-1, tokens_B[:, None])[:, 0]
 
-    def _finish(self, seq: _Sequence, token: int) -> tuple[FinishReason | None, str | int | None]:
+    def _finish(self, seq: SequenceState, token: int) -> tuple[FinishReason | None, str | int | None]:
         """(finish reason, stop reason) after `token`; (None, None) while the sample goes on."""
         request = seq.request
         if token in request.stop_ids:
@@ -393,14 +366,14 @@ class Engine:
             return "length", None
         return None, None
 
-    def _visible_text(self, seq: _Sequence) -> str:
+    def _visible_text(self, seq: SequenceState) -> str:
         """The sample's text as the user sees it: no special tokens, nor the stop token that ended it."""
         ids = seq.sample.token_ids
         if ids and ids[-1] in seq.request.stop_ids:
             ids = ids[:-1]
         return self.tokenizer.decode(ids, skip_special=True)
 
-    def _finalise_text(self, seq: _Sequence) -> None:
+    def _finalise_text(self, seq: SequenceState) -> None:
         if self.tokenizer is not None:
             seq.sample.text = _cut_at_stop(self._visible_text(seq), seq.request.params.stop, finished=True)
 
@@ -470,14 +443,16 @@ class Engine:
 
 
 def load_for_inference(path: str | Path, device: str = "auto", dtype: str = "auto") -> tuple[Transformer, Tokenizer, str]:
-    """(model on `device` ("auto" | "cpu" | "cuda"), tokenizer, compute dtype ("fp32" | "bf16";
-    "auto": r1kit.device.choose_dtype)) of a checkpoint."""
+    """(model on `device` ("auto" | "cpu" | "cuda"), tokenizer, compute precision ("fp32" | "bf16" |
+    "fp16"; "auto": r1kit.device.choose_dtype)) of a checkpoint."""
     from r1kit.data.tokenizer import Tokenizer
     from r1kit.interop.checkpoint import load_pretrained
 
     target = resolve_device(device)  # before loading: a missing GPU is the first thing to say
+    if dtype != "auto":
+        check_precision(dtype, target)  # before loading: an impossible precision is the next
     model = load_pretrained(path, device=target)
-    dtype, _reason = choose_dtype(dtype, target, model.num_params())
+    dtype, _reason = engine_precision(dtype, target, model.num_params())
     return model, Tokenizer.load(path), dtype
 
 

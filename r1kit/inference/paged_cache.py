@@ -1,0 +1,135 @@
+"""A paged KV cache: keys and values in fixed-size blocks of a bounded pool (r1kit.inference.block_pool),
+which sequences share by reference (a common prompt prefix, the n samples of one request).
+
+Each forward names its rows' blocks (`bind`: one block list per row); the model then sees the
+cache through the same three calls as the static KVCache (`start`, `update`, `visible_symbols`):
+`update` writes the new tokens into their blocks and hands back each row's visible keys and
+values gathered into a contiguous [B, G, S, D] tensor.
+
+The trade-off, measured (benchmarks/memory_reuse.py, docs/benchmarks.md): the gather copies every
+visible key and value once per layer per forward, where the static cache hands out a slice of
+its rows. Multi-scale attention reads every visible key (global top-k, the symbolic branch), so
+attention that read blocks in place would need its own kernel for all three branches. On a CPU
+with small models the copy is a small part of a decode step (weights, norms and Python dominate),
+so the gather keeps the model's attention code unchanged and pays for it in copy time, while
+memory holds one copy of each shared block instead of one per row: the engine holds only the
+blocks in use (storage grows on demand, lowest block ids first), where the static cache holds
+every row at its request's whole length.
+
+Padding tokens of a ragged prefill (and any position past a row's blocks) write into a scratch
+block, storage index 0, that no row's queries can see: a row's causal mask stops at its own
+position, and its blocks cover every position up to it.
+
+Shape legend: L layers, N storage blocks (pool blocks + the scratch block), K tokens a block,
+G key/value heads, D head dim, B rows, M blocks per row in this forward, T new tokens, S visible slots.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from r1kit.inference.block_pool import BlockPool
+
+SCRATCH = 0  # storage index of the scratch block; pool block b lives at storage index b + 1
+
+
+class PagedKVCache:
+    def __init__(self, model, num_blocks: int, block_size: int, dtype: torch.dtype | None = None):
+        cfg = model.config
+        param = next(model.parameters())
+        self.pool = BlockPool(num_blocks, block_size)
+        self.block_size = block_size
+        self.n_layers, self.n_kv_heads, self.head_dim = cfg.n_layers, cfg.kv_heads, cfg.head_dim
+        self.dtype, self.device = dtype or param.dtype, param.device
+        self._allocated = 0  # storage blocks allocated (scratch included); grows with the highest block in use
+        self.k_LNKGD = self.v_LNKGD = self.symbol_NK = None
+        self._grow(1)
+        self.length = 0  # visible slots in the current forward (the model's KVCacheLike contract)
+        self._table_BM: torch.Tensor | None = None
+        self._real_end_B: torch.Tensor | None = None
+        self._write_BT: torch.Tensor | None = None  # flat storage slot of each new token
+
+    # ------------------------------------------------------------------ storage
+
+    @property
+    def bytes_per_block(self) -> int:
+        return 2 * self.n_layers * self.block_size * self.n_kv_heads * self.head_dim * self.k_LNKGD.element_size()
+
+    @property
+    def allocated_bytes(self) -> int:
+        """Key and value storage held now (scratch block included)."""
+        return self._allocated * self.bytes_per_block
+
+    def _grow(self, storage_blocks: int) -> None:
+        """Hold at least `storage_blocks` storage blocks (growing by a quarter at least, so copies stay
+        rare and the storage stays within ~25% of the highest block in use; capped at the pool plus scratch)."""
+        if storage_blocks <= self._allocated:
+            return
+        new = min(self.pool.num_blocks + 1, max(storage_blocks, self._allocated + max(8, self._allocated // 4)))
+        L, K, G, D = self.n_layers, self.block_size, self.n_kv_heads, self.head_dim
+        k = torch.zeros((L, new, K, G, D), dtype=self.dtype, device=self.device)
+        v = torch.zeros_like(k)
+        symbol = torch.zeros((new, K), dtype=torch.bool, device=self.device)
+        if self._allocated:
+            k[:, : self._allocated] = self.k_LNKGD
+            v[:, : self._allocated] = self.v_LNKGD
+            symbol[: self._allocated] = self.symbol_NK
+        self.k_LNKGD, self.v_LNKGD, self.symbol_NK, self._allocated = k, v, symbol, new
+
+    def allocate(self, n: int) -> list[int]:
+        """`n` pool blocks (BlockPool.allocate), with storage for them."""
+        blocks = self.pool.allocate(n)
+        if blocks:
+            self._grow(max(blocks) + 2)
+        return blocks
+
+    def writable(self, block: int) -> int:
+        """The block a sequence holding `block` may write into: itself, or a copy of it when it is
+        shared or cached (copy-on-write, BlockPool.writable). May raise PoolExhausted."""
+        new, copy = self.pool.writable(block)
+        if copy:
+            self._grow(new + 2)
+            self.k_LNKGD[:, new + 1] = self.k_LNKGD[:, block + 1]
+            self.v_LNKGD[:, new + 1] = self.v_LNKGD[:, block + 1]
+            self.symbol_NK[new + 1] = self.symbol_NK[block + 1]
+        return new
+
+    # ------------------------------------------------------------------ one forward
+
+    def bind(self, blocks_per_row: list[list[int]], real_end: list[int]) -> None:
+        """Set up the next forward: row b's blocks in order, and the end of its real tokens (its
+        positions at or past `real_end[b]` are padding: written to scratch, never seen)."""
+        S = max(real_end)
+        M = max(1, -(-S // self.block_size))
+        table = [[b + 1 for b in blocks[:M]] + [SCRATCH] * (M - len(blocks[:M])) for blocks in blocks_per_row]
+        self._table_BM = torch.tensor(table, dtype=torch.long, device=self.device)
+        self._real_end_B = torch.tensor(real_end, dtype=torch.long, device=self.device)
+        self.length = 0  # nothing visible before this forward's own writes (see the model's `standard` path)
+
+    def start(self, positions_BT: torch.Tensor, is_symbol_BT: torch.Tensor) -> None:
+        B, T = positions_BT.shape
+        if self._table_BM is None or self._table_BM.shape[0] != B:
+            raise ValueError(f"bind() the {B} rows' blocks before each forward")
+        K, M = self.block_size, self._table_BM.shape[1]
+        real_BT = positions_BT < self._real_end_B[:, None]
+        block_BT = self._table_BM.gather(1, (positions_BT // K).clamp(max=M - 1))
+        block_BT = torch.where(real_BT, block_BT, SCRATCH)
+        self._write_BT = block_BT * K + positions_BT % K
+        self.symbol_NK.view(-1)[self._write_BT] = is_symbol_BT
+        self.length = int(self._real_end_B.max())
+        self._table_BM_flat = self._table_BM.view(-1)
+
+    def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, S = self._table_BM.shape[0], self.length
+        G, D = self.n_kv_heads, self.head_dim
+        k_flat, v_flat = self.k_LNKGD[layer].view(-1, G, D), self.v_LNKGD[layer].view(-1, G, D)
+        k_flat[self._write_BT] = k_BGTD.transpose(1, 2).to(self.dtype)
+        v_flat[self._write_BT] = v_BGTD.transpose(1, 2).to(self.dtype)
+        # the gather: [B*M, K, G, D] -> [B, M*K, G, D], cut to the visible slots, seen as [B, G, S, D]
+        k_BSGD = self.k_LNKGD[layer].index_select(0, self._table_BM_flat).view(B, -1, G, D)[:, :S]
+        v_BSGD = self.v_LNKGD[layer].index_select(0, self._table_BM_flat).view(B, -1, G, D)[:, :S]
+        return k_BSGD.transpose(1, 2), v_BSGD.transpose(1, 2)
+
+    def visible_symbols(self) -> torch.Tensor:
+        B = self._table_BM.shape[0]
+        return self.symbol_NK.index_select(0, self._table_BM_flat).view(B, -1)[:, : self.length]
