@@ -2,8 +2,10 @@
 
     python benchmarks/memory_reuse.py [--models demo dense-25m] [--rounds 3] [--checkpoint runs/demo/final --data runs/demo/data/test.jsonl] [--quick]
 
-Reuse on is the paged engine (r1kit.inference.paged_batch); off is the contiguous engine it
-replaced (one cache row per sample, r1kit.inference.contiguous_batch). Models have random weights
+Reuse on is the paged engine (r1kit.inference.paged_batch) with decode attention reading the blocks
+in place (the C++ kernel); "gather" is the same engine gathering the blocks into a contiguous tensor
+per layer per step instead (decode_kernel: false; grpo and no_sharing only); off is the contiguous
+engine it replaced (one cache row per sample, r1kit.inference.contiguous_batch). Models have random weights
 (the demo preset, MoE + multi-scale, and a 25.8M dense one), so tokens are synthetic ids; a sample
 ends at one of 8 "stop" ids (a random model draws one about every 64 tokens at temperature 1) or at
 max_new_tokens. Both engines get the same requests and seeds and give the same tokens (tests), so
@@ -61,8 +63,10 @@ def build_model(name: str) -> Transformer:
     return model
 
 
-def engine_for(model, reuse: bool, **kwargs) -> Engine:
-    return Engine(model, dtype="fp32", dynamic_inference={"memory_reuse": reuse}, **kwargs)
+def engine_for(model, reuse: bool | str, **kwargs) -> Engine:
+    """reuse: True (paged, decode reading blocks in place), "gather" (paged, gathering), False (contiguous)."""
+    block = {"memory_reuse": bool(reuse), "decode_kernel": reuse is True}
+    return Engine(model, dtype="fp32", dynamic_inference=block, **kwargs)
 
 
 def random_ids(n: int, seed: int, vocab: int) -> list[int]:
@@ -234,10 +238,11 @@ def main() -> None:
             for workload in args.workloads:
                 fn = WORKLOADS[workload]
                 fn(model, True, min(scale, 0.25))  # warm-up
-                runs = {"on": [], "off": []}
+                modes = ("on", "off", "gather") if workload in ("grpo", "no_sharing") else ("on", "off")
+                runs = {mode: [] for mode in modes}
                 for round_ in range(args.rounds):
-                    for mode in ("off", "on") if round_ % 2 else ("on", "off"):
-                        runs[mode].append(fn(model, mode == "on", scale))
+                    for mode in modes[::-1] if round_ % 2 else modes:
+                        runs[mode].append(fn(model, {"on": True, "off": False, "gather": "gather"}[mode], scale))
                 entry = {mode: summarise(rs) for mode, rs in runs.items()}
                 if workload == "grpo":
                     if runs["on"][0]["samples_digest"] != runs["off"][0]["samples_digest"]:
@@ -246,11 +251,13 @@ def main() -> None:
                     entry["kv_ratio_vs_exact"] = spread([a["peak_kv_bytes"] / a["exact_kv_bytes"] for a in runs["on"]])
                     entry["today_vs_exact"] = spread([a["peak_kv_bytes"] / a["exact_kv_bytes"] for a in runs["off"]])
                     entry["tokens_per_s_ratio"] = ratio(runs["on"], runs["off"], "tokens_per_s")
+                    entry["gather_tokens_per_s_ratio"] = ratio(runs["gather"], runs["off"], "tokens_per_s")
                 if workload == "system_prompt":
                     entry["ttft_p50_ratio"] = ratio(runs["on"], runs["off"], "ttft_p50")
                     entry["ttft_p99_ratio"] = ratio(runs["on"], runs["off"], "ttft_p99")
                 if workload == "no_sharing":
                     entry["decode_ratio"] = ratio(runs["on"], runs["off"], "decode_tokens_per_s")
+                    entry["gather_decode_ratio"] = ratio(runs["gather"], runs["off"], "decode_tokens_per_s")
                 if workload == "dialogue":
                     entry["kv_ratio_vs_today"] = ratio(runs["on"], runs["off"], "peak_kv_bytes")
                     entry["kv_in_use_ratio_vs_today"] = ratio(runs["on"], runs["off"], "peak_kv_bytes_in_use")

@@ -310,6 +310,27 @@ def test_precision_fp16_is_refused_on_a_cpu_and_exact_requests_run_in_fp32():
     assert (exact.precision, fast.precision) == ("fp32", "bf16")
     assert exact.samples[0].token_ids == Engine(model).generate([prompt], SamplingParams(max_new_tokens=8))[0].samples[0].token_ids
     assert set(engine._batches) == {"fp32", "bf16"}
-    assert engine._batches["bf16"].cache.k_LNKGD.dtype == torch.bfloat16
+    assert engine._batches["bf16"].cache.kv_LNK2GD.dtype == torch.bfloat16
     again = engine.generate([prompt], SamplingParams(max_new_tokens=2, precision="exact"))[0]
     assert again.cached_tokens == 12  # found among the fp32 blocks, never the bf16 ones
+
+
+@pytest.mark.parametrize("attention", [dict(kind="dense"), dict(kind="multiscale", chunk_size=16, window=4, topk=6)])
+def test_the_decode_kernel_reads_blocks_in_place_as_the_gather_does(attention):
+    from r1kit.model.kernels import paged_decode
+
+    if not paged_decode.available():
+        pytest.skip(f"the paged decode kernel could not be built here: {paged_decode.unavailable_reason()}")
+    model = make_model(attention=attention, n_kv_heads=2).eval()  # 4 query heads on 2 key/value heads
+    rng = random.Random(5)
+    prompts = _shared_prefix_prompts(rng, 6)
+    params = SamplingParams(max_new_tokens=25, temperature=1.0, seed=3, n=2)
+    runs = []
+    for kernel in (True, False):
+        engine = Engine(model, max_batch_size=5, dynamic_inference={"block_size": BS, "decode_kernel": kernel})
+        runs.append(engine.generate(prompts, params))
+        assert engine._batches["fp32"].cache.decode_kernel is kernel
+    for a, b in zip(*runs):
+        for sa, sb in zip(a.samples, b.samples):
+            assert sa.token_ids == sb.token_ids
+            assert sa.logprobs == pytest.approx(sb.logprobs, abs=1e-4)

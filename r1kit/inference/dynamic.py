@@ -36,6 +36,9 @@ class DynamicInference(BaseModel):
     # the pool's bound in tokens (rounded down to whole blocks); None: max_batch_size x the model's
     # context, the most the engine could ever hold without sharing. Storage grows on demand up to it.
     pool_tokens: int | None = Field(None, ge=1)
+    # decode attention reads the KV blocks in place (a C++ kernel; fp32 on a CPU) instead of gathering
+    # them into a contiguous tensor per layer per step; false: always gather (measured in docs/benchmarks.md)
+    decode_kernel: bool = True
 
 
 def load_dynamic_inference(spec: DynamicInference | dict | str | Path | None) -> DynamicInference:

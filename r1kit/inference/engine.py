@@ -153,7 +153,7 @@ class Engine:
         if precision not in self._batches:
             if self.dynamic.memory_reuse:
                 self._batches[precision] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
-                                                      self.dynamic.block_size)
+                                                      self.dynamic.block_size, self.dynamic.decode_kernel)
             else:
                 self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences)
         return self._batches[precision]

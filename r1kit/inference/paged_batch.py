@@ -60,12 +60,12 @@ class Prefill:
 
 class PagedBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
-                 num_blocks: int, block_size: int):
+                 num_blocks: int, block_size: int, decode_kernel: bool = True):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
         self.device = next(model.parameters()).device
         self.symbol_flags = model.symbol_flags_V.tolist()
         kv_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-        self.cache = PagedKVCache(model, num_blocks, block_size, kv_dtype)
+        self.cache = PagedKVCache(model, num_blocks, block_size, kv_dtype, decode_kernel)
         self.pool, self.block_size = self.cache.pool, block_size
         self.max_seq_len = model.config.max_seq_len
         self.waiting: deque[Prefill] = deque()
@@ -159,7 +159,7 @@ class PagedBatch:
         if not self.running:
             return
         positions = [seq.position for seq in self.running]
-        self.cache.bind([seq.blocks for seq in self.running], [p + 1 for p in positions])
+        self.cache.bind([seq.blocks for seq in self.running], [p + 1 for p in positions], decode=True)
         ids_B1 = torch.tensor(tokens, device=self.device)[:, None]
         with autocast(self.device, self.precision):
             self.next_logits_BV = self.model(ids_B1, torch.tensor(positions, device=self.device)[:, None], self.cache)[:, 0].float()

@@ -60,6 +60,12 @@ class KVCacheLike(Protocol):
         """[B, S] bool: which visible keys are maths-symbol tokens."""
         ...
 
+    # Optional: a cache that can run attention over its own storage (the paged cache's decode
+    # kernel, which reads blocks in place instead of gathering them) defines
+    #   attend(layer, q_BHTD, k_BGTD, v_BGTD, gate_BTH3 | None, window, topk) -> out_BHTD | None
+    # storing the new keys and values and returning the attention output (gate_BTH3: the
+    # multi-scale mix, None for dense attention), or None where it cannot (then `update` is used).
+
 
 # ----------------------------------------------------------------------------- rotary positions
 
@@ -249,16 +255,24 @@ class Attention(nn.Module):
         B, T, _ = x_BTC.shape
         q_BTC, k_BTC, v_BTC = self.qkv_proj(x_BTC).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q_BHTD = apply_rope(q_BTC.view(B, T, self.n_heads, self.head_dim).transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
-        k_BGSD, v_BGSD = self._store_kv(
-            k_BTC.view(B, T, self.n_kv_heads, self.head_dim), v_BTC.view(B, T, self.n_kv_heads, self.head_dim), ctx, cache
-        )
+        k_BTGD, v_BTGD = k_BTC.view(B, T, self.n_kv_heads, self.head_dim), v_BTC.view(B, T, self.n_kv_heads, self.head_dim)
+        gate_BTH3 = None
+        if self.kind == "multiscale":
+            gate_BTH3 = torch.softmax(self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float(), dim=-1)
+            self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
+
+        attend = getattr(cache, "attend", None)
+        if attend is not None:  # the cache runs attention over its own storage where it can (KVCacheLike)
+            k_BGTD = apply_rope(k_BTGD.transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
+            out_BHTD = attend(self.layer_idx, q_BHTD, k_BGTD, v_BTGD.transpose(1, 2), gate_BTH3, self.window, self.topk)
+            if out_BHTD is not None:
+                return self.o_proj(out_BHTD.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        k_BGSD, v_BGSD = self._store_kv(k_BTGD, v_BTGD, ctx, cache)
 
         if self.kind == "dense":
             out_BHTD = dense_attention(q_BHTD, *self._repeat_kv(k_BGSD, v_BGSD), ctx)
         else:
             k_BHSD, v_BHSD = self._repeat_kv(k_BGSD, v_BGSD)
-            gate_BTH3 = torch.softmax(self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float(), dim=-1)
-            self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
             if ctx.fused_multiscale and q_BHTD.dtype == torch.float32:
                 out_BHTD = multiscale_kernel.fused_multiscale_attention(
                     q_BHTD, k_BHSD, v_BHSD, gate_BTH3.transpose(1, 2), ctx.k_symbol_BS, self.window, self.topk
