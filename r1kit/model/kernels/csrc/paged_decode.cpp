@@ -48,18 +48,24 @@ inline void axpy(float w, const float* v, float* out, int64_t n) {
   for (; i < n; ++i) out[i] += w * v[i];
 }
 
-// out += weight * softmax(scores[idx]) v[idx], over the keys listed in idx (nothing when empty)
-template <typename ValueAt>
-void softmax_into(const std::vector<float>& scores, const std::vector<int64_t>& idx, ValueAt value_at,
-                  float weight, float* out, int64_t D, std::vector<float>& p) {
+// weights[idx] += weight * softmax(scores[idx]), from e = exp(scores - max over all keys), computed
+// once for the three branches; a branch whose keys all lie so far below the top that their e
+// underflows is redone against its own max. Nothing when idx is empty: a branch with no key adds zero.
+void add_softmax(const std::vector<float>& scores, const std::vector<float>& e, const std::vector<int64_t>& idx,
+                 float weight, std::vector<float>& weights) {
   if (idx.empty() || weight == 0.f) return;
+  float total = 0.f;
+  for (int64_t s : idx) total += e[s];
+  if (total > 1e-30f) {
+    const float norm = weight / total;
+    for (int64_t s : idx) weights[s] += e[s] * norm;
+    return;
+  }
   float top = -std::numeric_limits<float>::infinity();
   for (int64_t s : idx) top = std::max(top, scores[s]);
-  float total = 0.f;
-  p.resize(idx.size());
-  for (size_t i = 0; i < idx.size(); ++i) total += (p[i] = std::exp(scores[idx[i]] - top));
-  const float norm = weight / total;
-  for (size_t i = 0; i < idx.size(); ++i) axpy(p[i] * norm, value_at(idx[i]), out, D);
+  total = 0.f;
+  for (int64_t s : idx) total += std::exp(scores[s] - top);
+  for (int64_t s : idx) weights[s] += std::exp(scores[s] - top) * (weight / total);
 }
 
 }  // namespace
@@ -89,42 +95,58 @@ torch::Tensor paged_decode(torch::Tensor q, torch::Tensor kv, torch::Tensor tabl
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
   const int64_t rep = H / G;
 
+  const int64_t token_stride = 2 * G * D;  // from one token's key (or value) to the next token's in a block
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores, p;
-    std::vector<int64_t> all, local, global, symbolic;
+    std::vector<float> scores, e, weights;
+    std::vector<int64_t> local, global, symbolic;
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H, g = h / rep;
       const int64_t S = length_[b];
       TORCH_CHECK(S >= 1 && S <= M * K, "paged_decode: row length outside its block table");
-      auto slot = [&](int64_t s) { return table_[b * M + s / K] * K + s % K; };  // storage token index
-      auto key_at = [&](int64_t s) { return kv_ + (slot(s) * 2 + 0) * G * D + g * D; };
-      auto value_at = [&](int64_t s) { return kv_ + (slot(s) * 2 + 1) * G * D + g * D; };
+      const int64_t* row_table = table_ + b * M;
       const float* qv = q_ + bh * D;
       scores.resize(S);
-      for (int64_t s = 0; s < S; ++s) scores[s] = dot(qv, key_at(s), D) * scale;
-      float* o = out_ + bh * D;
+      for (int64_t first = 0; first < S; first += K) {  // block by block: keys of a block are token_stride apart
+        const float* key = kv_ + row_table[first / K] * K * token_stride + g * D;
+        for (int64_t s = first; s < std::min(S, first + K); ++s, key += token_stride) scores[s] = dot(qv, key, D) * scale;
+      }
+      const float top = *std::max_element(scores.begin(), scores.end());
+      e.resize(S);
+      int64_t s0 = 0;
+      for (; s0 + Vec::size() <= S; s0 += Vec::size()) (Vec::loadu(&scores[s0]) - Vec(top)).exp().store(&e[s0]);
+      for (; s0 < S; ++s0) e[s0] = std::exp(scores[s0] - top);
+      weights.assign(S, 0.f);  // each key's weight in the output, summed over the branches
       if (!multiscale) {
-        all.resize(S);
-        for (int64_t s = 0; s < S; ++s) all[s] = s;
-        softmax_into(scores, all, value_at, 1.f, o, D, p);
-        continue;
+        float total = 0.f;
+        for (int64_t s = 0; s < S; ++s) total += e[s];
+        for (int64_t s = 0; s < S; ++s) weights[s] = e[s] / total;
+      } else {
+        const float* gw = gate_ + bh * 3;
+        local.clear();
+        for (int64_t s = std::max<int64_t>(0, S - window); s < S; ++s) local.push_back(s);
+        global.resize(S);
+        for (int64_t s = 0; s < S; ++s) global[s] = s;
+        if (S > topk) {  // the topk highest scores (exactly topk; ties broken by nth_element, as torch.topk may)
+          std::nth_element(global.begin(), global.begin() + topk, global.end(),
+                           [&](int64_t a, int64_t c) { return scores[a] > scores[c]; });
+          global.resize(topk);
+        }
+        symbolic.clear();
+        for (int64_t first = 0; first < S; first += K) {
+          const bool* flags = symbol_ + row_table[first / K] * K - first;
+          for (int64_t s = first; s < std::min(S, first + K); ++s)
+            if (flags[s]) symbolic.push_back(s);
+        }
+        add_softmax(scores, e, local, gw[0], weights);
+        add_softmax(scores, e, global, gw[1], weights);
+        add_softmax(scores, e, symbolic, gw[2], weights);
       }
-      const float* gw = gate_ + bh * 3;
-      local.clear();
-      for (int64_t s = std::max<int64_t>(0, S - window); s < S; ++s) local.push_back(s);
-      global.resize(S);
-      for (int64_t s = 0; s < S; ++s) global[s] = s;
-      if (S > topk) {  // the topk highest scores (exactly topk; ties broken by nth_element, as torch.topk may)
-        std::nth_element(global.begin(), global.begin() + topk, global.end(),
-                         [&](int64_t a, int64_t c) { return scores[a] > scores[c]; });
-        global.resize(topk);
+      float* o = out_ + bh * D;  // one pass over the values
+      for (int64_t first = 0; first < S; first += K) {
+        const float* value = kv_ + row_table[first / K] * K * token_stride + G * D + g * D;
+        for (int64_t s = first; s < std::min(S, first + K); ++s, value += token_stride)
+          if (weights[s] != 0.f) axpy(weights[s], value, o, D);
       }
-      symbolic.clear();
-      for (int64_t s = 0; s < S; ++s)
-        if (symbol_[slot(s)]) symbolic.push_back(s);
-      softmax_into(scores, local, value_at, gw[0], o, D, p);
-      softmax_into(scores, global, value_at, gw[1], o, D, p);
-      softmax_into(scores, symbolic, value_at, gw[2], o, D, p);
     }
   });
   return out;
