@@ -1,6 +1,6 @@
 """Re-run every headline figure of the README, each by the exact command the README gives for it.
 
-    python benchmarks/reproduce.py [--stages sft,curves,kernel,generate,throughput,bf16,demo,grpo,claims]
+    python benchmarks/reproduce.py [--stages sft,curves,kernel,generate,throughput,bf16,demo,grpo,claims,memory]
                                    [--runs runs/reproduce] [--claims-minutes 50] [--redo STAGE,...] [--dry-run]
 
 Each stage runs its commands one after another in fresh processes (printed before they start), and
@@ -20,6 +20,7 @@ resumes by itself, arm by arm. The stages, in the order they run:
   generate    the engine against transformers' generate(), batch 1 and 32, two model sizes
   throughput  MoE against dense, multi-scale against dense: training tokens/s and memory
   bf16        bf16 against fp32 training steps by model size on this CPU
+  memory      shared KV memory on against off, precisions (on the demo stage's model), batched sampling
 
 Timing ratios are taken from alternating rounds and reported as the median with the range; a
 target counts as met by the worst round. Run it with nothing else busy on the machine.
@@ -37,7 +38,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-STAGES = ("sft", "demo", "grpo", "claims", "curves", "kernel", "generate", "throughput", "bf16")
+STAGES = ("sft", "demo", "grpo", "claims", "curves", "kernel", "generate", "throughput", "bf16", "memory")
 STAGE_TIMEOUT_S = 3 * 3600  # a command that hangs is stopped; the stage stays unfinished
 
 
@@ -65,6 +66,9 @@ def commands(stage: str, runs: Path, claims_minutes: float) -> list[list[str]]:
         "grpo": [[py, "benchmarks/grpo_target.py", "--init", str(demo / "sft" / "final"), "--train",
                   str(demo / "data" / "train.jsonl"), "--test", str(demo / "data" / "test.jsonl"),
                   "--out-dir", str(runs / "grpo"), "--overwrite", "--results", f"{results}/grpo_demo.json"]],
+        "memory": [[py, "benchmarks/memory_reuse.py", "--rounds", "3", "--checkpoint", str(demo / "final"),
+                    "--data", str(demo / "data" / "test.jsonl"), "--out", f"{results}/memory_reuse.json"],
+                   [py, "benchmarks/batched_sampling.py", "--rounds", "3", "--out", f"{results}/batched_sampling.json"]],
         "claims": [[*r1kit, "claims", "--minutes", f"{claims_minutes:g}", "--out", str(runs / "claims"),
                     "--doc", "docs/claims.md"],
                    [py, "benchmarks/claims_result.py", str(runs / "claims"), "--results", f"{results}/claims.json"]],

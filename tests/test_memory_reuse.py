@@ -6,6 +6,7 @@ decoding."""
 import json
 import random
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,6 +274,8 @@ def test_the_block_loads_in_the_articles_shape_from_dicts_json_and_yaml(tmp_path
     (tmp_path / "d.json").write_text(json.dumps(article))
     (tmp_path / "d.yaml").write_text("dynamic_inference:\n  complexity_threshold: 0.5\n  memory_reuse: false\n")
     assert load_dynamic_inference(tmp_path / "d.json") == DynamicInference()
+    shipped = Path(__file__).parent.parent / "configs" / "dynamic_inference.yaml"  # the README's example: the defaults
+    assert load_dynamic_inference(shipped) == DynamicInference()
     yaml_block = load_dynamic_inference(str(tmp_path / "d.yaml"))
     assert yaml_block.complexity_threshold == 0.5 and not yaml_block.memory_reuse
     for bad, message in [
