@@ -71,6 +71,7 @@ from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's
     TokenEvent,
 )
 from r1kit.inference.sampling import draw_tokens, signed64
+from r1kit.inference.text_stream import TextStream, cut_at_stop, first_stop
 from r1kit.model.transformer import Transformer
 
 if TYPE_CHECKING:  # the engine works on ids alone; a tokenizer only adds text and stop strings
@@ -359,7 +360,7 @@ class Engine:
         if token in request.stop_ids:
             return "stop", request.stop_ids[token]
         if request.params.stop:
-            hit = _first_stop(self._visible_text(seq), request.params.stop)
+            hit = first_stop(self._visible_text(seq), request.params.stop)
             if hit is not None:
                 return "stop", hit[1]
         if len(seq.sample.token_ids) >= request.params.max_new_tokens or seq.position + 1 >= request.total_len:
@@ -375,7 +376,7 @@ class Engine:
 
     def _finalise_text(self, seq: SequenceState) -> None:
         if self.tokenizer is not None:
-            seq.sample.text = _cut_at_stop(self._visible_text(seq), seq.request.params.stop, finished=True)
+            seq.sample.text = cut_at_stop(self._visible_text(seq), seq.request.params.stop, finished=True)
 
     # ------------------------------------------------------------------ blocking and streaming calls
 
@@ -405,40 +406,17 @@ class Engine:
         params = params or SamplingParams()
         if params.n != 1:
             raise ValueError("stream() follows one sample; use generate() for n > 1")
-        tok = self.tokenizer
         prompt_ids = self.encode(prompt)
         request_id = self.add_request(prompt_ids, params)
-        stop_ids = self._stop_ids(params)
-        channel = "reasoning" if _inside_think(prompt_ids, tok.think_id, tok.end_think_id) else "answer"
-        # the text is decoded whole, as generate() decodes it, so stop strings and held-back tails see
-        # across the <think> markers; the markers only record where each channel starts in it
-        ids: list[int] = []
-        switches: list[tuple[int, str]] = [(0, channel)]  # (offset in the text, channel from there on)
-        shown = 0  # characters of the text already yielded
+        text = TextStream(self.tokenizer, prompt_ids, self._stop_ids(params), params.stop)
         finished = False
         while not finished:
             for event in self.step():
                 if event.request_id != request_id:
                     continue
-                finished, token = event.finish_reason is not None, event.token_id
-                if token not in stop_ids:  # a stop token is neither text nor a channel marker
-                    if token in (tok.think_id, tok.end_think_id):
-                        switches.append((len(tok.decode(ids, skip_special=True)),
-                                         "reasoning" if token == tok.think_id else "answer"))
-                    ids.append(token)
-                text = tok.decode(ids, skip_special=True)
-                if not finished:  # half a UTF-8 character: wait for the rest (it may be a stop string's)
-                    text = text.rstrip("\ufffd")
-                text = _cut_at_stop(text, params.stop, finished)
-                pieces = _channel_pieces(text, shown, switches)
-                shown = max(shown, len(text))
-                if not pieces and finished:  # the end still gets a delta, to carry the finish reason
-                    pieces = [("", _channel_at(len(text), switches))]
+                finished = event.finish_reason is not None
                 stop_reason = self._outputs[request_id].samples[0].stop_reason if finished else None
-                for k, (piece, piece_channel) in enumerate(pieces):
-                    last = k == len(pieces) - 1
-                    yield StreamDelta(piece, piece_channel, token, event.finish_reason if last else None,
-                                      stop_reason if last else None)
+                yield from text.feed(event.token_id, event.finish_reason, stop_reason)
         self._outputs.pop(request_id, None)
 
 
@@ -454,53 +432,6 @@ def load_for_inference(path: str | Path, device: str = "auto", dtype: str = "aut
     model = load_pretrained(path, device=target)
     dtype, _reason = engine_precision(dtype, target, model.num_params())
     return model, Tokenizer.load(path), dtype
-
-
-def _inside_think(prompt_ids: list[int], think_id: int, end_think_id: int) -> bool:
-    """Does the prompt end inside a <think> block (r1kit's prompts do)?"""
-    for token in reversed(prompt_ids):
-        if token == end_think_id:
-            return False
-        if token == think_id:
-            return True
-    return False
-
-
-def _channel_at(offset: int, switches: list[tuple[int, str]]) -> str:
-    """The channel in force at `offset` of the text (the last switch at or before it)."""
-    return [channel for at, channel in switches if at <= offset][-1]
-
-
-def _channel_pieces(text: str, start: int, switches: list[tuple[int, str]]) -> list[tuple[str, str]]:
-    """text[start:] as (piece, channel) pieces, split where the channel changes."""
-    pieces: list[tuple[str, str]] = []
-    bounds = [at for at, _ in switches[1:]] + [len(text)]
-    for (at, channel), end in zip(switches, bounds):
-        a, b = max(at, start), min(end, len(text))
-        if a < b:
-            if pieces and pieces[-1][1] == channel:
-                pieces[-1] = (pieces[-1][0] + text[a:b], channel)
-            else:
-                pieces.append((text[a:b], channel))
-    return pieces
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
-    """(where, which) of the stop string that starts first in `text` (the earlier listed on a tie)."""
-    hits = [(i, s) for s, i in ((s, text.find(s)) for s in stops) if i >= 0]
-    return min(hits, key=lambda hit: hit[0]) if hits else None
-
-
-def _cut_at_stop(text: str, stops: Sequence[str], finished: bool) -> str:
-    """Text up to the first stop string; while generating, also hold back a tail that may be
-    the start of one."""
-    hit = _first_stop(text, stops)
-    if hit is not None:
-        return text[: hit[0]]
-    if not finished:
-        held = max((k for s in stops for k in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:k])), default=0)
-        return text[: len(text) - held]
-    return text
 
 
 @torch.no_grad()
