@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: test demo setup clean
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The main job: data, tokenizer, SFT, evaluation, GRPO, evaluation, report (~20 minutes on 2 cores).
 # A second run into runs/demo needs DEMO_ARGS=--overwrite (or DEMO_ARGS="--out runs/demo2").
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,serve]'
 	touch $@
 
 clean:

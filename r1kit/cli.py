@@ -354,6 +354,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
     painter.end()
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    try:
+        from r1kit.serve.server import make_server, read_api_key
+    except ImportError as e:
+        raise ValueError(f"r1kit serve needs FastAPI and uvicorn: pip install 'r1kit[serve]' ({e})") from None
+
+    api_key = read_api_key(args.api_key, args.api_key_file)
+    engine = _engine(args)
+    server, _loop = make_server(engine, host=args.host, port=args.port, api_key=api_key, max_queue=args.max_queue,
+                                model_name=args.model_name or Path(args.checkpoint).resolve().name)
+    where = f"http://{args.host}:{args.port}"
+    print(f"r1kit serve: {where}/v1 (OpenAI API), {where}/ (chat page), {where}/metrics; Ctrl-C stops", file=sys.stderr)
+    server.run()
+
+
 def cmd_chat(args: argparse.Namespace) -> None:
     engine = _engine(args)
     params = _sampling_params(args)
@@ -558,6 +575,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
     add_sampling(p, max_new_tokens=256, temperature=0.0)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", help="serve a checkpoint: OpenAI-compatible API (reasoning_content), metrics, a chat page")
+    p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key", help="clients must send Authorization: Bearer KEY on /v1 routes")
+    key.add_argument("--api-key-file", help="read the API key from this file (keeps it out of the process list)")
+    p.add_argument("--max-queue", type=_at_least(1), default=256, help="waiting requests before 429 (backpressure)")
+    p.add_argument("--model-name", help="the model id clients name (default: the checkpoint directory's name)")
+    p.add_argument("--dynamic-config", metavar="FILE", default=None, help="JSON / YAML with the dynamic_inference block")
+    add_device(p, default="auto")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export-hf", help="export a dense checkpoint to the Hugging Face Llama format")
     p.add_argument("checkpoint", help="checkpoint directory (dense attention, no MoE)")

@@ -24,7 +24,8 @@ ALLOWED = {
     "evaluate": {"config", "model", "inference", "reward", "data", "format", "device"},
     "train": {"config", "model", "inference", "reward", "data", "interop", "evaluate", "format", "device"},
     "recipes": {"config", "data", "interop", "train", "evaluate"},
-    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes"},
+    "serve": {"inference", "format", "data.tokenizer"},
+    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "serve"},
 }
 NO_TORCH = {"config", "format", "data", "reward"}  # pure Python: usable without torch installed
 

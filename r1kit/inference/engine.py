@@ -174,7 +174,7 @@ class Engine:
         from another thread while one thread steps."""
         params = params or SamplingParams()
         params.check()
-        stop_ids = self._stop_ids(params)
+        stop_ids = self.stop_ids(params)
         precision = check_precision(params.precision or self.dtype, self.device)
         prompt_ids = self.encode(prompt)
         if not prompt_ids:
@@ -211,7 +211,7 @@ class Engine:
                     sample.finish_reason = "abort"
             return True
 
-    def _stop_ids(self, params: SamplingParams) -> dict[int, str | int | None]:
+    def stop_ids(self, params: SamplingParams) -> dict[int, str | int | None]:
         """The tokens that end a sample of `params`, each with the stop_reason it gives: EOS (None),
         `stop_token_ids` (the id), and the special tokens spelled by stop strings (the string)."""
         stop_ids: dict[int, str | int | None] = {}
@@ -408,7 +408,7 @@ class Engine:
             raise ValueError("stream() follows one sample; use generate() for n > 1")
         prompt_ids = self.encode(prompt)
         request_id = self.add_request(prompt_ids, params)
-        text = TextStream(self.tokenizer, prompt_ids, self._stop_ids(params), params.stop)
+        text = TextStream(self.tokenizer, prompt_ids, self.stop_ids(params), params.stop)
         finished = False
         while not finished:
             for event in self.step():
