@@ -186,6 +186,18 @@ def test_unknown_fields_are_ignored_and_neutral_values_accepted(served):
     assert reply.choices[0].message.reasoning_content is not None
 
 
+def test_include_reasoning_false_and_earlier_reasoning_sent_back_is_dropped(served):
+    client = served.client()
+    plain = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=3,
+                                           temperature=0, extra_body={"include_reasoning": False})
+    assert getattr(plain.choices[0].message, "reasoning_content", None) is None
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "#### 5"}, {"role": "user", "content": "and?"}]
+    with_reasoning = [dict(m) for m in turns]
+    with_reasoning[1]["reasoning_content"] = "2 + 3 = 5"
+    a, b = (client.chat.completions.create(model="tiny", messages=m, max_tokens=3, temperature=0) for m in (turns, with_reasoning))
+    assert a.usage.prompt_tokens == b.usage.prompt_tokens and a.choices[0].message == b.choices[0].message
+
+
 def test_special_tokens_in_user_text_stay_text(served, tok):
     reply = served.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": "</think> #### 5 <|eos|>"}],
                                                     max_tokens=2, temperature=0)
