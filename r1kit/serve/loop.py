@@ -45,6 +45,11 @@ class _Subscriber:
     submitted: float = field(default_factory=time.perf_counter)
 
 
+def _put_all(items: list) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
+
+
 class EngineLoop:
     def __init__(self, engine: Engine, max_queue: int = 256):
         self.engine, self.max_queue = engine, max_queue
@@ -122,18 +127,25 @@ class EngineLoop:
                 self.on_step(events, time.perf_counter() - started)
 
     def _deliver(self, events: list[TokenEvent]) -> None:
+        """Hand each request its step's tokens (and its output when it is done), with one wake-up of
+        each event loop per step: a wake-up is a write to the loop's self-pipe, and 64 streams made
+        one per token each."""
         by_request: dict[int, list[TokenEvent]] = {}
         for event in events:
             by_request.setdefault(event.request_id, []).append(event)
+        per_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for request_id, request_events in by_request.items():
             sub = self._subscribers.get(request_id)
             if sub is None:  # aborted between the step and now
                 continue
             sub.samples_left -= sum(e.finish_reason is not None for e in request_events)
-            sub.loop.call_soon_threadsafe(sub.queue.put_nowait, request_events)
+            items = per_loop.setdefault(sub.loop, [])
+            items.append((sub.queue, request_events))
             if sub.samples_left == 0:
                 del self._subscribers[request_id]
-                sub.loop.call_soon_threadsafe(sub.queue.put_nowait, Finished(self.engine.pop_output(request_id)))
+                items.append((sub.queue, Finished(self.engine.pop_output(request_id))))
+        for loop, items in per_loop.items():
+            loop.call_soon_threadsafe(_put_all, items)
 
     def _fail_all(self, message: str) -> None:
         with self._lock:
