@@ -8,7 +8,9 @@ streaming clients (httpx), each sending `--requests-per-stream` chat requests ba
 (greedy, `--max-tokens` new tokens). Per request: time to first token, inter-token latency (time
 from the first to the last token over the tokens between), output tokens (from usage). Served
 throughput = all output tokens / wall time. Offline: the same requests through Engine.generate in
-a separate process (max_batch_size = the stream count) while this client process stays up too.
+a separate process (max_batch_size = the stream count) while this client process stays up too,
+with every core (the target's baseline) and with the server's default thread count (all cores but
+one, which `r1kit serve` leaves to HTTP).
 Target (issue 22): at 32 streams, served >= 0.85x offline. Results: benchmarks/results/serve.json.
 """
 
@@ -83,11 +85,10 @@ async def one_stream(client, url: str, model: str, prompts: list[str], max_token
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                chunk = json.loads(line[6:])
-                if chunk.get("choices"):
+                if '"usage"' in line:  # the last chunk (choices []): only it is parsed, to keep the client light
+                    tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+                else:
                     times.append(time.perf_counter())
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
         ttft = times[0] - sent if times else float("nan")
         itl = (times[-1] - times[0]) / (tokens - 1) if tokens > 1 and len(times) > 1 else float("nan")
         records.append({"ttft": ttft, "itl": itl, "tokens": tokens})
@@ -111,10 +112,14 @@ async def load(url: str, model: str, streams: int, per_stream: int, max_tokens: 
             "itl_p50": statistics.median(itl) if itl else float("nan"), "itl_p99": pct(itl, 0.99)}
 
 
-def offline(checkpoint: Path, streams: int, per_stream: int, max_tokens: int) -> dict:
-    """Engine.generate on the same requests, in its own process (as the server is)."""
+def offline(checkpoint: Path, streams: int, per_stream: int, max_tokens: int, threads: int | None = None) -> dict:
+    """Engine.generate on the same requests, in its own process (as the server is), with torch's
+    default threads (every core) or `threads`."""
     code = f"""
 import json, sys, time
+import torch
+if {threads!r} is not None:
+    torch.set_num_threads({threads!r})
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from serve import questions
 from r1kit.inference.engine import Engine, SamplingParams
@@ -147,6 +152,9 @@ def main() -> None:
     import httpx
 
     report: dict = {"models": {}, "target": {"streams": 32, "served_over_offline": TARGET}}
+    import os
+
+    server_threads = max(1, (os.cpu_count() or 2) - 1)  # r1kit serve's default --threads
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             checkpoint = make_checkpoint(name, Path(tmp))
@@ -171,11 +179,16 @@ def main() -> None:
                 for streams in levels:
                     served = asyncio.run(load(url, name, streams, args.requests_per_stream, args.max_tokens))
                     alone = offline(checkpoint, streams, args.requests_per_stream, args.max_tokens)
+                    same = offline(checkpoint, streams, args.requests_per_stream, args.max_tokens, server_threads)
                     served["offline_tokens_per_s"] = alone["tokens_per_s"]
                     served["served_over_offline"] = served["tokens_per_s"] / alone["tokens_per_s"]
+                    served["offline_server_threads_tokens_per_s"] = same["tokens_per_s"]
+                    served["served_over_offline_server_threads"] = served["tokens_per_s"] / same["tokens_per_s"]
                     figures[str(streams)] = served
                     print(f"{name} {streams:3d} streams: served {served['tokens_per_s']:7.0f} tok/s, offline "
-                          f"{alone['tokens_per_s']:7.0f} ({served['served_over_offline']:.2f}x); TTFT p50 "
+                          f"{alone['tokens_per_s']:7.0f} ({served['served_over_offline']:.2f}x; with the server's "
+                          f"{server_threads} thread(s) {same['tokens_per_s']:.0f}, "
+                          f"{served['served_over_offline_server_threads']:.2f}x); TTFT p50 "
                           f"{served['ttft_p50'] * 1e3:.0f} ms p99 {served['ttft_p99'] * 1e3:.0f} ms; ITL p50 "
                           f"{served['itl_p50'] * 1e3:.1f} ms p99 {served['itl_p99'] * 1e3:.1f} ms", flush=True)
                 report["models"][name] = figures

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -363,6 +364,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise ValueError(f"r1kit serve needs FastAPI and uvicorn: pip install 'r1kit[serve]' ({e})") from None
 
     api_key = read_api_key(args.api_key, args.api_key_file)
+    import torch
+
+    # the engine's compute threads leave a core to the HTTP side: with every core in torch's pool, a
+    # handler or a client on one core stalls each parallel op (measured: docs/benchmarks.md, serve)
+    threads = args.threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
     engine = _engine(args)
     server, _loop = make_server(engine, host=args.host, port=args.port, api_key=api_key, max_queue=args.max_queue,
                                 model_name=args.model_name or Path(args.checkpoint).resolve().name)
@@ -586,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=_at_least(1), default=256, help="waiting requests before 429 (backpressure)")
     p.add_argument("--model-name", help="the model id clients name (default: the checkpoint directory's name)")
     p.add_argument("--dynamic-config", metavar="FILE", default=None, help="JSON / YAML with the dynamic_inference block")
+    p.add_argument("--threads", type=_at_least(1), default=None,
+                   help="torch compute threads for the engine (default: all cores but one, left to HTTP)")
     add_device(p, default="auto")
     p.set_defaults(func=cmd_serve)
 

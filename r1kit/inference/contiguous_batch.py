@@ -34,9 +34,6 @@ class ContiguousBatch:
     def add(self, request: Request) -> None:
         self.waiting.append(request)
 
-    def check_fits(self, request: Request) -> None:
-        """Every request fits: the cache grows with the rows."""
-
     @property
     def reserved_rows(self) -> int:
         return 0

@@ -169,10 +169,10 @@ class Engine:
             return self.tokenizer.encode_prompt(prompt)
         return [int(t) for t in prompt]
 
-    def add_request(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> int:
-        """Queue a request; it joins the running batch at a later `step`. Returns its id. Safe to call
-        from another thread while one thread steps."""
-        params = params or SamplingParams()
+    def check_request(self, prompt: str | Sequence[int], params: SamplingParams) -> tuple[list[int], dict, str, int]:
+        """(prompt ids, stop ids, precision, total length) of a request the engine can serve, or a
+        ValueError naming what is wrong. Reads no state a step changes, so a server can check a
+        request without waiting for the step in progress."""
         params.check()
         stop_ids = self.stop_ids(params)
         precision = check_precision(params.precision or self.dtype, self.device)
@@ -186,13 +186,26 @@ class Engine:
         if bad:
             raise ValueError(f"token ids {bad[:5]} lie outside the vocabulary of {self.model.config.vocab_size}")
         total_len = min(self.max_seq_len, len(prompt_ids) + params.max_new_tokens)
+        if self.dynamic.memory_reuse:  # one sample must fit the pool alone, or it would wait forever
+            block_size = self.dynamic.block_size
+            need = -(-(total_len - 1) // block_size)  # the last token sampled is never written
+            if need > self.pool_blocks:
+                raise ValueError(
+                    f"a request of {len(prompt_ids)} prompt tokens and up to {total_len - len(prompt_ids)} new ones "
+                    f"needs {need} KV blocks of {block_size} tokens, but the pool holds {self.pool_blocks}; "
+                    f"raise dynamic_inference.pool_tokens or lower max_new_tokens")
+        return prompt_ids, stop_ids, precision, total_len
+
+    def add_request(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> int:
+        """Queue a request; it joins the running batch at a later `step`. Returns its id. Safe to call
+        from another thread while one thread steps."""
+        params = params or SamplingParams()
+        prompt_ids, stop_ids, precision, total_len = self.check_request(prompt, params)
         with self._lock:
             batch = self._batch(precision)
             request_id = next(self._ids)
             output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision)
-            request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision)
-            batch.check_fits(request)
-            batch.add(request)
+            batch.add(Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision))
             self._outputs[request_id] = output
         return request_id
 

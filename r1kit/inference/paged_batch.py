@@ -80,15 +80,6 @@ class PagedBatch:
     def add(self, request: Request) -> None:
         self.waiting.append(Prefill(request))
 
-    def check_fits(self, request: Request) -> None:
-        """Refuse a request whose one sample could not fit the whole pool (it would wait forever)."""
-        need = -(-(request.total_len - 1) // self.block_size)  # the last token sampled is never written
-        if need > self.pool.num_blocks:
-            raise ValueError(
-                f"a request of {len(request.prompt_ids)} prompt tokens and up to {request.total_len - len(request.prompt_ids)} "
-                f"new ones needs {need} KV blocks of {self.block_size} tokens, but the pool holds {self.pool.num_blocks}; "
-                f"raise dynamic_inference.pool_tokens or lower max_new_tokens")
-
     @property
     def reserved_rows(self) -> int:
         """Rows promised to a part-way prefill (its samples join when it completes)."""

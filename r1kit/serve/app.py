@@ -88,14 +88,8 @@ def build_app(loop: EngineLoop, model_name: str, api_key: str | None = None, lim
         param = ".".join(where) or None
         return error(400, f"{param or 'body'}: {first['msg']}", "invalid_request_error", param)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if api_key is not None and request.url.path.startswith("/v1"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return error(401, "a valid API key is needed (Authorization: Bearer KEY)", "authentication_error",
-                             code="invalid_api_key")
-        return await call_next(request)
+    if api_key is not None:
+        app.add_middleware(_KeyCheck, expected=f"Bearer {api_key}".encode())
 
     # ------------------------------------------------------------------ public routes
 
@@ -216,6 +210,24 @@ def build_app(loop: EngineLoop, model_name: str, api_key: str | None = None, lim
         return await _collect(loop, request_id, queue, reply, request, limits, metrics)
 
     return app
+
+
+class _KeyCheck:
+    """The API key on /v1 routes, compared in constant time. Plain ASGI: Starlette's
+    BaseHTTPMiddleware would pass every streamed chunk through an extra memory stream."""
+
+    def __init__(self, app, expected: bytes):
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = error_body("a valid API key is needed (Authorization: Bearer KEY)", "authentication_error",
+                                  code="invalid_api_key")
+                await JSONResponse(body, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _Reply:
