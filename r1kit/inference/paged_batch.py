@@ -10,7 +10,7 @@ turns and samples, a bounded pool, chunked prefill and preemption.
   for each sample but the first (copy-on-write), as they write different tokens into it.
 - **Requests arriving together.** A request whose next uncached block is being computed by an
   earlier request in the same step waits one step and then finds it cached (64 requests behind one
-  system prompt compute it once, not 64 times).
+  system prompt compute it once, not 64 times); the requests behind it are not held up.
 - **Chunked prefill.** A prompt longer than the step's token budget is computed over several steps
   while the running sequences keep decoding; only the queue's head may be part-way.
 - **Bounded and never stuck.** Blocks come from a pool of fixed size; unreferenced cached blocks
@@ -90,27 +90,31 @@ class PagedBatch:
         one taken may be cut short (chunked prefill). Returns the prompt tokens computed."""
         chunks: list[tuple[Prefill, int, int]] = []  # (work, first token to compute, end)
         in_flight: set[BlockKey] = set()  # block keys the chunks of this step will compute
-        used = 0
-        while self.waiting and used < token_budget:
-            item = self.waiting[0]
+        used, index = 0, 0
+        while index < len(self.waiting) and used < token_budget:
+            item = self.waiting[index]
             tokens = item.tokens()
             if not item.started:
                 if item.rows > rows_free and not (idle and not chunks):  # an idle engine takes any request
                     break
                 self._start(item, tokens)
-                if item.pending_key in in_flight:  # an earlier request computes it now: find it cached next step
-                    self._reset(item)
-                    break
+                if item.pending_key in in_flight:  # an earlier request computes it now: find it cached next
+                    self._reset(item)              # step; the requests behind it go on
+                    index += 1
+                    continue
             end = min(len(tokens), item.computed + token_budget - used)
             end = self._reserve(item, end)
-            if end <= item.computed:  # no block free: wait (holding what it found, at the head)
+            if end <= item.computed:  # no block free: wait (only the head keeps what it found)
+                if index:
+                    self._reset(item)
                 break
             chunks.append((item, item.computed, end))
             in_flight.update(self._keys_between(item, tokens, item.computed, end))
             used += end - item.computed
-            if end < len(tokens):  # part-way: it stays at the head
+            del self.waiting[index]
+            if end < len(tokens):  # part-way: back at the head, the one place a started prefill waits
+                self.waiting.appendleft(item)
                 break
-            self.waiting.popleft()
             rows_free -= item.rows
         if chunks:
             self._prefill(chunks)
