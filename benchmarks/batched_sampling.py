@@ -10,7 +10,9 @@ running to exactly new_tokens (no EOS: the engine has no tokenizer). Three engin
                 row, each sample with its own torch.Generator seeded from (request seed, sample
                 index)) on the contiguous cache (memory_reuse: false): the engine before issue 21;
   batched-only  Engine._sample as it is (one Gumbel-max draw for all rows) on the contiguous cache;
-  now           the batched sampler on the paged cache (memory_reuse: true, the default).
+  now           the batched sampler on the paged cache (memory_reuse: true, the default), and the
+                MoE's dense dispatch for decode steps (before and batched-only run without it, as
+                the engine before issue 21 did).
 decode tokens/s = rows x (new_tokens - 1) / (time for new_tokens - time for one), a fresh Engine
 per call, the best of `--repeats` timings. The configurations alternate `--rounds` times in one
 process; each is reported as the median with its range, and each speed-up over `before` as the
@@ -32,6 +34,7 @@ import torch
 from results_file import write_results
 from r1kit.config import model_config_from
 from r1kit.inference.engine import Engine, SamplingParams
+import r1kit.model.moe as moe
 from r1kit.inference.sampling import sampling_probs
 from r1kit.model.transformer import Transformer
 
@@ -65,11 +68,13 @@ def build_model(preset: str) -> Transformer:
 
 
 CONFIGS = {"before": ("per-row", False), "batched-only": ("batched", False), "now": ("batched", True)}
+DENSE_DISPATCH = {"before": 0, "batched-only": 0, "now": moe.DENSE_DISPATCH_MAX}  # the MoE's dense decode path came later
 
 
 def generate_seconds(model: Transformer, prompts: list[list[int]], samples: int, new_tokens: int, config: str) -> float:
     """Wall time of one generate() call for every prompt, checked to give every sample new_tokens tokens."""
     sampler, reuse = CONFIGS[config]
+    moe.DENSE_DISPATCH_MAX = DENSE_DISPATCH[config]
     engine = Engine(model, max_batch_size=len(prompts) * samples, max_batch_tokens=1 << 20,
                     dynamic_inference={"memory_reuse": reuse})
     if sampler == "per-row":

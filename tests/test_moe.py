@@ -126,3 +126,24 @@ def test_balance_metrics():
     assert balance_metrics(torch.tensor([5.0, 5, 5, 5])) == pytest.approx({"utilisation": 1.0, "max_vio": 0.0})
     m = balance_metrics(torch.tensor([20.0, 0, 0, 0]))
     assert m["utilisation"] == pytest.approx(0.25) and m["max_vio"] == pytest.approx(3.0)
+
+
+def test_the_dense_decode_dispatch_equals_the_routed_one():
+    """Inference forwards of few tokens run every expert on every token (MoEFeedForward._dense_dispatch);
+    the chosen experts' weighted sum must equal the routed dispatch's, in every balancing mode."""
+    import r1kit.model.moe as moe
+
+    for balancing in ("none", "load_penalty", "aux_loss", "bias"):
+        torch.manual_seed(1)
+        cfg = preset("tiny").model_copy(update={"moe": preset("tiny").moe.model_copy(update={"balancing": balancing})})
+        layer = MoEFeedForward(cfg)
+        for p in layer.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        x_NC = torch.randn(40, cfg.dim)
+        with torch.no_grad():
+            topk_NK, weights_NK, _ = layer.route(x_NC)
+            assert torch.allclose(layer._dense_dispatch(x_NC, topk_NK, weights_NK), layer._dispatch(x_NC, topk_NK, weights_NK), atol=1e-6)
+            assert x_NC.shape[0] * layer.n_experts <= moe.DENSE_DISPATCH_MAX  # the forward below takes the dense path
+            dense = layer(x_NC[None])
+        routed = layer(x_NC[None])  # grad on: the routed path
+        assert torch.allclose(dense, routed, atol=1e-6)
