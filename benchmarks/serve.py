@@ -11,6 +11,8 @@ throughput = all output tokens / wall time. Offline: the same requests through E
 a separate process (max_batch_size = the stream count) while this client process stays up too,
 with every core (the target's baseline) and with the server's default thread count (all cores but
 one, which `r1kit serve` leaves to HTTP).
+With --transformers, the dense model's weights are exported to Hugging Face's format and served by
+`transformers serve` under the same load (1-32 streams), side by side.
 Target (issue 22): at 32 streams, served >= 0.85x offline. Results: benchmarks/results/serve.json.
 """
 
@@ -87,8 +89,9 @@ async def one_stream(client, url: str, model: str, prompts: list[str], max_token
                     continue
                 if '"usage"' in line:  # the last chunk (choices []): only it is parsed, to keep the client light
                     tokens = json.loads(line[6:])["usage"]["completion_tokens"]
-                else:
+                elif '"content"' in line or '"reasoning_content"' in line:
                     times.append(time.perf_counter())
+        tokens = tokens or len(times)  # a server that sends no usage: one token a chunk
         ttft = times[0] - sent if times else float("nan")
         itl = (times[-1] - times[0]) / (tokens - 1) if tokens > 1 and len(times) > 1 else float("nan")
         records.append({"ttft": ttft, "itl": itl, "tokens": tokens})
@@ -136,20 +139,68 @@ print(json.dumps({{"tokens_per_s": tokens / seconds, "tokens": tokens, "seconds"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def start_server(command: list[str], url: str, env: dict | None = None) -> subprocess.Popen:
+    import httpx
+
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError(f"{command[0]} did not start: {' '.join(command)}")
+        time.sleep(0.2)
+
+
+def transformers_side_by_side(checkpoint: Path, levels: list[int], per_stream: int, max_tokens: int) -> dict:
+    """The same dense weights exported to Hugging Face's format, served by `transformers serve`
+    (needs transformers' CLI and accelerate), under the same load; or why it was not run."""
+    import importlib.util
+    import os
+    import shutil
+
+    cli = Path(sys.executable).with_name("transformers")
+    if not cli.exists() or importlib.util.find_spec("accelerate") is None:
+        return {"skipped": "transformers serve needs transformers' CLI and accelerate (pip install accelerate)"}
+    hf = checkpoint.parent / (checkpoint.name + "-hf")
+    subprocess.run([sys.executable, "-m", "r1kit.cli", "export-hf", str(checkpoint), str(hf)], check=True,
+                   stdout=subprocess.DEVNULL)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    server = start_server([str(cli), "serve", str(hf), "--port", str(port)], url, env)
+    try:
+        asyncio.run(load(url, str(hf), 1, 1, 4))  # warm-up: the model loads on the first request
+        figures = {}
+        for streams in levels:
+            figures[str(streams)] = asyncio.run(load(url, str(hf), streams, per_stream, max_tokens))
+            print(f"transformers serve {checkpoint.name} {streams:3d} streams: {figures[str(streams)]['tokens_per_s']:7.0f} tok/s, "
+                  f"TTFT p50 {figures[str(streams)]['ttft_p50'] * 1e3:.0f} ms", flush=True)
+        return figures
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(hf, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["demo", "dense-25m"], choices=list(MODELS))
     parser.add_argument("--streams", default="1,8,32,64")
     parser.add_argument("--requests-per-stream", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--transformers", action="store_true",
+                        help="also serve the dense models' exported weights with `transformers serve` (1-32 streams)")
     parser.add_argument("--quick", action="store_true", help="the tiny model at 1 and 4 streams: a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = parser.parse_args()
     if args.quick:
         args.models, args.streams, args.max_tokens = ["tiny"], "1,4", 16
     levels = [int(s) for s in args.streams.split(",")]
-
-    import httpx
 
     report: dict = {"models": {}, "target": {"streams": 32, "served_over_offline": TARGET}}
     import os
@@ -159,21 +210,10 @@ def main() -> None:
         for name in args.models:
             checkpoint = make_checkpoint(name, Path(tmp))
             port = free_port()
-            server = subprocess.Popen([sys.executable, "-m", "r1kit.cli", "serve", str(checkpoint), "--port", str(port),
-                                       "--max-queue", "4096", "--device", "cpu"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             url = f"http://127.0.0.1:{port}"
+            server = start_server([sys.executable, "-m", "r1kit.cli", "serve", str(checkpoint), "--port", str(port),
+                                   "--max-queue", "4096", "--device", "cpu"], url)
             try:
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        if httpx.get(url + "/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the server did not start")
-                    time.sleep(0.2)
                 asyncio.run(load(url, name, 2, 1, 4))  # warm-up
                 figures = {}
                 for streams in levels:
@@ -195,6 +235,9 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+            if name.startswith("dense") and args.transformers:
+                report.setdefault("transformers_serve", {})[name] = transformers_side_by_side(
+                    checkpoint, [s for s in levels if s <= 32], args.requests_per_stream, args.max_tokens)
     report["settings"] = {"streams": levels, "requests_per_stream": args.requests_per_stream, "max_tokens": args.max_tokens}
     if not args.quick:
         print(f"wrote {write_results(args.out, report)}")
