@@ -109,6 +109,7 @@ class PagedKVCache:
         M = max(1, -(-S // K))
         table = [[b + 1 for b in blocks[:M]] + [SCRATCH] * (M - len(blocks[:M])) for blocks in blocks_per_row]
         self._table_BM = torch.tensor(table, dtype=torch.long, device=self.device)
+        self._table_flat = self._table_BM.view(-1)  # the gather's index: row b's blocks, then row b+1's
         self._real_end_B = torch.tensor(real_end, dtype=torch.long, device=self.device)
         self._decode_write_B1 = None
         if decode:
@@ -130,15 +131,18 @@ class PagedKVCache:
             self._write_BT = block_BT * K + positions_BT % K
         self.symbol_NK.view(-1)[self._write_BT] = is_symbol_BT
         self.length = int(self._real_end_B.max())
-        self._table_BM_flat = self._table_BM.view(-1)
+
+    def _write(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> None:
+        """This forward's keys and values into their blocks' slots ([B, T, 2, G, D] as written)."""
+        kv_flat = self.kv_LNK2GD[layer].view(-1, 2, self.n_kv_heads, self.head_dim)
+        kv_flat[self._write_BT] = torch.stack([k_BGTD, v_BGTD], dim=2).transpose(1, 3).to(self.dtype)
 
     def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, S = self._table_BM.shape[0], self.length
         G, D = self.n_kv_heads, self.head_dim
-        kv_flat = self.kv_LNK2GD[layer].view(-1, 2, G, D)
-        kv_flat[self._write_BT] = torch.stack([k_BGTD, v_BGTD], dim=2).transpose(1, 3).to(self.dtype)  # [B, T, 2, G, D]
+        self._write(layer, k_BGTD, v_BGTD)
         # the gather: [B*M, K, 2, G, D] -> [B, M*K, 2, G, D], cut to the visible slots; k and v seen as [B, G, S, D]
-        kv_BS2GD = self.kv_LNK2GD[layer].index_select(0, self._table_BM_flat).view(B, -1, 2, G, D)[:, :S]
+        kv_BS2GD = self.kv_LNK2GD[layer].index_select(0, self._table_flat).view(B, -1, 2, G, D)[:, :S]
         return kv_BS2GD[:, :, 0].transpose(1, 2), kv_BS2GD[:, :, 1].transpose(1, 2)
 
     def attend(self, layer: int, q_BHTD: torch.Tensor, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor,
@@ -147,8 +151,7 @@ class PagedKVCache:
         None where the kernel does not apply (prefill, bf16, no kernel): the model then calls `update`."""
         if not self.decode_kernel or self._decode_write_B1 is None or q_BHTD.shape[2] != 1 or q_BHTD.dtype != torch.float32:
             return None
-        G, D = self.n_kv_heads, self.head_dim
-        self.kv_LNK2GD[layer].view(-1, 2, G, D)[self._write_BT] = torch.stack([k_BGTD, v_BGTD], dim=2).transpose(1, 3)
+        self._write(layer, k_BGTD, v_BGTD)
         gate_BH3 = None if gate_BTH3 is None else gate_BTH3[:, 0]
         out_BHD = paged_decode.paged_decode_attention(q_BHTD[:, :, 0], self.kv_LNK2GD[layer], self._table_BM,
                                                       self._real_end_B, self.symbol_NK, gate_BH3, window, topk)
@@ -156,4 +159,4 @@ class PagedKVCache:
 
     def visible_symbols(self) -> torch.Tensor:
         B = self._table_BM.shape[0]
-        return self.symbol_NK.index_select(0, self._table_BM_flat).view(B, -1)[:, : self.length]
+        return self.symbol_NK.index_select(0, self._table_flat).view(B, -1)[:, : self.length]

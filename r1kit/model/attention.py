@@ -236,20 +236,23 @@ class Attention(nn.Module):
         # mean gate weight per branch over the last forward's tokens and heads (for reports)
         self.last_gate_mean: torch.Tensor | None = None
 
-    def _store_kv(self, k_BTGD: torch.Tensor, v_BTGD: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None):
-        """Rotate this step's keys, put them and the values in the cache; all visible ones, [B, G, S, D]."""
-        k_BGTD = apply_rope(k_BTGD.transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
-        v_BGTD = v_BTGD.transpose(1, 2)
+    def _store_kv(self, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor, cache: KVCacheLike | None):
+        """Put this step's (rotated) keys and the values in the cache; all visible ones, [B, G, S, D]."""
         if cache is not None:
             return cache.update(self.layer_idx, k_BGTD, v_BGTD)
         return k_BGTD, v_BGTD
+
+    @staticmethod
+    def _rotated(k_BTGD: torch.Tensor, v_BTGD: torch.Tensor, ctx: AttentionContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's keys rotated to their positions and the values, both [B, G, T, D]."""
+        return apply_rope(k_BTGD.transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD), v_BTGD.transpose(1, 2)
 
     def write_cache_only(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike) -> None:
         """For a skipped attention layer: still store this step's keys/values, so that later steps
         that do run the layer see a complete history. Costs the k/v part of the projection."""
         B, T, _ = x_BTC.shape
         kv_BT2GD = F.linear(x_BTC, self.qkv_proj.weight[self.q_size:]).view(B, T, 2, self.n_kv_heads, self.head_dim)
-        self._store_kv(kv_BT2GD[:, :, 0], kv_BT2GD[:, :, 1], ctx, cache)
+        self._store_kv(*self._rotated(kv_BT2GD[:, :, 0], kv_BT2GD[:, :, 1], ctx), cache)
 
     def forward(self, x_BTC: torch.Tensor, ctx: AttentionContext, cache: KVCacheLike | None = None) -> torch.Tensor:
         B, T, _ = x_BTC.shape
@@ -261,13 +264,13 @@ class Attention(nn.Module):
             gate_BTH3 = torch.softmax(self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float(), dim=-1)
             self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
 
+        k_BGTD, v_BGTD = self._rotated(k_BTGD, v_BTGD, ctx)
         attend = getattr(cache, "attend", None)
         if attend is not None:  # the cache runs attention over its own storage where it can (KVCacheLike)
-            k_BGTD = apply_rope(k_BTGD.transpose(1, 2), ctx.cos_BTD, ctx.sin_BTD)
-            out_BHTD = attend(self.layer_idx, q_BHTD, k_BGTD, v_BTGD.transpose(1, 2), gate_BTH3, self.window, self.topk)
+            out_BHTD = attend(self.layer_idx, q_BHTD, k_BGTD, v_BGTD, gate_BTH3, self.window, self.topk)
             if out_BHTD is not None:
                 return self.o_proj(out_BHTD.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
-        k_BGSD, v_BGSD = self._store_kv(k_BTGD, v_BTGD, ctx, cache)
+        k_BGSD, v_BGSD = self._store_kv(k_BGTD, v_BGTD, cache)
 
         if self.kind == "dense":
             out_BHTD = dense_attention(q_BHTD, *self._repeat_kv(k_BGSD, v_BGSD), ctx)

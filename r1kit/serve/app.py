@@ -336,7 +336,7 @@ async def _collect(loop: EngineLoop, request_id: int, queue: asyncio.Queue, repl
                 return JSONResponse(error_body(item.error, "service_unavailable"), status_code=503)
             return JSONResponse(reply.response(item.output))
         if first:
-            metrics.first_token(request_id, reply.created_perf)
+            metrics.first_token(reply.created_perf)
             first = False
         for event in item:
             reply.feed(event)
@@ -362,7 +362,7 @@ async def _stream(loop: EngineLoop, request_id: int, queue: asyncio.Queue, reply
                 yield "data: [DONE]\n\n"
                 return
             if first:
-                metrics.first_token(request_id, reply.created_perf)
+                metrics.first_token(reply.created_perf)
                 first = False
             for event in item:
                 pieces = reply.feed(event)

@@ -123,7 +123,6 @@ class EngineLoop:
         while True:
             self._drain_inbox()
             if self._stopping and not self._subscribers and self._inbox.empty():
-                self._drain_inbox()
                 return
             if not self.engine.has_unfinished():
                 self._wake.wait(0.05)

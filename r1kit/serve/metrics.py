@@ -33,7 +33,7 @@ class ServerMetrics:
     def request_started(self, prompt_tokens: int) -> None:
         self.prompt_tokens.inc(prompt_tokens)
 
-    def first_token(self, _request_id: int, arrived: float) -> None:
+    def first_token(self, arrived: float) -> None:
         self.ttft.observe(time.perf_counter() - arrived)
 
     def request_ended(self, output) -> None:
