@@ -25,7 +25,8 @@ ALLOWED = {
     "train": {"config", "model", "inference", "reward", "data", "interop", "evaluate", "format", "device"},
     "recipes": {"config", "data", "interop", "train", "evaluate"},
     "serve": {"inference", "format", "data.tokenizer"},
-    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "serve"},
+    "cli_generate": {"inference", "serve"},
+    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate"},
 }
 NO_TORCH = {"config", "format", "data", "reward"}  # pure Python: usable without torch installed
 
