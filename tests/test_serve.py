@@ -142,6 +142,43 @@ def test_models_and_greedy_chat_equal_the_engine_streamed_or_not(served, model, 
         assert last.usage.prompt_tokens_details.cached_tokens > 0  # the same prompt, again: its blocks were cached
 
 
+def test_a_stream_that_fell_behind_sends_its_backlog_as_one_chunk_per_channel(model, tok):
+    """Steps that piled up on a request's queue before its handler ran go out merged (one reasoning
+    chunk, one answer chunk, the end), and the text is the same as token by token."""
+    import asyncio
+
+    from r1kit.inference.engine import TokenEvent
+    from r1kit.serve.app import _Reply, _stream
+    from r1kit.serve.loop import Finished
+    from r1kit.serve.metrics import ServerMetrics
+    from r1kit.serve.protocol import ChatCompletionRequest
+
+    engine = Engine(model, tok)
+    question = QUESTIONS[0]
+    prompt_ids = tok.encode_prompt(question)
+    output = engine.generate([question], SamplingParams(max_new_tokens=80))[0]
+    token_ids = output.samples[0].token_ids
+    body = ChatCompletionRequest(model="tiny", messages=[{"role": "user", "content": question}], stream=True)
+
+    async def chunks(steps_per_item: int) -> list[str]:
+        queue = asyncio.Queue()
+        for at in range(0, len(token_ids), steps_per_item):
+            queue.put_nowait([TokenEvent(0, 0, t, 0.0, "stop" if at + j == len(token_ids) - 1 else None)
+                              for j, t in enumerate(token_ids[at:at + steps_per_item])])
+        queue.put_nowait(Finished(output))
+        reply = _Reply("chatcmpl", body, prompt_ids, tok, engine.stop_ids(SamplingParams()), ())
+        return [c async for c in _stream(None, 0, queue, reply, ServerMetrics(engine))]
+
+    def text(chunk_list):
+        deltas = [json.loads(c[6:])["choices"][0]["delta"] for c in chunk_list if c != "data: [DONE]\n\n"]
+        return "".join(d.get("reasoning_content", "") for d in deltas), "".join(d.get("content", "") for d in deltas)
+
+    for steps_per_item in (1, 7):  # every step waiting on the queue already, one token or seven each
+        merged = asyncio.run(chunks(steps_per_item))
+        assert len(merged) == 4  # reasoning, answer, the end, [DONE]
+        assert text(merged) == _reference(model, tok, question, max_new_tokens=80)
+
+
 def test_n_seed_stop_and_completions(served, model, tok):
     client = served.client()
     messages = [{"role": "user", "content": QUESTIONS[0]}]

@@ -349,7 +349,31 @@ async def _stream(loop: EngineLoop, request_id: int, queue: asyncio.Queue, reply
     try:
         first = True
         while True:
-            item = await queue.get()
+            items = [await queue.get()]
+            # a handler that fell behind the engine sends what has piled up as one chunk per run of
+            # text (vLLM's output collector merges the same way): fewer, larger deltas under load
+            while not isinstance(items[-1], Finished) and not queue.empty():
+                items.append(queue.get_nowait())
+            if first and not isinstance(items[0], Finished):
+                metrics.first_token(reply.created_perf)
+                first = False
+            runs: dict[int, list[list[str]]] = {}  # per sample, its [channel, text] runs in order
+            for item in items:
+                if isinstance(item, Finished):
+                    break
+                for event in item:
+                    sample_runs = runs.setdefault(event.index, [])
+                    for _, channel, text in reply.feed(event):
+                        if sample_runs and sample_runs[-1][0] == channel:
+                            sample_runs[-1][1] += text
+                        else:
+                            sample_runs.append([channel, text])
+                    if event.finish_reason is not None:
+                        sample_runs.append(["end", ""])
+            for i, sample_runs in runs.items():
+                for channel, text in sample_runs:
+                    yield reply.chunk([reply.end_choice(i) if channel == "end" else reply.piece_choice(i, channel, text)])
+            item = items[-1]
             if isinstance(item, Finished):
                 done = True
                 metrics.request_ended(item.output)
@@ -361,15 +385,6 @@ async def _stream(loop: EngineLoop, request_id: int, queue: asyncio.Queue, reply
                     yield reply.chunk([], usage=reply.usage(item.output))
                 yield "data: [DONE]\n\n"
                 return
-            if first:
-                metrics.first_token(reply.created_perf)
-                first = False
-            for event in item:
-                pieces = reply.feed(event)
-                if pieces:
-                    yield reply.chunk([reply.piece_choice(i, channel, text) for i, channel, text in pieces])
-                if event.finish_reason is not None:
-                    yield reply.chunk([reply.end_choice(event.index)])
     finally:
         if not done:  # the client went away (or the response was cancelled): free its KV blocks now
             loop.abort(request_id)
