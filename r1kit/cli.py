@@ -159,11 +159,20 @@ def cmd_data(args: argparse.Namespace) -> None:
     from collections import Counter
 
     from r1kit.data import schema as data, synth
+    from r1kit.data.synth.grammar import splits_with_grammar
 
     try:
         if args.data_command == "drills":
             n = data.write_jsonl(args.out, synth.drills(args.n, args.seed, args.max_operand, args.steps))
             print(f"wrote {n} arithmetic drills ({args.steps[0]}-{args.steps[1]} steps, max operand {args.max_operand}) to {args.out}")
+            return
+        if args.data_command == "gsm8k-scale":
+            from r1kit.data.gsm8k_scale import demo_scale
+
+            rows = data.load_gsm8k(args.file)
+            n = data.write_jsonl(args.out, demo_scale(rows, args.steps, args.max_operand))
+            print(f"wrote {n} of {len(rows)} GSM8K problems ({args.steps[0]}-{args.steps[1]} steps of whole numbers, "
+                  f"operands from the question at most {args.max_operand}) to {args.out}")
             return
         if args.data_command == "inspect":
             examples, skipped = data.load_examples(args.file, skip_bad=args.skip_bad)
@@ -187,9 +196,23 @@ def cmd_data(args: argparse.Namespace) -> None:
         if args.test_steps and args.test_n is None:
             raise ValueError("--test-steps is the held-out set's: it goes with --test-n and --test-out")
         templates = args.templates.split(",") if args.templates else None
-        exclude = {data.question_hash(e.question) for f in args.exclude for e in data.load_examples(f).examples}
+        exclude = {data.question_hash(e.context) for f in args.exclude for e in data.load_examples(f).examples}
         knobs = dict(max_operand=args.max_operand, templates=templates, exclude=exclude, op_weights=args.op_weights)
-        if args.test_n is not None:
+        for held_out in ("unseen", "follow_up"):
+            if (getattr(args, f"{held_out}_n") is None) != (getattr(args, f"{held_out}_out") is None):
+                raise ValueError(f"--{held_out.replace('_', '-')}-n and --{held_out.replace('_', '-')}-out go together")
+        if args.grammar_share or args.unseen_n is not None or args.follow_up_n is not None:
+            if args.test_n is None:
+                raise ValueError("--grammar-share, --unseen-n and --follow-up-n go with --test-n and --test-out")
+            test_steps = args.test_steps or steps
+            sets = splits_with_grammar(args.n, args.test_n, args.unseen_n or 0, args.seed, args.grammar_share,
+                                       args.follow_up_share, args.follow_up_n or 0, steps=steps, test_steps=test_steps, **knobs)
+            outputs = [(sets["train"], args.out, steps), (sets["test"], args.test_out, test_steps)]
+            if args.unseen_n is not None:
+                outputs.append((sets["unseen"], args.unseen_out, test_steps))
+            if args.follow_up_n is not None:
+                outputs.append((sets["follow_up"], args.follow_up_out, (1, 1)))
+        elif args.test_n is not None:
             test_steps = args.test_steps or steps
             train, test = synth.synth_splits(args.n, args.test_n, args.seed, steps=steps, test_steps=test_steps, **knobs)
             outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
@@ -263,35 +286,40 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from r1kit.data.schema import load_examples
+    from r1kit.data.schema import load_examples, write_json, write_jsonl
     from r1kit.device import autocast
     from r1kit.evaluate import evaluate, print_table, sampled_accuracy
     from r1kit.inference.engine import load_for_inference
 
     model, tok, dtype = load_for_inference(args.checkpoint, args.device, args.dtype)
-    examples, _ = load_examples(args.data)
-    examples = examples[: args.n]
     device = next(model.parameters()).device
-    with autocast(device, dtype):
-        result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-    greedy = result.summary()
-    summary = dict(greedy)
-    if args.samples:
+    summaries, all_rows = {}, []
+    for data in args.data:  # e.g. the in-template test set and the template-held-out one, side by side
+        examples = load_examples(data).examples[: args.n]
         with autocast(device, dtype):
-            sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
-                                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-        for row, right in zip(result.rows, sampled.pop("right_per_problem")):
-            row["sampled_right"] = right  # for --rows-out
-        summary["sampled"] = sampled
-        print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
-    print_table(greedy, title=f"{args.checkpoint} on {len(result.rows)} problems of {args.data}")
-    from r1kit.data.schema import write_json, write_jsonl
-
+            result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        greedy = result.summary()
+        summary = dict(greedy)
+        if args.samples:
+            with autocast(device, dtype):
+                sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
+                                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+            for row, right in zip(result.rows, sampled.pop("right_per_problem")):
+                row["sampled_right"] = right  # for --rows-out
+            summary["sampled"] = sampled
+            print_table(sampled, title=f"{args.samples} samples per problem at temperature {args.temperature}")
+        print_table(greedy, title=f"{args.checkpoint} on {len(result.rows)} problems of {data}")
+        summaries[data] = summary
+        all_rows += [{**row, "data": data} for row in result.rows] if len(args.data) > 1 else result.rows
+    if len(args.data) > 1:
+        print("accuracy: " + " | ".join(f"{d} {s['accuracy']:.1%} (n={s['n']})" for d, s in summaries.items()))
     if args.out:
-        write_json(Path(args.out), {"checkpoint": str(args.checkpoint), "data": str(args.data), **summary})
+        only = args.data[0]
+        record = {"data": only, **summaries[only]} if len(args.data) == 1 else {"sets": summaries}
+        write_json(Path(args.out), {"checkpoint": str(args.checkpoint), **record})
         print(f"wrote {args.out}")
     if args.rows_out:  # on its own too: asked for, written
-        write_jsonl(args.rows_out, result.rows)
+        write_jsonl(args.rows_out, all_rows)
         print(f"wrote {args.rows_out}")
 
 
@@ -372,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps per held-out problem, e.g. 2-3 (the demo's target; default: as --steps)")
     q.add_argument("--exclude", action="append", default=[], metavar="FILE",
                    help="a JSONL file whose questions must not be generated (repeatable), e.g. an existing test set")
+    q.add_argument("--grammar-share", type=float, default=0.0, metavar="F",
+                   help="this share of --n from the phrasing grammar's training side (the demo's: 0.5; docs/data.md)")
+    q.add_argument("--unseen-n", type=_at_least(1),
+                   help="also write this many template-held-out problems: situations, frames and verbs never in training")
+    q.add_argument("--unseen-out", help="JSONL file for the template-held-out problems")
+    q.add_argument("--follow-up-share", type=float, default=0.0, metavar="F",
+                   help="this share of the grammar's problems as a dialogue's follow-up question (the demo's: 0.2)")
+    q.add_argument("--follow-up-n", type=_at_least(1), help="also write this many held-out follow-up questions (unseen side)")
+    q.add_argument("--follow-up-out", help="JSONL file for the held-out follow-ups")
+    q.set_defaults(func=cmd_data)
+    q = data_sub.add_parser("gsm8k-scale", help="GSM8K problems at the demo's scale (2-3 whole-number steps), for evaluation")
+    q.add_argument("file", help="GSM8K JSONL (question, answer with <<annotations>> and '#### N')")
+    q.add_argument("--out", required=True, help="JSONL file to write, in r1kit's schema")
+    q.add_argument("--steps", type=_steps_arg, default=(2, 3), help="annotations per solution (default 2-3)")
+    q.add_argument("--max-operand", type=_at_least(1), default=100, help="largest number taken from the question (default 100)")
     q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("inspect", help="count a JSONL dataset's examples by steps and template")
     q.add_argument("file", help="JSONL file (r1kit or GSM8K schema)")
@@ -419,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="greedy evaluation of a checkpoint: accuracy, step validity, steps, expert use; pass@k with --samples")
     p.add_argument("checkpoint", help="checkpoint directory (with tokenizer.json)")
-    p.add_argument("--data", required=True, help="JSONL of held-out problems")
-    p.add_argument("--n", type=_at_least(1), default=500, help="first N problems")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="JSONL of held-out problems; several files are evaluated side by side (e.g. test.jsonl unseen.jsonl)")
+    p.add_argument("--n", type=_at_least(1), default=500, help="first N problems of each file")
     p.add_argument("--batch-size", type=_at_least(1), default=64)
     p.add_argument("--max-new-tokens", type=_at_least(1), default=128)
     p.add_argument("--out", help="write the summary as JSON here")

@@ -60,7 +60,7 @@ def completion_text(tok: Tokenizer, ids: list[int]) -> str:
 
 def score_completion(text: str, example: Example):
     """The verifier's breakdown of one completion of `example`, as evaluation scores it."""
-    return score(text, example.answer, question=example.question, optimal_steps=example.optimal_steps, config=SCORING)
+    return score(text, example.answer, question=example.context, optimal_steps=example.optimal_steps, config=SCORING)
 
 
 @torch.no_grad()
@@ -75,13 +75,13 @@ def evaluate(
     gate_sums = [torch.zeros(4, device=device) for _ in gate_layers]  # local, global, symbolic weight sums; token count
     rows: list[dict] = []
     # decode prompts of similar length together: less padding in the prefill
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].question))
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].context))
     completions: dict[int, str] = {}
     too_long = 0
     params = SamplingParams(max_new_tokens=max_new_tokens)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        prompts = [tok.encode_prompt(examples[i].question) for i in chunk]
+        prompts = [tok.encode_conversation(examples[i].messages) for i in chunk]
         fits = [len(p) < model.config.max_seq_len for p in prompts]
         for i, ok in zip(chunk, fits):
             if not ok:  # no room to answer: scored as an empty (wrong) completion, and counted
@@ -133,7 +133,7 @@ def sampled_accuracy(
     A prompt with no room to answer counts as no right sample."""
     model.eval()
     counts: list[int] = [0] * len(examples)
-    prompts = {i: tok.encode_prompt(ex.question) for i, ex in enumerate(examples)}
+    prompts = {i: tok.encode_conversation(ex.messages) for i, ex in enumerate(examples)}
     fits = [i for i, p in prompts.items() if len(p) < model.config.max_seq_len]
     per_call = max(1, batch_size // samples)  # prompts per engine call: their samples fill the batch
     engine = Engine(model, max_batch_size=max(batch_size, samples))

@@ -22,7 +22,8 @@ from r1kit.train.sft import SFTConfig
 PATHS = {"train_data", "eval_data", "out_dir", "seed"}
 SFT_BUDGET = {"max_minutes"}
 RL_BUDGET = {"max_minutes", "max_steps"}
-README_DATA = ["data", "synth", "--seed", "0", "--steps", "1-4", "--test-steps", "2-3", "--max-operand", "100"]
+README_DATA = ["data", "synth", "--seed", "0", "--steps", "1-4", "--test-steps", "2-3", "--max-operand", "100",
+               "--grammar-share", "0.5", "--follow-up-share", "0.2"]
 
 
 def _files() -> dict:
@@ -107,16 +108,23 @@ def test_claims_trains_with_the_files_settings(tmp_path, monkeypatch):
 
 
 def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tmp_path, capsys):
-    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=0)
-    train, test = (load_examples(paths[k]).examples for k in ("train", "test"))
-    assert (len(train), len(test)) == (300, 40)
-    assert {e.optimal_steps for e in train} == {1, 2, 3, 4} and {e.optimal_steps for e in test} == {2, 3}
-    assert not {question_hash(e.question) for e in train} & {question_hash(e.question) for e in test}
+    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=0, n_unseen=30, n_follow_up=20)
+    train, test, unseen, follow_up = (load_examples(paths[k]).examples for k in ("train", "test", "unseen", "follow_up"))
+    assert (len(train), len(test), len(unseen), len(follow_up)) == (300, 40, 30, 20)
+    assert {e.optimal_steps for e in train} == {1, 2, 3, 4} and {e.optimal_steps for e in test + unseen} == {2, 3}
+    assert {e.meta.get("split") for e in train} == {None, "train"} and {e.meta["split"] for e in unseen} == {"unseen"}
+    assert sum(bool(e.history) for e in train) == 30 and all(e.history for e in follow_up)  # 0.2 of the grammar's 150
+    hashes = [{question_hash(e.context) for e in split} for split in (train, test, unseen, follow_up)]
+    assert sum(map(len, hashes)) == len(set().union(*hashes))
 
-    out, test_out = tmp_path / "cli" / "train.jsonl", tmp_path / "cli" / "test.jsonl"
-    assert main(README_DATA + ["--n", "300", "--out", str(out), "--test-n", "40", "--test-out", str(test_out)]) == 0
+    names = ("train", "test", "unseen", "follow_up")
+    out, test_out, unseen_out, follow_up_out = (tmp_path / "cli" / f"{k}.jsonl" for k in names)
+    assert main(README_DATA + ["--n", "300", "--out", str(out), "--test-n", "40", "--test-out", str(test_out),
+                               "--unseen-n", "30", "--unseen-out", str(unseen_out),
+                               "--follow-up-n", "20", "--follow-up-out", str(follow_up_out)]) == 0
     assert "wrote 40 problems (2-3 steps" in capsys.readouterr().out
-    assert out.read_bytes() == paths["train"].read_bytes() and test_out.read_bytes() == paths["test"].read_bytes()
+    for path, name in zip((out, test_out, unseen_out, follow_up_out), names):
+        assert path.read_bytes() == paths[name].read_bytes()
 
     claims_data = claims._data(tmp_path / "claims", 300, 40, 0)
     assert claims_data["train"].read_bytes() == paths["train"].read_bytes()

@@ -13,7 +13,9 @@ Example schema (one JSON object per line; `Example.to_json` / `Example.from_json
                    result is used; GSM8K: the number of annotations, see `gsm8k_example`)
     meta           where the example came from: synthetic -> {"source": "synth", "template",
                    "n_steps", "max_operand", "facts"}; GSM8K -> {"source": "gsm8k", "solution",
-                   "optimal_steps_from"}
+                   "optimal_steps_from"}. A follow-up question of a dialogue carries the turns before
+                   it in "history" ([{"role": "user", "content"}, {"role": "assistant", "content":
+                   "#### 48"}, ...]); its steps may use those answers
 
 Synthetic problems come from r1kit.data.synth (templates listed in docs/data.md).
 
@@ -55,6 +57,22 @@ class Example:
     optimal_steps: int
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def history(self) -> list[dict[str, str]]:
+        """Earlier turns of a dialogue (meta["history"]: user questions and the assistant's answers,
+        oldest first); [] for a one-question problem."""
+        return self.meta.get("history", [])
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation the model answers: the earlier turns, then this question."""
+        return [*self.history, {"role": "user", "content": self.question}]
+
+    @property
+    def context(self) -> str:
+        """All the text a step may take its numbers from: earlier turns (their answers included) and the question."""
+        return "\n".join(m["content"] for m in self.messages)
+
     def to_json(self) -> dict[str, Any]:
         """The JSONL row (a dict ready for json.dumps)."""
         return {
@@ -86,7 +104,18 @@ class Example:
         meta = row.get("meta", {})
         if not isinstance(meta, dict):
             raise DataError("'meta' must be an object")
+        _check_history(meta.get("history", []))
         return cls(question, list(steps), answer.strip(), optimal, dict(meta))
+
+
+def _check_history(history: Any) -> None:
+    """meta["history"]: turns alternating user, assistant, from the user's, each {"role", "content": text}."""
+    if not isinstance(history, list) or len(history) % 2:
+        raise DataError("'meta.history' must be a list of user and assistant turns, in pairs")
+    for i, turn in enumerate(history):
+        role = "user" if i % 2 == 0 else "assistant"
+        if not isinstance(turn, dict) or turn.get("role") != role or not isinstance(turn.get("content"), str):
+            raise DataError(f"'meta.history[{i}]' must be {{\"role\": \"{role}\", \"content\": text}}")
 
 
 def question_hash(text: str) -> str:
@@ -233,7 +262,9 @@ def _any_example(row: Any) -> Example:
 def _without_special_tokens(example: Example) -> Example:
     """Training text that spells a control token (<|eos|>, </think>, ...) would teach the model to
     emit it mid-answer, or end a prompt early: such a row is refused (with its file:line)."""
-    for name, texts in (("question", [example.question]), ("steps", example.steps), ("answer", [example.answer])):
+    history = [turn["content"] for turn in example.history]
+    for name, texts in (("question", [example.question]), ("history", history), ("steps", example.steps),
+                        ("answer", [example.answer])):
         for token in SPECIAL_TOKENS:
             if any(token in text for text in texts):
                 raise DataError(f"'{name}' contains the special token {token!r}, which only r1kit's format may write")

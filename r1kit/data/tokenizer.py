@@ -110,8 +110,9 @@ class Tokenizer:
         """format_prompt's ids, the question encoded literally."""
         return self.encode_conversation([{"role": "user", "content": question}])
 
-    def encode_example(self, question: str, reasoning: str, answer: str) -> Encoded:
-        prompt = self.encode_prompt(question)
+    def encode_example(self, question: str, reasoning: str, answer: str, history=()) -> Encoded:
+        """A training example: the prompt (earlier turns of a dialogue first), then the completion."""
+        prompt = self.encode_conversation([*history, {"role": "user", "content": question}])
         return Encoded(prompt + self.encode(format_completion(reasoning, answer)), len(prompt))
 
     def symbol_flags(self) -> list[bool]:

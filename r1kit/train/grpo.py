@@ -239,7 +239,7 @@ def completion_rewards(
     parts: dict[str, list[float]] = {"accuracy": [], "step_validity": [], "efficiency": [], "coverage": [],
                                      "extra": [0.0] * len(texts)}
     for text, ex in zip(texts, examples):
-        b = score(text, ex.answer, question=ex.question, optimal_steps=ex.optimal_steps, config=reward_cfg)
+        b = score(text, ex.answer, question=ex.context, optimal_steps=ex.optimal_steps, config=reward_cfg)
         efficiency = b.efficiency or 0.0
         total = b.total
         if cfg.efficiency_only_if_correct and not b.accuracy:
@@ -251,7 +251,7 @@ def completion_rewards(
         parts["coverage"].append(1.0 if b.coverage is None else b.coverage)
     for fn in reward_fns:
         # TRL's convention (r1kit.reward.trl): fn(completions, **dataset columns) -> one float each
-        values = list(fn(texts, answer=[ex.answer for ex in examples], question=[ex.question for ex in examples],
+        values = list(fn(texts, answer=[ex.answer for ex in examples], question=[ex.context for ex in examples],
                          optimal_steps=[ex.optimal_steps for ex in examples]))
         if len(values) != len(texts) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             raise ValueError(f"reward function {getattr(fn, '__name__', fn)!r} must return {len(texts)} finite numbers, got {values!r:.200}")
@@ -287,7 +287,7 @@ def completion_segments(
     # the claims read from the whole reasoning, as score() reads them (each claim once, grounded on
     # the prose before it), then grouped by the line they stand on
     steps = (extract_steps(reasoning) or []) if "=" in reasoning else []
-    checks = check_steps(steps, example.question, reward_config(cfg).constants)
+    checks = check_steps(steps, example.context, reward_config(cfg).constants)
     valid_by_line: dict[int, bool] = {}
     for step, check in zip(steps, checks):
         valid_by_line[step.line] = valid_by_line.get(step.line, True) and check.valid
@@ -457,7 +457,7 @@ def train_rl(
     eval_examples = load_examples(cfg.eval_data)[0][: cfg.eval_n] if cfg.eval_data else []
     pool, prompts = [], []
     for ex in train_examples:  # a prompt must leave room for at least one new token
-        ids = tok.encode_prompt(ex.question)
+        ids = tok.encode_conversation(ex.messages)
         if len(ids) < model.config.max_seq_len:
             pool.append(ex)
             prompts.append(ids)

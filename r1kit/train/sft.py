@@ -107,6 +107,8 @@ def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig
 
 
 def reasoning_text(example: Example) -> str:
+    """The trace SFT teaches: the steps, one per line. (A trace quoting the sentences each step reads,
+    meta["reading"], was measured and bought nothing at 20 minutes: docs/benchmarks.md.)"""
     return "\n".join(example.steps)
 
 
@@ -114,7 +116,7 @@ def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int) -> tu
     """(ids, n_prompt) per example; examples over max_len tokens are dropped and counted."""
     encoded, dropped = [], 0
     for ex in examples:
-        enc = tok.encode_example(ex.question, reasoning_text(ex), ex.answer)
+        enc = tok.encode_example(ex.question, reasoning_text(ex), ex.answer, ex.history)
         if len(enc.ids) > max_len:
             dropped += 1
         else:
@@ -277,5 +279,5 @@ def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], ba
 def training_corpus(examples: list[Example]):
     """The texts a tokenizer is trained on: questions and responses as the model will see them."""
     for ex in examples:
-        yield ex.question
+        yield ex.context
         yield format_completion(reasoning_text(ex), ex.answer)

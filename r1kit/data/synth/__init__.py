@@ -1,5 +1,5 @@
 """Synthetic, verifiable maths word problems: 27 situation templates composed into 1-6 step chains,
-and arithmetic drills.
+a phrasing grammar with a template-held-out split, and arithmetic drills.
 
     core.py              synth, synth_splits: the draw loop, operation weights, train/test disjointness
     draft.py             Draft: draws a problem's numbers, records its steps; what every problem guarantees
@@ -8,6 +8,9 @@ and arithmetic drills.
     templates_rates.py   rates, units, fractions, percentages, shapes
     templates_counts.py  sharing, ages, running totals, legs and wheels
     drills.py            drills: one-claim and chained arithmetic drills
+    lexicon.py           the phrasing grammar's words: situations, verbs, sentence frames, by split side
+    grammar.py           problems written by that grammar; splits_with_grammar: templates + grammar +
+                         the template-held-out ("unseen") set
 """
 
 from r1kit.data.synth.core import OPERATIONS, steps_range, synth, synth_splits

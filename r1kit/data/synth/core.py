@@ -54,7 +54,7 @@ def _attempt(template: Template, k: int, rng: random.Random, max_operand: int) -
         if len(draft.steps) != k:  # a template bug, not bad luck
             raise AssertionError(f"template {template.name} made {len(draft.steps)} steps for k={k}")
         meta = {"source": "synth", "template": template.name, "n_steps": k, "max_operand": max_operand,
-                "facts": sorted(set(draft.facts))}
+                "facts": sorted(set(draft.facts)), **draft.meta}
         answer = draft.steps[-1].rsplit(" = ", 1)[1]
         return Example(question, draft.steps, answer, k, meta)
     return None
@@ -89,10 +89,12 @@ def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclu
         raise ValueError(f"max_operand must be a whole number >= {MIN_MAX_OPERAND}, got {max_operand!r}")
     counts = steps_range(steps)
     names = list(TEMPLATES) if templates is None else list(templates)
-    unknown = [t for t in names if t not in TEMPLATES]
+    unknown = [t for t in names if not isinstance(t, Template) and t not in TEMPLATES]
     if unknown or not names:
         raise ValueError(f"unknown template(s) {unknown or names}; known: {', '.join(TEMPLATES)}")
-    usable = {k: [TEMPLATES[t] for t in names if k in TEMPLATES[t].steps] for k in counts}
+    chosen = [t if isinstance(t, Template) else TEMPLATES[t] for t in names]
+    names = [t.name for t in chosen]
+    usable = {k: [t for t in chosen if k in t.steps] for k in counts}
     if missing := [k for k in counts if not usable[k]]:
         raise ValueError(f"no chosen template makes {missing}-step problems; templates: {', '.join(names)}")
 
@@ -117,7 +119,7 @@ def _synth(n: int, rng: random.Random, steps, max_operand: int, templates, exclu
         # the draw happens only with weights, so unweighted data stays exactly what it was
         if op_weights and rng.random() * top_weight > _mean_op_weight(example, op_weights):
             continue
-        h = question_hash(example.question)
+        h = question_hash(example.context)  # a dialogue: its earlier turns too
         if h in seen:
             duplicates_left -= 1
             if duplicates_left < 0:
@@ -139,7 +141,8 @@ def synth(n: int, seed: int | str, steps: int | Sequence[int] | range = (1, 6), 
                  range; default (1, 6), every count the generator makes
     max_operand  every number drawn for the question is at most this (>= 10); default 100, the
                  operand size of the SFT target. Stated facts (60 minutes) are exempt
-    templates    names from TEMPLATES to draw from; default None = all. For each step count a
+    templates    names from TEMPLATES (or Template objects, such as grammar.GRAMMAR[split]) to draw
+                 from; default None = all. For each step count a
                  template that can make it is chosen uniformly
     exclude      question hashes never to return (e.g. a test set's)
     op_weights   e.g. {"-": 3, "/": 3}: keep each drawn problem with probability proportional to
@@ -166,6 +169,6 @@ def synth_splits(n_train: int, n_test: int, seed: int, steps: int | Sequence[int
     exclude = set(exclude)
     test_steps = steps if test_steps is None else test_steps
     test = _synth(n_test, random.Random(f"{seed}:test"), test_steps, max_operand, templates, exclude)
-    exclude |= {question_hash(e.question) for e in test}
+    exclude |= {question_hash(e.context) for e in test}
     train = _synth(n_train, random.Random(seed), steps, max_operand, templates, exclude, op_weights)
     return train, test

@@ -73,6 +73,7 @@ class Draft:
         self.count_max = min(max_operand, max(10, math.isqrt(max_operand)))
         self.steps: list[str] = []
         self.facts: list[int] = []
+        self.meta: dict[str, Any] = {}  # what a builder records about its choices (grammar.py), kept in Example.meta
 
     @property
     def result_max(self) -> int:

@@ -1,0 +1,210 @@
+"""Word problems built by a grammar rather than fixed sentences, to teach reading (issue 23).
+
+A problem is a chain over one quantity: a head (a stated number, or a product such as "4 boxes
+with 12 pens in each"), then things gained and lost (a product and a sum for "3 more boxes of
+8"), then an end (a question, or a last step: sharing, packing, "3 times as many"). Every piece
+draws its sentence frame and verb from the lexicon (lexicon.py), so the same chain is written
+many ways; a third of problems carry a sentence whose number no step uses; small numbers are
+written as words a quarter of the time. Steps stay `a op b = c` in the order the question states
+the numbers, as the templates' do (draft.py states the guarantees).
+
+`GRAMMAR["train"]` and `GRAMMAR["unseen"]` are templates (core.synth draws from them) over the two
+sides of the template-held-out split: the unseen side's situations, frames and generic verbs never
+appear in training.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+
+from r1kit.data.schema import Example, question_hash
+from r1kit.format import format_answer
+from r1kit.data.synth.core import synth, synth_splits
+from r1kit.data.synth.draft import PEOPLE, Draft, Reject
+from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
+from r1kit.data.synth.templates import Template
+
+DISTRACTOR_SHARE = 1 / 3  # TinyGSM's share of problems with irrelevant context
+WORDS_SHARE = 0.25  # numbers up to twelve written as words this often ("three boxes")
+_HEADS = ("start", "groups", "rate")  # start: no step; groups, rate: one
+_ENDS = ("ask", "share", "pack", "times")  # ask: no step; the others: one
+
+
+class _Writer:
+    """The sentences of one problem: who it is about, and how its numbers and frames are written."""
+
+    def __init__(self, d: Draft, split: str):
+        self.d, self.split = d, split
+        self.situation = d.pick(SITUATIONS[split])
+        self.items = d.pick(self.situation.items)
+        self.person = d.person()
+        self.other = d.pick([p for p in PEOPLE if p.name != self.person.name])
+        self.sentences: list[str] = []
+        self.frames: list[str] = []
+        self.named = False
+        self.reading: list[str | None] = []  # per step, the sentences it reads its numbers from (None: none new)
+        self._unread: list[str] = []  # statements said since the last step
+
+    def number(self, n: int) -> str:
+        if n < len(NUMBER_WORDS) and self.d.rng.random() < WORDS_SHARE:
+            return NUMBER_WORDS[n]
+        return str(n)
+
+    def verb(self, kind: str) -> str:
+        own = self.situation.gain if kind == "gain" else self.situation.lose
+        generic = (GAIN if kind == "gain" else LOSE)[self.split]
+        return self.d.pick(own + generic)
+
+    def say(self, kind: str, **numbers: int) -> None:
+        frame = self.d.pick(FRAMES[kind][self.split])
+        self.frames.append(f"{kind}{FRAMES[kind][self.split].index(frame)}")
+        verb = self.verb("lose" if kind in ("lose", "follow_lose") else "gain")
+        text = self.fill(frame, v=verb, **{k: self.number(v) for k, v in numbers.items()})
+        self.sentences.append(text)
+        # what the next step quotes: the statements since the last step, without the question a
+        # last-step frame ends with
+        asks = kind in ("share", "pack", "times") or kind.startswith("follow")
+        self._unread.append(text[: text.index(". ") + 1] if asks else text)
+
+    def step(self, a: int, op: str, b: int) -> int:
+        """Record `a op b` on the draft; it reads the statements said since the step before."""
+        self.reading.append(" ".join(self._unread) or None)
+        self._unread = []
+        return self.d.op(a, op, b)
+
+    def fill(self, frame: str, **fields: str) -> str:
+        p = self.person
+        # the name the first time and now and then after; a pronoun otherwise
+        subject = p.name if not self.named or self.d.rng.random() < 0.3 else p.she
+        if "{S}" in frame or "{s}" in frame:
+            self.named = True
+        cont, conts = self.situation.cont
+        return frame.format(S=subject[0].upper() + subject[1:], s=subject, his=p.his, items=self.items, cont=cont,
+                            conts=conts, sharers=self.d.pick(self.situation.sharers), other=self.other.name, **fields)
+
+    def distract(self) -> None:
+        """One sentence with a number no step uses, anywhere but first and last."""
+        frame = self.d.pick(DISTRACTORS[self.split])
+        sentence = self.fill(frame, x=self.number(self.d.num(2, 99)))
+        self.sentences.insert(self.d.rng.randint(1, len(self.sentences) - 1), sentence)
+
+
+def build(d: Draft, k: int, split: str) -> str:
+    """A k-step problem on `split`'s side ("train" or "unseen"); its steps are recorded on `d`."""
+    w = _compose(d, k, split)
+    d.meta = {"split": split, "situation": w.situation.name, "frames": w.frames,
+              "distractor": len(w.sentences) > len(w.frames), "reading": w.reading}
+    return " ".join(w.sentences)
+
+
+def build_follow_up(d: Draft, k: int, split: str) -> str:
+    """A dialogue's second question, one step on the first one's answer ("Then she gives away 10.
+    How many now?"); the first turn (1-3 steps, asking how many the person has) goes in
+    meta["history"] with its answer, as format_conversation shows it."""
+    if k != 1:
+        raise ValueError("a follow-up question takes one step")
+    first = Draft(d.rng, d.max_operand)
+    w = _compose(first, d.rng.randint(1, 3), split, "ask")
+    history = [{"role": "user", "content": " ".join(w.sentences)},
+               {"role": "assistant", "content": format_answer(int(first.steps[-1].rsplit(" = ", 1)[1]))}]
+    value = int(first.steps[-1].rsplit(" = ", 1)[1])
+    w.d, w.sentences, w.reading, w.frames, w._unread = d, [], [], [], []
+    kind = d.pick(["follow_gain", "follow_lose", "follow_share"])
+    if kind == "follow_gain":
+        n = d.num()
+        w.say(kind, n=n)
+        w.step(value, "+", n)
+    elif kind == "follow_lose":
+        n = d.num(2, value - 1)
+        w.say(kind, n=n)
+        w.step(value, "-", n)
+    else:
+        n = d.divisor(value)
+        w.say(kind, n=n)
+        w.step(value, "/", n)
+    d.meta = {"split": split, "situation": w.situation.name, "frames": w.frames, "reading": w.reading,
+              "history": history}
+    return w.sentences[0]
+
+
+def _compose(d: Draft, k: int, split: str, end: str | None = None) -> _Writer:
+    """The sentences of a k-step chain ending with `end` (None: any), written and stepped on `d`."""
+    w = _Writer(d, split)
+    head = d.pick(_HEADS)
+    end = end or d.pick(_ENDS)
+    middle = k - (head != "start") - (end != "ask")  # steps left for gains and losses
+    if middle < 0:
+        raise Reject  # _attempt draws again
+    if head == "start":
+        value = d.num(3)
+        w.say("start", a=value)
+    else:  # a product: a count of boxes or days, and a quantity in each
+        a, b = d.count(), d.num()
+        w.say(head, a=a, b=b)
+        value = w.step(a, "*", b)
+    last = head
+    while middle > 0:
+        kind = d.pick(["gain", "lose", "gain_groups"] if middle >= 2 else ["gain", "lose"])
+        if kind == "gain":
+            n = d.num()
+            w.say("gain", n=n)
+            value = w.step(value, "+", n)
+        elif kind == "lose":
+            n = d.num(2, value - 1)
+            w.say("lose", n=n)
+            value = w.step(value, "-", n)
+        else:
+            a, b = d.count(), d.num()
+            w.say("gain_groups", a=a, b=b)
+            value = w.step(value, "+", w.step(a, "*", b))
+        middle -= 2 if kind == "gain_groups" else 1
+        last = kind
+    if end == "ask":
+        w.say("ask_left" if last == "lose" and d.rng.random() < 0.5 else "ask")
+    elif end in ("share", "pack"):
+        n = d.divisor(value)
+        w.say(end, n=n)
+        w.step(value, "/", n)
+    else:
+        n = d.count(2, 6)
+        w.say("times", n=n)
+        w.step(value, "*", n)
+    if d.rng.random() < DISTRACTOR_SHARE:
+        w.distract()
+    return w
+
+
+GRAMMAR = {split: Template(f"grammar_{split}", (1, 2, 3, 4, 5), partial(build, split=split)) for split in SITUATIONS}
+FOLLOW_UP = {split: Template(f"follow_up_{split}", (1,), partial(build_follow_up, split=split)) for split in SITUATIONS}
+
+
+def splits_with_grammar(n_train: int, n_test: int, n_unseen: int, seed: int, grammar_share: float,
+                        follow_up_share: float = 0.0, n_follow_up: int = 0, steps=(1, 6), test_steps=None,
+                        max_operand: int = 100, templates=None, exclude=(), op_weights=None) -> dict[str, list[Example]]:
+    """{"train", "test", "unseen", "follow_up"}: `synth_splits`' template problems (train, test), with
+    `grammar_share` of the training set drawn from the grammar's training side instead, of which
+    `follow_up_share` are dialogues' follow-up questions (shuffled in); `n_unseen` held-out problems
+    (`test_steps`) and `n_follow_up` held-out follow-ups from its unseen side. No question (a
+    dialogue: no conversation) is shared between the sets. grammar_share 0 gives exactly
+    synth_splits' train and test."""
+    for name, share in (("grammar_share", grammar_share), ("follow_up_share", follow_up_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {share!r}")
+    n_grammar = round(n_train * grammar_share)
+    n_dialogues = round(n_grammar * follow_up_share)
+    test_steps = steps if test_steps is None else test_steps
+    train, test = synth_splits(n_train - n_grammar, n_test, seed, steps=steps, max_operand=max_operand,
+                               templates=templates, exclude=exclude, op_weights=op_weights, test_steps=test_steps)
+    held_out = dict(max_operand=max_operand, exclude=exclude)
+    unseen = synth(n_unseen, f"{seed}:unseen", test_steps, templates=[GRAMMAR["unseen"]], **held_out) if n_unseen else []
+    follow_up = synth(n_follow_up, f"{seed}:follow_up", 1, templates=[FOLLOW_UP["unseen"]], **held_out) if n_follow_up else []
+    if n_grammar:
+        taken = set(exclude) | {question_hash(e.context) for e in (*train, *test, *unseen, *follow_up)}
+        train += synth(n_grammar - n_dialogues, f"{seed}:grammar", steps=steps, max_operand=max_operand,
+                       templates=[GRAMMAR["train"]], exclude=taken, op_weights=op_weights)
+        if n_dialogues:
+            train += synth(n_dialogues, f"{seed}:dialogues", 1, max_operand=max_operand, templates=[FOLLOW_UP["train"]],
+                           exclude=taken)
+        random.Random(seed).shuffle(train)
+    return {"train": train, "test": test, "unseen": unseen, "follow_up": follow_up}
