@@ -39,12 +39,18 @@ def test_metrics_and_report_agree_with_a_separate_evaluation(run):
     assert steps == sorted(steps) and steps[-1] >= 10
     rl_steps = [r["step"] for r in rl_log if "reward" in r]
     assert rl_steps == list(range(1, len(rl_steps) + 1)) and rl_steps
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["minutes"]["sft"] > 0 and summary["minutes"]["rl"] > 0
     for name in ("sft", "rl"):
-        saved = json.loads((run / name / "eval.json").read_text())
         model, tok = load_pretrained(run / name / "final"), Tokenizer.load(run / name / "final")
-        again = evaluate(model, tok, load_examples(run / "data" / "test.jsonl").examples, batch_size=40, max_new_tokens=64).summary()
-        assert again["accuracy"] == saved["accuracy"] and again["step_validity"] == saved["step_validity"]
-        assert f"| {name.upper()} | {saved['n']} | {saved['accuracy']:.1%} |" in (run / "report.md").read_text()
+        for set_name, file in (("test", "eval.json"), ("unseen", "eval_unseen.json"), ("follow_up", "eval_follow_up.json")):
+            saved = json.loads((run / name / file).read_text())
+            examples = load_examples(run / "data" / f"{set_name}.jsonl").examples
+            again = evaluate(model, tok, examples, batch_size=40, max_new_tokens=64).summary()
+            assert again["accuracy"] == saved["accuracy"] and again["step_validity"] == saved["step_validity"]
+            assert f"| {name.upper()} | {set_name} | {saved['n']} | {saved['accuracy']:.1%} |" in (run / "report.md").read_text()
+            assert summary["stages"][name][set_name] == {"accuracy": saved["accuracy"], "n": saved["n"],
+                                                         "step_validity": saved["step_validity"]}
 
 
 def test_report_rebuilds_from_saved_metrics(run):

@@ -145,6 +145,18 @@ def test_cli_train_then_eval(toy_data, tmp_path, capsys):
     assert {k: summary[k] for k in ("accuracy", "step_validity", "mean_steps")} == {k: direct[k] for k in ("accuracy", "step_validity", "mean_steps")}
     printed = capsys.readouterr().out
     assert f"accuracy {summary['accuracy']:.4f}".split() == next(l.split() for l in printed.splitlines() if l.split()[:1] == ["accuracy"])
+    # several sets side by side (one of dialogues' follow-ups): each the same as alone
+    from r1kit.data.schema import write_jsonl
+    from r1kit.data.synth import synth
+    from r1kit.data.synth.grammar import FOLLOW_UP
+
+    follow_ups = tmp_path / "follow_up.jsonl"
+    write_jsonl(follow_ups, synth(3, 0, steps=1, templates=[FOLLOW_UP["unseen"]]))
+    assert main(["eval", str(out / "final"), "--data", str(toy_data / "test.jsonl"), str(follow_ups), "--n", "4",
+                 "--out", str(tmp_path / "both.json"), "--max-new-tokens", "32"]) == 0
+    both = json.loads((tmp_path / "both.json").read_text())["sets"]
+    assert both[str(toy_data / "test.jsonl")]["accuracy"] == summary["accuracy"] and both[str(follow_ups)]["n"] == 3
+    assert "accuracy: " in capsys.readouterr().out
 
 
 def test_config_sections_and_overrides_are_validated():

@@ -4,16 +4,19 @@
 
 Stages (each shows progress; the time budget is split between the two trainings):
   1. data       the demo's data recipe (r1kit.recipes.data): 90,000 training problems (1-4 steps,
-                operands below 100) and 500 held-out problems (2-3 steps) sharing no question;
+                operands below 100, half from the phrasing grammar), 500 held-out problems (2-3
+                steps) from the templates and 500 template-held-out ones, sharing no question;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
                 model (MoE with load-penalty routing + multi-scale attention), ~55% of the budget;
-  3. eval       greedy accuracy, step validity, steps, expert use and attention gates;
+  3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on both
+                held-out sets;
   4. GRPO       RL from the SFT checkpoint with the composite reward, ~20% of the budget;
   5. eval       the same evaluation on the RL model;
-  6. report     runs/demo/report.md with its plots (r1kit.recipes.report), and runs/demo/final, the
+  6. report     runs/demo/report.md with its plots (r1kit.recipes.report), runs/demo/summary.json
+                (minutes and accuracies per stage and set, for scripts) and runs/demo/final, the
                 model to chat with.
 Evaluation uses exactly `r1kit eval`'s settings, so `r1kit eval runs/demo/sft/final --data
-runs/demo/data/test.jsonl --n N` reproduces the report's numbers.
+runs/demo/data/test.jsonl runs/demo/data/unseen.jsonl --n N` reproduces the report's numbers.
 
 The settings are configs/demo.yaml's (model, sft) and configs/rl_demo.yaml's (rl), as `r1kit train`
 reads them (r1kit.recipes.configs); the demo changes only the budgets (`plan`), the paths and the
@@ -131,20 +134,22 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
         timings[name] = time.perf_counter()
 
     stage("data", "1/6 data: synthetic verifiable maths problems")
-    data = demo_data(out / "data", p.n_train, p.n_test, seed)
-    print(f"{p.n_train} training problems (1-4 steps), {p.n_test} held-out (2-3 steps), operands below 100 -> {out / 'data'}")
+    data = demo_data(out / "data", p.n_train, p.n_test, seed, n_unseen=p.n_test, n_follow_up=p.n_test)
+    print(f"{p.n_train} training problems (1-4 steps, half from the phrasing grammar), {p.n_test} held-out (2-3 steps) "
+          f"from the templates, {p.n_test} from the grammar's unseen side and {p.n_test} follow-up questions there, "
+          f"operands below 100 -> {out / 'data'}")
 
     stage("sft", "2/6 SFT: tokenizer, then supervised fine-tuning")
     sft_final = train_sft(model_cfg, sft_cfg, progress=progress, overwrite=overwrite)
 
     stage("sft_eval", "3/6 evaluation of the SFT model")
-    sft_eval = _evaluate(sft_final, data["test"], sft_cfg, out / "sft" / "eval.json")
+    sft_eval = _evaluate_sets(sft_final, data, sft_cfg, out / "sft")
 
     stage("rl", "4/6 GRPO: reinforcement learning with the composite reward")
     rl_final = train_rl(rl_cfg, sft_final, progress=progress, overwrite=overwrite)
 
     stage("rl_eval", "5/6 evaluation of the RL model")
-    rl_eval = _evaluate(rl_final, data["test"], sft_cfg, out / "rl" / "eval.json")
+    rl_eval = _evaluate_sets(rl_final, data, sft_cfg, out / "rl")
 
     stage("report", "6/6 report")
     atomic_directory(out / "final", lambda d: _copy_checkpoint(rl_final, d))
@@ -156,14 +161,33 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
         "total_minutes": (timings["end"] - started) / 60, "plan": asdict(p),
         "configs": {"model": model_cfg.model_dump(), "sft": sft_cfg.model_dump(), "rl": rl_cfg.model_dump()},
     })
+    write_json(out / "summary.json", {  # for scripts; accuracies in [0, 1]
+        "minutes": {"total": (timings["end"] - started) / 60, "sft": minutes_per_stage["sft"], "rl": minutes_per_stage["rl"]},
+        "stages": {stage_name: {name: {"accuracy": ev["accuracy"], "n": ev["n"], "step_validity": ev["step_validity"]}
+                                for name, ev in evals.items()}
+                   for stage_name, evals in (("sft", sft_eval), ("rl", rl_eval))},
+    })
     report = write_report(out)
-    print(f"\nSFT accuracy {sft_eval['accuracy']:.1%} -> RL {rl_eval['accuracy']:.1%} on {sft_eval['n']} held-out problems")
+    for name in sft_eval:
+        print(f"\n{name}: SFT accuracy {sft_eval[name]['accuracy']:.1%} -> RL {rl_eval[name]['accuracy']:.1%} "
+              f"on {sft_eval[name]['n']} held-out problems", end="")
+    print()
     print(f"done in {(timings['end'] - started) / 60:.1f} minutes. Everything is in {out}/:")
     print(f"  report     {report}")
     print(f"  models     {out / 'sft' / 'final'} (SFT), {out / 'final'} (SFT + RL)")
     print(f"  metrics    {out / 'sft' / 'metrics.jsonl'}, {out / 'rl' / 'metrics.jsonl'}")
     print(f"chat with the result:  r1kit chat {out / 'final'}")
     return out
+
+
+# the held-out sets each stage is evaluated on, and the file its summary goes to: in-template (the
+# templates' own test set), template-held-out (situations, frames and verbs never trained on) and
+# follow-up questions of dialogues on that unseen side
+EVAL_SETS = {"test": "eval.json", "unseen": "eval_unseen.json", "follow_up": "eval_follow_up.json"}
+
+
+def _evaluate_sets(checkpoint: Path, data: dict[str, Path], settings: SFTConfig, out_dir: Path) -> dict[str, dict]:
+    return {name: _evaluate(checkpoint, data[name], settings, out_dir / file) for name, file in EVAL_SETS.items()}
 
 
 def _evaluate(checkpoint: Path, data: Path, settings: SFTConfig, out_json: Path) -> dict:
@@ -174,7 +198,7 @@ def _evaluate(checkpoint: Path, data: Path, settings: SFTConfig, out_json: Path)
     result = evaluate(model, tok, examples, batch_size=settings.eval_batch_size, max_new_tokens=settings.max_new_tokens)
     summary = {"checkpoint": str(checkpoint), "data": str(data), **result.summary()}
     write_json(out_json, summary)
-    write_jsonl(out_json.with_name("eval_rows.jsonl"), result.rows)
+    write_jsonl(out_json.with_name(f"{out_json.stem}_rows.jsonl"), result.rows)
     print_table(result.summary(), title=f"{checkpoint} on {len(examples)} held-out problems")
     return summary
 

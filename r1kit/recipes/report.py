@@ -34,7 +34,9 @@ def write_report(run_dir: str | Path) -> Path:
     plots = run / "plots"
     plots.mkdir(exist_ok=True)
     sft_log, rl_log = read_metrics(run / "sft" / "metrics.jsonl"), read_metrics(run / "rl" / "metrics.jsonl")
-    evals = {name: _json(run / name / "eval.json") for name in ("sft", "rl")}
+    # per stage, the in-template test set (eval.json) and the template-held-out one (eval_unseen.json)
+    evals = {f"{stage} {name}": _json(run / stage / file) for stage in ("sft", "rl")
+             for name, file in (("test", "eval.json"), ("unseen", "eval_unseen.json"), ("follow_up", "eval_follow_up.json"))}
     evals = {k: v for k, v in evals.items() if v}
     meta = _json(run / "run.json") or {}
     if not sft_log and not rl_log and not evals:
@@ -65,7 +67,7 @@ def write_report(run_dir: str | Path) -> Path:
         ax.legend(fontsize=8)
         save(fig, "rl_reward.png", "GRPO: reward and its components per step (sampled rollouts)")
 
-    with_load = {k: v for k, v in evals.items() if v.get("tokens_per_expert_per_layer")}
+    with_load = {k: v for k, v in evals.items() if k.endswith("test") and v.get("tokens_per_expert_per_layer")}
     if with_load:
         fig, axes = plt.subplots(1, len(with_load), figsize=(4 * len(with_load), 3), squeeze=False)
         for ax, (name, ev) in zip(axes[0], with_load.items()):
@@ -78,7 +80,7 @@ def write_report(run_dir: str | Path) -> Path:
             fig.colorbar(im, ax=ax)
         save(fig, "expert_load.png", "Expert load per layer during evaluation (share of the layer's token assignments; uniform = 1/E)")
 
-    with_gates = {k: v for k, v in evals.items() if v.get("gate_mean_per_layer")}
+    with_gates = {k: v for k, v in evals.items() if k.endswith("test") and v.get("gate_mean_per_layer")}
     if with_gates:
         fig, axes = plt.subplots(1, len(with_gates), figsize=(4.5 * len(with_gates), 3), squeeze=False)
         for ax, (name, ev) in zip(axes[0], with_gates.items()):
@@ -123,11 +125,15 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
                   f"vocabulary {start['vocab_size']}; SFT on {start['examples']:,} examples.", ""]
     if evals:
         lines += ["## Held-out evaluation (greedy decoding, the verifier's scores)", "",
-                  "| model | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
-                  "|---|---|---|---|---|---|---|"]
+                  "`test`: the templates' own held-out problems; `unseen`: template-held-out problems, whose "
+                  "situations, sentence frames and verbs training never saw; `follow_up`: a dialogue's second "
+                  "question on that unseen side (docs/data.md).", "",
+                  "| model | set | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, ev in evals.items():
             util = " ".join(f"{u:.2f}" for u in ev.get("utilisation_per_layer", [])) or "-"
-            lines.append(f"| {name.upper()} | {ev['n']} | {ev['accuracy']:.1%} | {ev['step_validity']:.3f} | "
+            stage, set_name = name.split()
+            lines.append(f"| {stage.upper()} | {set_name} | {ev['n']} | {ev['accuracy']:.1%} | {ev['step_validity']:.3f} | "
                          f"{ev['mean_steps']:.2f} ({ev['mean_optimal_steps']:.2f}) | {ev['reward']:.3f} | {util} |")
         lines += ["", "Reproduce any row with `r1kit eval CHECKPOINT --data DATA --n N` (same greedy settings):", ""]
         lines += [f"    r1kit eval {ev['checkpoint']} --data {ev['data']} --n {ev['n']}" for ev in evals.values()]

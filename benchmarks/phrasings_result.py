@@ -1,0 +1,38 @@
+"""The figures of an SFT run evaluated on the held-out sets side by side, as a results file: greedy
+accuracy on the templates' test set, the template-held-out set, held-out follow-up questions and
+GSM8K at the demo's scale, with the run's SFT steps and minutes (issue 23).
+
+    r1kit train sft --config configs/demo.yaml sft.train_data=RUN/train.jsonl sft.eval_data=null sft.out_dir=RUN/sft
+    r1kit eval RUN/sft/final --data RUN/test.jsonl RUN/unseen.jsonl RUN/follow_up.jsonl GSM8K_2-3.jsonl --n 1000 --out RUN/eval.json
+    python benchmarks/phrasings_result.py RUN [--results benchmarks/results/phrasings.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from results_file import write_results
+
+KEYS = ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a directory holding sft/ (the run) and eval.json (r1kit eval --out, several --data)")
+    parser.add_argument("--results", default="benchmarks/results/phrasings.json")
+    args = parser.parse_args()
+    run = Path(args.run_dir)
+    evaluation = json.loads((run / "eval.json").read_text())
+    records = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "loss" in r]
+    figures = {"run": str(run), "checkpoint": evaluation["checkpoint"], "sft_steps": trained[-1]["step"],
+               "sft_minutes": trained[-1]["train_minutes"],
+               "sets": {Path(data).stem: {k: summary[k] for k in KEYS} for data, summary in evaluation["sets"].items()}}
+    print(" | ".join(f"{name} {s['accuracy']:.1%} (n={s['n']})" for name, s in figures["sets"].items()))
+    print(f"wrote {write_results(args.results, figures)}")
+
+
+if __name__ == "__main__":
+    main()
