@@ -62,7 +62,7 @@ class _Writer:
         verb = self.verb("lose" if kind in ("lose", "follow_lose") else "gain")
         text = self.fill(frame, v=verb, **{k: self.number(v) for k, v in numbers.items()})
         self.sentences.append(text)
-        # what the next step quotes: the statements since the last step, without the question a
+        # what the next step reads: the statements since the last step, without the question a
         # last-step frame ends with
         asks = kind in ("share", "pack", "times") or kind.startswith("follow")
         self._unread.append(text[: text.index(". ") + 1] if asks else text)
@@ -106,23 +106,13 @@ def build_follow_up(d: Draft, k: int, split: str) -> str:
         raise ValueError("a follow-up question takes one step")
     first = Draft(d.rng, d.max_operand)
     w = _compose(first, d.rng.randint(1, 3), split, "ask")
-    history = [{"role": "user", "content": " ".join(w.sentences)},
-               {"role": "assistant", "content": format_answer(int(first.steps[-1].rsplit(" = ", 1)[1]))}]
     value = int(first.steps[-1].rsplit(" = ", 1)[1])
+    history = [{"role": "user", "content": " ".join(w.sentences)}, {"role": "assistant", "content": format_answer(value)}]
     w.d, w.sentences, w.reading, w.frames, w._unread = d, [], [], [], []
-    kind = d.pick(["follow_gain", "follow_lose", "follow_share"])
-    if kind == "follow_gain":
-        n = d.num()
-        w.say(kind, n=n)
-        w.step(value, "+", n)
-    elif kind == "follow_lose":
-        n = d.num(2, value - 1)
-        w.say(kind, n=n)
-        w.step(value, "-", n)
-    else:
-        n = d.divisor(value)
-        w.say(kind, n=n)
-        w.step(value, "/", n)
+    kind, op = d.pick([("follow_gain", "+"), ("follow_lose", "-"), ("follow_share", "/")])
+    n = d.num() if op == "+" else d.num(2, value - 1) if op == "-" else d.divisor(value)
+    w.say(kind, n=n)
+    w.step(value, op, n)
     d.meta = {"split": split, "situation": w.situation.name, "frames": w.frames, "reading": w.reading,
               "history": history}
     return w.sentences[0]
