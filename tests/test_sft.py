@@ -118,6 +118,24 @@ def test_resume_reproduces_the_uninterrupted_run(toy_data, tmp_path, optimizer):
     assert minutes == sorted(minutes) and len(minutes) > 2
 
 
+def test_init_continues_from_a_checkpoint_with_its_model_and_tokenizer(toy_data, tmp_path):
+    model_cfg, cfg = _configs(toy_data, tmp_path / "first", "sft.eval_data=null", "sft.max_steps=40")
+    first = train_sft(model_cfg, cfg, progress=False)
+    # sft.init: the model and tokenizer are the checkpoint's, so a model: section is refused
+    with pytest.raises(ValueError, match="brings its own model"):
+        _configs(toy_data, tmp_path / "x", f"sft.init={first}")
+    with pytest.raises(ValueError, match="tokenizer"):
+        load_run_config(None, [f"sft.train_data={toy_data / 'train.jsonl'}", f"sft.init={first}", "sft.tokenizer=somewhere"])
+    model_cfg, cfg = load_run_config(None, [f"sft.train_data={toy_data / 'train.jsonl'}", "sft.eval_data=null", "sft.max_steps=5",
+                                            "sft.warmup_steps=0", "sft.lr=1e-9", f"sft.out_dir={tmp_path / 'more'}", f"sft.init={first}"])
+    assert model_cfg == load_pretrained(first).config
+    more = train_sft(model_cfg, cfg, progress=False)
+    # at a vanishing rate the continued run's losses are the first run's end, not a fresh start's
+    fresh, continued = _losses(tmp_path / "first"), _losses(tmp_path / "more")
+    assert continued[0] < fresh[0] / 2 and abs(continued[0] - fresh[-1]) < 0.5 * fresh[-1], (fresh, continued)
+    assert (more / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+
+
 def test_snapshots_keep_the_weights_at_given_minutes(toy_data, tmp_path):
     model_cfg, cfg = _configs(toy_data, tmp_path / "run", "sft.eval_data=null", "sft.max_steps=5",
                               "sft.snapshot_minutes=[0, 1000]")

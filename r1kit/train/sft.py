@@ -6,7 +6,8 @@ What one run does:
   1. reads the training and evaluation JSONL files (synthetic schema or GSM8K, r1kit.data.schema);
   2. trains a byte-level BPE tokenizer on the training text (or loads `sft.tokenizer`);
   3. builds the model from the `model:` section, its vocabulary size taken from the tokenizer and
-     its symbol flags from the tokenizer's vocabulary;
+     its symbol flags from the tokenizer's vocabulary (or, with `sft.init`, continues from a
+     checkpoint's weights and tokenizer: RL's equal-minutes baseline);
   4. trains with Muon on the hidden matrices and AdamW on the rest (r1kit.train.optim; or AdamW alone),
      linear warm-up then cosine (or linear) decay over max_steps or, with `decay_by: minutes`, over
      the max_minutes budget; gradient clipping and accumulation, on
@@ -41,7 +42,7 @@ from r1kit.data.tokenizer import Tokenizer
 from r1kit.device import resolve_device
 from r1kit.evaluate import evaluate
 from r1kit.format import format_completion
-from r1kit.interop.checkpoint import load_pretrained
+from r1kit.interop.checkpoint import load_config, load_pretrained
 from r1kit.model.transformer import Transformer
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_settings
 from r1kit.train.optim import adamw, muon_adamw
@@ -51,6 +52,7 @@ class SFTConfig(RunConfig):
     """SFT's own fields; the run-level ones (data, out_dir, budgets, logging, saving, evaluation,
     device, dtype) are RunConfig's (r1kit.train.loop)."""
 
+    init: str | None = Field(None, description="start from this checkpoint's weights and tokenizer (continued SFT, RL's equal-minutes baseline); None = a fresh model. The model: section must then be absent")
     tokenizer: str | None = Field(None, description="directory holding tokenizer.json; None = train a BPE on the training text")
     vocab_size: int = Field(1024, ge=64, description="BPE size when training a tokenizer; on toy maths ~500 makes names and items single tokens, 1024 also common phrases: prompts 58 -> 44 tokens, 20% more SFT steps a minute, 10.0% vs 5.8% at 10 minutes, same at 20 (docs/benchmarks.md)")
     max_len: int = Field(256, ge=16, description="examples longer than this many tokens are dropped (and counted)")
@@ -84,6 +86,8 @@ class SFTConfig(RunConfig):
     def _check(self) -> "SFTConfig":
         if self.decay_by == "minutes" and self.max_minutes is None:
             raise ValueError("decay_by='minutes' needs max_minutes (the budget the schedule decays over)")
+        if self.init is not None and self.tokenizer is not None:
+            raise ValueError("init brings its checkpoint's tokenizer; drop tokenizer")
         if self.muon_lr is not None and self.optimizer != "muon":
             raise ValueError(f"muon_lr is the Muon group's rate; optimizer={self.optimizer!r} has no Muon group (drop muon_lr or use 'muon')")
         return self
@@ -99,8 +103,12 @@ def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig
     if bad:
         raise config_mod.ConfigError(f"overrides must name their section (model.dim=128, sft.lr=1e-3): {bad}")
     data = config_mod.apply_overrides(data, overrides)
-    model_cfg = config_mod.model_config_from(data.get("model") or {}, section="model")
-    return model_cfg, config_mod.build(SFTConfig, data.get("sft") or {}, "sft")
+    sft_cfg = config_mod.build(SFTConfig, data.get("sft") or {}, "sft")
+    if sft_cfg.init is not None:  # continued SFT: the model is the checkpoint's
+        if data.get("model"):
+            raise config_mod.ConfigError(f"sft.init={sft_cfg.init} brings its own model; remove the model: section and model.* overrides")
+        return load_config(sft_cfg.init), sft_cfg
+    return config_mod.model_config_from(data.get("model") or {}, section="model"), sft_cfg
 
 
 # ----------------------------------------------------------------------------- data
@@ -207,6 +215,9 @@ def train_sft(
         model = load_pretrained(last)
         saved = model.config.model_dump(exclude={"vocab_size"})  # the vocabulary comes from the tokenizer
         check_same_settings(saved, model_cfg.model_dump(exclude={"vocab_size"}), "model")
+    elif cfg.init:
+        tok = Tokenizer.load(cfg.init)
+        model = load_pretrained(cfg.init)
     else:
         if cfg.tokenizer:
             tok = Tokenizer.load(cfg.tokenizer)
