@@ -385,6 +385,40 @@ def test_toy_reward_raises_the_favoured_tokens_probability(toy, tmp_path):
     assert sum(rewards[-2:]) > sum(rewards[:2]), rewards
 
 
+def test_dynamic_sampling_trains_only_groups_whose_rewards_differ(toy, tmp_path, monkeypatch):
+    """A reward that is constant on temperature questions and varies on the others: with
+    dynamic_sampling the update sees only varying groups, P of them, drawn over extra rounds; a
+    reward constant everywhere falls back to the first round's groups (zero advantage)."""
+    seen = []
+    monkeypatch.setattr(grpo, "group_advantages", lambda r, mode: seen.append(r.clone()) or group_advantages(r, mode))
+
+    def constant_on_temperatures(texts, question, **columns):
+        return [1.0 if "degrees" in q else len(set(t)) / 10 for t, q in zip(texts, question)]
+
+    zero = ["rl.accuracy_weight=0", "rl.step_validity_weight=0", "rl.efficiency_weight=0", "rl.max_new_tokens=8",
+            "rl.ppo_epochs=1", "rl.prompts_per_step=4", "rl.group_size=4"]
+    examples = load_examples(toy / "train.jsonl").examples
+    assert 0.2 < sum("degrees" in e.question for e in examples) / len(examples) < 0.8  # precondition: both kinds
+
+    def run(name, fn, *overrides):
+        seen.clear()
+        train_rl(_cfg(toy, tmp_path / name, "rl.max_steps=2", *zero, *overrides), toy / "init", progress=False, reward_fns=[fn])
+        return [r.clone() for r in seen], _records(tmp_path / name)
+
+    plain, _ = run("plain", constant_on_temperatures)
+    assert any((r == r[:, :1]).all(-1).any() for r in plain)  # without it, constant groups reach the update
+    dynamic, records = run("dynamic", constant_on_temperatures, "rl.dynamic_sampling=8")
+    for rewards_PG, record in zip(dynamic, records):
+        assert rewards_PG.shape == (4, 4) and not (rewards_PG == rewards_PG[:, :1]).all(-1).any()
+        assert record["sampled_groups"] % 4 == 0 and record["sampled_groups"] >= 4
+        varying = record["sampled_groups"] * (1 - record["all_equal_groups"])
+        assert 4 <= round(varying) < 8  # rounds stop once 4 varying groups are in hand
+    assert any(r["sampled_groups"] > 4 for r in records)
+    flat, records = run("flat", lambda texts, **c: [0.5] * len(texts), "rl.dynamic_sampling=2")
+    assert all(r.shape == (4, 4) and (r == 0.5).all() for r in flat)
+    assert all(r["sampled_groups"] == 12 and r["all_equal_groups"] == 1.0 for r in records)
+
+
 def test_non_finite_loss_skips_the_step(toy):
     model = load_pretrained(toy / "init")
     cfg = RLConfig(train_data="x", lr=1e-2)

@@ -40,9 +40,11 @@ The variant, and where it follows or departs from the papers
   per-completion 1/|o_i|, which favours long wrong answers (their per-token penalty is diluted);
   r1kit does too, but divides by the batch's token count (DAPO) rather than Dr. GRPO's constant.
   DAPO (Yu et al. 2025). Followed: token-level normalisation, sum over all response tokens of the
-  batch / their number (TRL's "dapo"/"bnpo"), so every token weighs the same. Not taken:
-  clip-higher, dynamic sampling (dropping all-equal groups), overlong filtering and shaping
-  (completions cut at max_new_tokens are trained on like the others).
+  batch / their number (TRL's "dapo"/"bnpo"), so every token weighs the same; dynamic sampling as
+  an option (`dynamic_sampling` = N: groups whose rewards are all equal are dropped and up to N
+  more rounds of fresh problems are rolled out to fill the batch; DAPO oversamples the same way).
+  Not taken: clip-higher, overlong filtering and shaping (completions cut at max_new_tokens are
+  trained on like the others).
   Log-probs are those of logits / temperature, as TRL computes them, so the ratio compares the
   distribution that sampled; top-p truncation is not modelled in the ratio.
   Process credit (credit="process", off by default): DeepSeekMath's GRPO with process supervision
@@ -92,7 +94,8 @@ Metrics (out_dir/metrics.jsonl, one line per log_every steps, averaged over them
   reward, reward_std (over the step's rollouts), accuracy, step_validity, efficiency (component
   means, efficiency before efficiency_only_if_correct), reward_extra (with reward_fns),
   response_tokens, truncated (share without a stop token), all_equal_groups (share of groups with
-  zero advantage), loss, clip_fraction, kl (beta > 0), entropy (mean per response token),
+  zero advantage; with dynamic_sampling, of every group sampled, and then sampled_groups and
+  sampled_accuracy count them, the other figures being the trained batch's), loss, clip_fraction, kl (beta > 0), entropy (mean per response token),
   routing_mismatch (MoE), grad_norm, skipped (optimiser steps skipped for a non-finite loss or
   gradient), rollout_tokens_per_s (completion tokens / rollout time), update_tokens_per_s
   (ppo_epochs x prompt+completion tokens / time of the old, reference and update passes), lr,
@@ -176,6 +179,7 @@ class RLConfig(RunConfig):
     step_validity: Literal["article", "at_least_optimal"] = Field(TRAINING_REWARD.step_validity, description="'at_least_optimal' valid / max(steps, optimal): cutting steps cannot raise it (the article's share of written steps was gamed so, docs/benchmarks.md); 'article' valid / steps written (S11)")
     question_coverage: bool = Field(TRAINING_REWARD.question_coverage, description="scale step validity by the share of the question's numbers that valid steps use (reward.question_coverage): chains of valid steps on constants that ignore the question, which GRPO learnt, stop paying (docs/benchmarks.md); False = S11's term")
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
+    dynamic_sampling: int = Field(0, ge=0, description="DAPO's dynamic sampling: up to this many more rollout rounds a step, on fresh problems, until prompts_per_step groups with differing rewards are in hand (an all-equal group has zero advantage and only dilutes the batch); 0 = off")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
 
@@ -214,12 +218,15 @@ def rollout_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) << 20
 
 
-def rollout(model: Transformer, tok: Tokenizer, prompt_ids: list[list[int]], cfg: RLConfig, step: int) -> list[list[int]]:
+def rollout(model: Transformer, tok: Tokenizer, prompt_ids: list[list[int]], cfg: RLConfig, step: int,
+            first_prompt: int = 0) -> list[list[int]]:
     """`group_size` sampled completions per prompt, prompt-major (rows p*G .. p*G + G-1 answer prompt
     p), each with its stop token when one ended it. One engine request per prompt with n = G, so
-    the group shares one prefill of its prompt. The only place rollouts are made."""
+    the group shares one prefill of its prompt. The only place rollouts are made. `first_prompt`
+    numbers the prompts of a step's later rounds (dynamic sampling) on from the earlier ones', so
+    every prompt of a step samples its own stream."""
     model.eval()
-    base = rollout_seed(cfg.seed, step)
+    base = rollout_seed(cfg.seed, step) + first_prompt
     params = [SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                              seed=base + p, n=cfg.group_size, stop_token_ids=[tok.eos_id])
               for p in range(len(prompt_ids))]
@@ -479,20 +486,48 @@ def train_rl(
                                       "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
     P, G = cfg.prompts_per_step, cfg.group_size
 
+    def sample_groups(step: int):
+        """The step's problems, completions, rewards and reward parts, prompt-major. With
+        dynamic_sampling, only groups whose rewards differ, up to P, drawn over up to
+        1 + dynamic_sampling rounds of P fresh problems (round r's order is seeded by seed + r);
+        when no group differs, the first round's (zero advantages: a step that changes nothing)."""
+        kept = ([], [], [], {})  # problem indices, completions, rewards, reward parts
+        sampled = {"groups": 0, "all_equal": 0, "tokens": 0, "correct": 0.0}
+        first = None
+        for round_ in range(1 + cfg.dynamic_sampling):
+            idx = batch_indices(lengths, P, step, cfg.seed + 1_000_003 * round_)
+            with loop.autocast():
+                completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step, first_prompt=round_ * P)
+            rewards, parts = completion_rewards(tok, completions, [pool[i] for i in idx for _ in range(G)], cfg, reward_fns)
+            first = first or (idx, completions, rewards, parts)
+            sampled["groups"] += P
+            sampled["tokens"] += sum(map(len, completions))
+            sampled["correct"] += sum(parts["accuracy"])
+            for p, i in enumerate(idx):
+                rows = slice(p * G, (p + 1) * G)
+                equal = len(set(rewards[rows])) == 1
+                sampled["all_equal"] += equal
+                if cfg.dynamic_sampling and (equal or len(kept[0]) == P):
+                    continue
+                kept[0].append(i)
+                kept[1].extend(completions[rows])
+                kept[2].extend(rewards[rows])
+                for k, v in parts.items():
+                    kept[3].setdefault(k, []).extend(v[rows])
+            if len(kept[0]) == P:
+                break
+        return (*(kept if kept[0] else first), sampled)
+
     def train_step(step: int, train_seconds: float) -> dict:
         t0 = time.perf_counter()
         lr = warmup_lr(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = batch_indices(lengths, P, step, cfg.seed)
+        idx, completions, rewards, parts, sampled = sample_groups(step)
+        t_rollout = time.perf_counter() - t0
         examples = [pool[i] for i in idx for _ in range(G)]
         prompt_rows = [prompts[i] for i in idx for _ in range(G)]
-
-        with loop.autocast():
-            completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step)
-        t_rollout = time.perf_counter() - t0
-        rewards, parts = completion_rewards(tok, completions, examples, cfg, reward_fns)
-        rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(P, G)
+        rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(len(idx), G)
         advantages_N = group_advantages(rewards_PG, cfg.advantage).flatten().float()
         if cfg.credit == "process":
             segments = [completion_segments(tok, c, ex, cfg, r, sv, cov) for c, ex, r, sv, cov
@@ -508,7 +543,11 @@ def train_rl(
         t_update = time.perf_counter() - t1
 
         record = _step_record(rewards_PG, parts, completions, passes, tok.eos_id, bool(reward_fns))
-        record["rollout_tokens_per_s"] = record["response_tokens"] * len(completions) / t_rollout
+        if cfg.dynamic_sampling:  # the share among all groups sampled, and the work it took
+            record["all_equal_groups"] = sampled["all_equal"] / sampled["groups"]
+            record["sampled_groups"] = sampled["groups"]
+            record["sampled_accuracy"] = sampled["correct"] / (sampled["groups"] * G)
+        record["rollout_tokens_per_s"] = sampled["tokens"] / t_rollout
         record["update_tokens_per_s"] = cfg.ppo_epochs * sum(map(len, prompt_rows + completions)) / t_update
         record["lr"] = lr
         if record["skipped"]:
