@@ -8,7 +8,7 @@ import pytest
 
 from r1kit.data.schema import question_hash
 from r1kit.data.synth import synth, synth_splits
-from r1kit.data.synth.grammar import FOLLOW_UP, GRAMMAR, splits_with_grammar
+from r1kit.data.synth.grammar import FACTORS, FOLLOW_UP, GRAMMAR, ONE_UNSEEN, splits_with_grammar
 from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
 from r1kit.reward.steps import check_steps, extract_steps
 
@@ -55,6 +55,27 @@ def test_the_unseen_side_shares_no_situation_frame_or_generic_verb_with_training
     nouns = {n for s in train for n in s.items}
     for e in synth(300, 2, steps=(2, 3), templates=[GRAMMAR["unseen"]]):
         assert not any(re.search(rf"\b{n}\b", e.question) for n in nouns), e.question
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_a_one_factor_set_takes_that_factor_from_the_unseen_side_and_the_rest_from_training(factor, monkeypatch):
+    # every frame, generic verb and distractor marked with its side, so the text shows where each came from
+    for side in ("train", "unseen"):
+        mark = "Zu" if side == "unseen" else "Zt"
+        for kind in FRAMES:
+            monkeypatch.setitem(FRAMES[kind], side, tuple(f"{mark}frame {f}" for f in FRAMES[kind][side]))
+        monkeypatch.setitem(DISTRACTORS, side, tuple(f"{mark}distractor {f}" for f in DISTRACTORS[side]))
+        monkeypatch.setitem(GAIN, side, (f"{mark}verb",))
+        monkeypatch.setitem(LOSE, side, (f"{mark}verb",))
+    examples = synth(200, 3, steps=(2, 3), templates=[ONE_UNSEEN[factor]])
+    text = " ".join(e.question for e in examples)
+    for part in ("frame", "verb", "distractor"):
+        assert (f"Zu{part}" in text) == (factor == f"{part}s") == (f"Zt{part}" not in text), part
+    for e in examples:
+        assert e.meta["unseen_factor"] == factor and e.meta["split"] == "train"
+        side = "unseen" if factor == "situations" else "train"
+        assert e.meta["situation"] in {s.name for s in SITUATIONS[side]}
+        assert all(c.valid for c in check_steps(extract_steps("\n".join(e.steps)), e.question)), e.question
 
 
 def test_splits_with_grammar_mix_the_sides_reproducibly_and_share_no_question():

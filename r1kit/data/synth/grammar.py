@@ -31,12 +31,20 @@ _HEADS = ("start", "groups", "rate")  # start: no step; groups, rate: one
 _ENDS = ("ask", "share", "pack", "times")  # ask: no step; the others: one
 
 
-class _Writer:
-    """The sentences of one problem: who it is about, and how its numbers and frames are written."""
+# the held-out factors of the unseen side; a diagnostic set takes one from the unseen side and the
+# rest from training's, to see which one the model cannot read (benchmarks/phrasing_factors.py)
+FACTORS = ("situations", "frames", "verbs", "distractors")
 
-    def __init__(self, d: Draft, split: str):
-        self.d, self.split = d, split
-        self.situation = d.pick(SITUATIONS[split])
+
+class _Writer:
+    """The sentences of one problem: who it is about, and how its numbers and frames are written.
+    Each factor is drawn from `split`'s side, but `unseen_factor` from the unseen side."""
+
+    def __init__(self, d: Draft, split: str, unseen_factor: str | None = None):
+        if unseen_factor is not None and unseen_factor not in FACTORS:
+            raise ValueError(f"unseen_factor must be one of {FACTORS}, got {unseen_factor!r}")
+        self.d, self.split, self.unseen_factor = d, split, unseen_factor
+        self.situation = d.pick(SITUATIONS[self.side("situations")])
         self.items = d.pick(self.situation.items)
         self.person = d.person()
         self.other = d.pick([p for p in PEOPLE if p.name != self.person.name])
@@ -46,6 +54,9 @@ class _Writer:
         self.reading: list[str | None] = []  # per step, the sentences it reads its numbers from (None: none new)
         self._unread: list[str] = []  # statements said since the last step
 
+    def side(self, factor: str) -> str:
+        return "unseen" if factor == self.unseen_factor else self.split
+
     def number(self, n: int) -> str:
         if n < len(NUMBER_WORDS) and self.d.rng.random() < WORDS_SHARE:
             return NUMBER_WORDS[n]
@@ -53,12 +64,13 @@ class _Writer:
 
     def verb(self, kind: str) -> str:
         own = self.situation.gain if kind == "gain" else self.situation.lose
-        generic = (GAIN if kind == "gain" else LOSE)[self.split]
+        generic = (GAIN if kind == "gain" else LOSE)[self.side("verbs")]
         return self.d.pick(own + generic)
 
     def say(self, kind: str, **numbers: int) -> None:
-        frame = self.d.pick(FRAMES[kind][self.split])
-        self.frames.append(f"{kind}{FRAMES[kind][self.split].index(frame)}")
+        frames = FRAMES[kind][self.side("frames")]
+        frame = self.d.pick(frames)
+        self.frames.append(f"{kind}{frames.index(frame)}")
         verb = self.verb("lose" if kind in ("lose", "follow_lose") else "gain")
         text = self.fill(frame, v=verb, **{k: self.number(v) for k, v in numbers.items()})
         self.sentences.append(text)
@@ -85,16 +97,19 @@ class _Writer:
 
     def distract(self) -> None:
         """One sentence with a number no step uses, anywhere but first and last."""
-        frame = self.d.pick(DISTRACTORS[self.split])
+        frame = self.d.pick(DISTRACTORS[self.side("distractors")])
         sentence = self.fill(frame, x=self.number(self.d.num(2, 99)))
         self.sentences.insert(self.d.rng.randint(1, len(self.sentences) - 1), sentence)
 
 
-def build(d: Draft, k: int, split: str) -> str:
-    """A k-step problem on `split`'s side ("train" or "unseen"); its steps are recorded on `d`."""
-    w = _compose(d, k, split)
+def build(d: Draft, k: int, split: str, unseen_factor: str | None = None) -> str:
+    """A k-step problem on `split`'s side ("train" or "unseen"), but for `unseen_factor` (one of
+    FACTORS) drawn from the unseen side; its steps are recorded on `d`."""
+    w = _compose(d, k, split, unseen_factor=unseen_factor)
     d.meta = {"split": split, "situation": w.situation.name, "frames": w.frames,
               "distractor": len(w.sentences) > len(w.frames), "reading": w.reading}
+    if unseen_factor:
+        d.meta["unseen_factor"] = unseen_factor
     return " ".join(w.sentences)
 
 
@@ -118,9 +133,9 @@ def build_follow_up(d: Draft, k: int, split: str) -> str:
     return w.sentences[0]
 
 
-def _compose(d: Draft, k: int, split: str, end: str | None = None) -> _Writer:
+def _compose(d: Draft, k: int, split: str, end: str | None = None, unseen_factor: str | None = None) -> _Writer:
     """The sentences of a k-step chain ending with `end` (None: any), written and stepped on `d`."""
-    w = _Writer(d, split)
+    w = _Writer(d, split, unseen_factor)
     head = d.pick(_HEADS)
     end = end or d.pick(_ENDS)
     middle = k - (head != "start") - (end != "ask")  # steps left for gains and losses
@@ -167,6 +182,9 @@ def _compose(d: Draft, k: int, split: str, end: str | None = None) -> _Writer:
 
 GRAMMAR = {split: Template(f"grammar_{split}", (1, 2, 3, 4, 5), partial(build, split=split)) for split in SITUATIONS}
 FOLLOW_UP = {split: Template(f"follow_up_{split}", (1,), partial(build_follow_up, split=split)) for split in SITUATIONS}
+# training's side with one factor from the unseen side: diagnostic sets, never training data
+ONE_UNSEEN = {factor: Template(f"grammar_unseen_{factor}", (1, 2, 3, 4, 5), partial(build, split="train", unseen_factor=factor))
+              for factor in FACTORS}
 
 
 def splits_with_grammar(n_train: int, n_test: int, n_unseen: int, seed: int, grammar_share: float,
