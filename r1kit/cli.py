@@ -156,6 +156,7 @@ def _op_weights_arg(text: str) -> dict[str, float]:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    import dataclasses
     from collections import Counter
 
     from r1kit.data import schema as data, synth
@@ -218,6 +219,8 @@ def cmd_data(args: argparse.Namespace) -> None:
             outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
         else:
             outputs = [(synth.synth(args.n, args.seed, steps=steps, **knobs), args.out, steps)]
+        if args.answers_only:  # RL data: the reward reads the answer, and no trace is given away
+            outputs[0] = ([dataclasses.replace(e, steps=[]) for e in outputs[0][0]], *outputs[0][1:])
         for examples, path, (lo, hi) in outputs:
             data.write_jsonl(path, examples)
             used = sorted({e.meta["template"] for e in examples})
@@ -409,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this share of the grammar's problems as a dialogue's follow-up question (the demo's: 0.2)")
     q.add_argument("--follow-up-n", type=_at_least(1), help="also write this many held-out follow-up questions (unseen side)")
     q.add_argument("--follow-up-out", help="JSONL file for the held-out follow-ups")
+    q.add_argument("--answers-only", action="store_true",
+                   help="write --out's problems without their steps: questions and final answers, for RL (held-out sets keep theirs)")
     q.set_defaults(func=cmd_data)
     q = data_sub.add_parser("gsm8k-scale", help="GSM8K problems at the demo's scale (2-3 whole-number steps), for evaluation")
     q.add_argument("file", help="GSM8K JSONL (question, answer with <<annotations>> and '#### N')")

@@ -10,6 +10,7 @@ from r1kit.cli import main
 from r1kit.data.schema import load_examples
 from r1kit.evaluate import evaluate, pass_at_k, sampled_accuracy
 from r1kit.data.tokenizer import Tokenizer
+from r1kit.recipes.data import EVAL_SETS, HARD_STEPS, RL_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,13 @@ def test_quick_demo_writes_every_artefact(run):
         assert f"plots/{plot}.png" in report
     meta = json.loads((run / "run.json").read_text())
     assert meta["quick"] and set(meta["minutes_per_stage"]) == {"data", "sft", "sft_eval", "rl", "rl_eval", "report"}
+    # RL trains on the harder problems with questions and answers only, and is evaluated on held-out ones
+    assert meta["configs"]["rl"]["train_data"] == str(run / "data" / "rl_train.jsonl")
+    rl_train, hard = (load_examples(run / "data" / f"{name}.jsonl").examples for name in ("rl_train", "hard"))
+    assert all(e.steps == [] and e.answer for e in rl_train) and all(len(e.steps) == HARD_STEPS for e in hard)
+    assert {e.optimal_steps for e in hard} == {HARD_STEPS} and not {e.question for e in rl_train} & {e.question for e in hard}
+    assert {e.optimal_steps for e in rl_train} <= set(range(RL_STEPS[0], RL_STEPS[1] + 1))
+    assert set(json.loads((run / "summary.json").read_text())["stages"]["rl"]) == set(EVAL_SETS)
 
 
 def test_metrics_and_report_agree_with_a_separate_evaluation(run):
@@ -43,7 +51,7 @@ def test_metrics_and_report_agree_with_a_separate_evaluation(run):
     assert summary["minutes"]["sft"] > 0 and summary["minutes"]["rl"] > 0
     for name in ("sft", "rl"):
         model, tok = load_pretrained(run / name / "final"), Tokenizer.load(run / name / "final")
-        for set_name, file in (("test", "eval.json"), ("unseen", "eval_unseen.json"), ("follow_up", "eval_follow_up.json")):
+        for set_name, file in EVAL_SETS.items():
             saved = json.loads((run / name / file).read_text())
             examples = load_examples(run / "data" / f"{set_name}.jsonl").examples
             again = evaluate(model, tok, examples, batch_size=40, max_new_tokens=64).summary()

@@ -93,7 +93,7 @@ def test_claims_trains_with_the_files_settings(tmp_path, monkeypatch):
 
     monkeypatch.setattr(claims, "train_sft", capture("sft"))
     monkeypatch.setattr(claims, "train_rl", capture("rl"))
-    data = {"train": tmp_path / "train.jsonl", "test": tmp_path / "test.jsonl"}
+    data = {name: tmp_path / f"{name}.jsonl" for name in ("train", "test", "rl_train", "hard")}
     with pytest.raises(Captured):
         claims._sft_run("sft_dense", tmp_path, data, 2.5, 7, False, ({}, {}, {}))
     with pytest.raises(Captured):
@@ -105,10 +105,11 @@ def test_claims_trains_with_the_files_settings(tmp_path, monkeypatch):
     assert model_cfg.model_dump(exclude={"attention"}) == file_model.model_dump(exclude={"attention"})
     assert _changed(sft, file_sft) <= SFT_BUDGET | PATHS and sft.max_minutes == 2.5 and sft.seed == 7
     assert _changed(rl, file_rl) <= RL_BUDGET | PATHS | set(claims.REWARDS["composite"]) and rl.max_minutes == 1.5
+    assert sft.train_data == str(data["train"]) and rl.train_data == str(data["rl_train"])  # RL: the demo's harder problems
 
 
 def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tmp_path, capsys):
-    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=0, n_unseen=30, n_follow_up=20)
+    paths = demo_data(tmp_path / "demo", n_train=300, n_test=40, seed=0, n_unseen=30, n_follow_up=20, n_hard=20, n_rl=50)
     train, test, unseen, follow_up = (load_examples(paths[k]).examples for k in ("train", "test", "unseen", "follow_up"))
     assert (len(train), len(test), len(unseen), len(follow_up)) == (300, 40, 30, 20)
     assert {e.optimal_steps for e in train} == {1, 2, 3, 4} and {e.optimal_steps for e in test + unseen} == {2, 3}
@@ -125,6 +126,17 @@ def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tm
     assert "wrote 40 problems (2-3 steps" in capsys.readouterr().out
     for path, name in zip((out, test_out, unseen_out, follow_up_out), names):
         assert path.read_bytes() == paths[name].read_bytes()
+    # RL's sets: harder problems, its training ones without steps, no question shared with any other set
+    rl_out, hard_out = tmp_path / "cli" / "rl_train.jsonl", tmp_path / "cli" / "hard.jsonl"
+    earlier = [arg for name in names for arg in ("--exclude", str(tmp_path / "cli" / f"{name}.jsonl"))]
+    assert main(["data", "synth", "--n", "50", "--seed", "0", "--steps", "2-5", "--test-steps", "5", "--max-operand", "100",
+                 "--answers-only", *earlier, "--out", str(rl_out), "--test-n", "20", "--test-out", str(hard_out)]) == 0
+    assert rl_out.read_bytes() == paths["rl_train"].read_bytes() and hard_out.read_bytes() == paths["hard"].read_bytes()
+    rl_train, hard = (load_examples(paths[k]).examples for k in ("rl_train", "hard"))
+    assert all(not e.steps for e in rl_train) and all(len(e.steps) == 5 for e in hard)
+    assert {e.optimal_steps for e in rl_train} == {2, 3, 4, 5}
+    hashes += [{question_hash(e.context) for e in split} for split in (rl_train, hard)]
+    assert sum(map(len, hashes)) == len(set().union(*hashes)) == 300 + 40 + 30 + 20 + 50 + 20
 
     claims_data = claims._data(tmp_path / "claims", 300, 40, 0)
     assert claims_data["train"].read_bytes() == paths["train"].read_bytes()

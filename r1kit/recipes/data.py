@@ -12,13 +12,23 @@ operands below 100; no question shared between the sets (by question hash).
         --test-out DIR/test.jsonl --unseen-n 500 --unseen-out DIR/unseen.jsonl \\
         --follow-up-n 300 --follow-up-out DIR/follow_up.jsonl
 
-writes what `demo_data(DIR, seed=S)` writes (a test checks it).
+writes what `demo_data(DIR, seed=S)` writes (a test checks it). RL's problems come after them:
+held-out 5-step ones, one step past the longest trace SFT sees (`hard`), and RL's training
+problems of 2-5 steps as questions and final answers only (`rl_train`), sharing no question with
+any set above:
+
+    r1kit data synth --n 4000 --seed S --steps 2-5 --test-steps 5 --max-operand 100 --answers-only \\
+        --exclude DIR/train.jsonl --exclude DIR/test.jsonl --exclude DIR/unseen.jsonl \\
+        --exclude DIR/follow_up.jsonl --out DIR/rl_train.jsonl --test-n 500 --test-out DIR/hard.jsonl
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from r1kit.data.schema import write_jsonl
+
+from r1kit.data.schema import question_hash, write_jsonl
+from r1kit.data.synth import synth_splits
 from r1kit.data.synth.grammar import splits_with_grammar
 
 TRAIN_STEPS = (1, 4)  # around the target's 2-3: training on 2-3-step problems alone did no better (25.8% vs 28.0%, docs/benchmarks.md)
@@ -30,13 +40,28 @@ N_UNSEEN = 500  # template-held-out problems, reported beside the test set's
 GRAMMAR_SHARE = 0.5  # of the training problems, from the phrasing grammar (docs/benchmarks.md, "Reading beyond the templates")
 FOLLOW_UP_SHARE = 0.2  # of the grammar's problems, a dialogue's follow-up question ("Then she gives away 10. How many now?")
 N_FOLLOW_UP = 300  # held-out follow-ups (the grammar's unseen side)
+HARD_STEPS = 5  # RL's held-out set: one step past SFT's longest traces, where the SFT model still solves a few (3.5% greedy, pass@8 6%) and RL gains (docs/benchmarks.md)
+RL_STEPS = (2, 5)  # RL's training problems: a quarter at HARD_STEPS; on 5-step problems alone GRPO gained there but lost 19 points on 2-3 steps (docs/benchmarks.md)
+N_HARD = 500  # held-out hard problems: the RL target's >= 500 paired problems
+N_RL = 4000  # RL's training problems, questions and answers only: more than a 15-minute run's ~3,400 prompts
+
+# the held-out sets each stage is evaluated on, by name, and the file its summary goes to: in-template
+# (the templates' own test set), template-held-out (situations, frames and verbs never trained on),
+# follow-up questions of dialogues on that unseen side, and RL's harder problems
+EVAL_SETS = {"test": "eval.json", "unseen": "eval_unseen.json", "follow_up": "eval_follow_up.json", "hard": "eval_hard.json"}
 
 
 def demo_data(out_dir: str | Path, n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = 0,
-              n_unseen: int = N_UNSEEN, n_follow_up: int = N_FOLLOW_UP) -> dict[str, Path]:
-    """Write the demo's sets to OUT_DIR/{train,test,unseen,follow_up}.jsonl; their paths by name."""
+              n_unseen: int = N_UNSEEN, n_follow_up: int = N_FOLLOW_UP, n_hard: int = N_HARD,
+              n_rl: int = N_RL) -> dict[str, Path]:
+    """Write the demo's sets to OUT_DIR/{train,test,unseen,follow_up,rl_train,hard}.jsonl; their
+    paths by name."""
     sets = splits_with_grammar(n_train, n_test, n_unseen, seed, GRAMMAR_SHARE, FOLLOW_UP_SHARE, n_follow_up,
                                steps=TRAIN_STEPS, test_steps=TEST_STEPS, max_operand=MAX_OPERAND)
+    taken = {question_hash(e.context) for examples in sets.values() for e in examples}
+    rl_train, sets["hard"] = synth_splits(n_rl, n_hard, seed, steps=RL_STEPS, test_steps=HARD_STEPS,
+                                          max_operand=MAX_OPERAND, exclude=taken)
+    sets["rl_train"] = [dataclasses.replace(e, steps=[]) for e in rl_train]  # RL is given no trace
     paths = {name: Path(out_dir) / f"{name}.jsonl" for name in sets}
     for name, examples in sets.items():
         write_jsonl(paths[name], examples)

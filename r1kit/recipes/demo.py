@@ -6,17 +6,20 @@ Stages (each shows progress; the time budget is split between the two trainings)
   1. data       the demo's data recipe (r1kit.recipes.data): 90,000 training problems (1-4 steps,
                 operands below 100, half from the phrasing grammar), 500 held-out problems (2-3
                 steps) from the templates and 500 template-held-out ones, sharing no question;
+                RL's harder problems (5 steps: traces SFT never saw), questions and answers only,
+                and 500 held out;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
                 model (MoE with load-penalty routing + multi-scale attention), ~55% of the budget;
-  3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on both
-                held-out sets;
-  4. GRPO       RL from the SFT checkpoint with the composite reward, ~20% of the budget;
+  3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on each
+                held-out set (recipes.data.EVAL_SETS: test, unseen, follow_up, hard);
+  4. GRPO       RL from the SFT checkpoint with the composite reward on the harder problems, ~20%
+                of the budget;
   5. eval       the same evaluation on the RL model;
   6. report     runs/demo/report.md with its plots (r1kit.recipes.report), runs/demo/summary.json
                 (minutes and accuracies per stage and set, for scripts) and runs/demo/final, the
                 model to chat with.
 Evaluation uses exactly `r1kit eval`'s settings, so `r1kit eval runs/demo/sft/final --data
-runs/demo/data/test.jsonl runs/demo/data/unseen.jsonl --n N` reproduces the report's numbers.
+runs/demo/data/test.jsonl runs/demo/data/unseen.jsonl runs/demo/data/hard.jsonl --n N` reproduces the report's numbers.
 
 The settings are configs/demo.yaml's (model, sft) and configs/rl_demo.yaml's (rl), as `r1kit train`
 reads them (r1kit.recipes.configs); the demo changes only the budgets (`plan`), the paths and the
@@ -37,7 +40,7 @@ from r1kit.data.tokenizer import Tokenizer
 from r1kit.evaluate import evaluate, print_table
 from r1kit.interop.checkpoint import atomic_directory, load_pretrained
 from r1kit.recipes.configs import demo_configs
-from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data
+from r1kit.recipes.data import EVAL_SETS, N_RL, N_TEST, N_TRAIN, demo_data
 from r1kit.recipes.report import write_report
 from r1kit.train.grpo import RLConfig, train_rl
 from r1kit.train.loop import RunDirError
@@ -49,7 +52,8 @@ class DemoPlan:
     """What a demo run changes in configs/demo.yaml and configs/rl_demo.yaml; `plan` sizes it."""
 
     n_train: int
-    n_test: int
+    n_test: int  # of each held-out set
+    n_rl: int  # RL's training problems
     model: dict  # changes to the model section (nested as in the file)
     sft: dict  # changes to the sft section
     rl: dict  # changes to the rl section
@@ -57,9 +61,9 @@ class DemoPlan:
 
 # Shares of the budget: evaluation, data and the report take the rest (about a quarter).
 SFT_SHARE, RL_SHARE = 0.55, 0.2
-# Measured on 2 CPU cores (docs/benchmarks.md): a GRPO step of 16 prompts x 8 samples (2 passes)
-# takes ~5 s. (SFT needs no such figure: its schedule decays over its minutes.)
-RL_STEPS_PER_MINUTE = 12
+# A cap on RL's steps, above the ~14 a minute measured on 2 CPU cores (16 prompts x 8 samples of
+# 5-step problems, 2 passes): the clock ends the run. (SFT's schedule decays over its minutes.)
+RL_STEPS_PER_MINUTE = 20
 
 # `--quick`: the pipeline on the tiny model with small data, every stage in about a minute: a smoke
 # run, not a result. What it changes in the files; everything else is the demo's own setting.
@@ -67,6 +71,7 @@ QUICK = {
     "data": {
         "n_train": 2000,  # about one epoch of 150 steps of 16
         "n_test": 40,  # one evaluation batch
+        "n_rl": 200,  # more than the 6 steps x 4 prompts RL takes
     },
     "model": {
         "preset": "tiny",  # a training step in milliseconds, every mechanism on
@@ -101,18 +106,17 @@ def plan(minutes: float = 20.0, quick: bool = False) -> DemoPlan:
     if quick:
         return DemoPlan(**QUICK["data"], model=dict(QUICK["model"]), sft=dict(QUICK["sft"]), rl=dict(QUICK["rl"]))
     sft_minutes, rl_minutes = SFT_SHARE * minutes, RL_SHARE * minutes
-    return DemoPlan(n_train=N_TRAIN, n_test=N_TEST, model={}, sft={"max_minutes": sft_minutes},
+    return DemoPlan(n_train=N_TRAIN, n_test=N_TEST, n_rl=N_RL, model={}, sft={"max_minutes": sft_minutes},
                     rl={"max_minutes": rl_minutes, "max_steps": max(5, int(RL_STEPS_PER_MINUTE * rl_minutes))})
 
 
 def resolve(p: DemoPlan, out: Path, seed: int) -> tuple[ModelConfig, SFTConfig, RLConfig]:
     """The configurations a run trains with: the files' with the plan's changes, the run's paths
     and its seed."""
-    train_data = str(out / "data" / "train.jsonl")
     # eval_data None: the demo evaluates each final model on the whole test set (stages 3 and 5);
     # periodic evaluation during training would spend minutes outside the budget
-    sft = {**p.sft, "train_data": train_data, "eval_data": None, "out_dir": str(out / "sft"), "seed": seed}
-    rl = {**p.rl, "train_data": train_data, "eval_data": None, "out_dir": str(out / "rl"), "seed": seed}
+    sft = {**p.sft, "train_data": str(out / "data" / "train.jsonl"), "eval_data": None, "out_dir": str(out / "sft"), "seed": seed}
+    rl = {**p.rl, "train_data": str(out / "data" / "rl_train.jsonl"), "eval_data": None, "out_dir": str(out / "rl"), "seed": seed}
     return demo_configs(p.model, sft, rl)
 
 
@@ -134,9 +138,10 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
         timings[name] = time.perf_counter()
 
     stage("data", "1/6 data: synthetic verifiable maths problems")
-    data = demo_data(out / "data", p.n_train, p.n_test, seed, n_unseen=p.n_test, n_follow_up=p.n_test)
+    data = demo_data(out / "data", p.n_train, p.n_test, seed, n_unseen=p.n_test, n_follow_up=p.n_test, n_hard=p.n_test, n_rl=p.n_rl)
     print(f"{p.n_train} training problems (1-4 steps, half from the phrasing grammar), {p.n_test} held-out (2-3 steps) "
-          f"from the templates, {p.n_test} from the grammar's unseen side and {p.n_test} follow-up questions there, "
+          f"from the templates, {p.n_test} from the grammar's unseen side and {p.n_test} follow-up questions there; "
+          f"for RL {p.n_rl} harder problems (5 steps, questions and answers only) and {p.n_test} held out; "
           f"operands below 100 -> {out / 'data'}")
 
     stage("sft", "2/6 SFT: tokenizer, then supervised fine-tuning")
@@ -145,7 +150,7 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     stage("sft_eval", "3/6 evaluation of the SFT model")
     sft_eval = _evaluate_sets(sft_final, data, sft_cfg, out / "sft")
 
-    stage("rl", "4/6 GRPO: reinforcement learning with the composite reward")
+    stage("rl", "4/6 GRPO: reinforcement learning with the composite reward, on harder problems")
     rl_final = train_rl(rl_cfg, sft_final, progress=progress, overwrite=overwrite)
 
     stage("rl_eval", "5/6 evaluation of the RL model")
@@ -178,12 +183,6 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     print(f"  metrics    {out / 'sft' / 'metrics.jsonl'}, {out / 'rl' / 'metrics.jsonl'}")
     print(f"chat with the result:  r1kit chat {out / 'final'}")
     return out
-
-
-# the held-out sets each stage is evaluated on, and the file its summary goes to: in-template (the
-# templates' own test set), template-held-out (situations, frames and verbs never trained on) and
-# follow-up questions of dialogues on that unseen side
-EVAL_SETS = {"test": "eval.json", "unseen": "eval_unseen.json", "follow_up": "eval_follow_up.json"}
 
 
 def _evaluate_sets(checkpoint: Path, data: dict[str, Path], settings: SFTConfig, out_dir: Path) -> dict[str, dict]:

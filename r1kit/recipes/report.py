@@ -14,8 +14,13 @@ import json
 from pathlib import Path
 
 from r1kit.data.schema import atomic_file, read_metrics, write_text
+from r1kit.recipes.data import EVAL_SETS
 
 BRANCHES = ("local", "global", "symbolic")
+
+
+# GRPO against SFT continued for the same minutes, measured by benchmarks/rl_beyond.py
+RL_BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "rl_beyond.json"
 
 
 def _json(path: Path) -> dict | None:
@@ -34,9 +39,8 @@ def write_report(run_dir: str | Path) -> Path:
     plots = run / "plots"
     plots.mkdir(exist_ok=True)
     sft_log, rl_log = read_metrics(run / "sft" / "metrics.jsonl"), read_metrics(run / "rl" / "metrics.jsonl")
-    # per stage, the in-template test set (eval.json) and the template-held-out one (eval_unseen.json)
-    evals = {f"{stage} {name}": _json(run / stage / file) for stage in ("sft", "rl")
-             for name, file in (("test", "eval.json"), ("unseen", "eval_unseen.json"), ("follow_up", "eval_follow_up.json"))}
+    # per stage, each held-out set's summary (recipes.data.EVAL_SETS)
+    evals = {f"{stage} {name}": _json(run / stage / file) for stage in ("sft", "rl") for name, file in EVAL_SETS.items()}
     evals = {k: v for k, v in evals.items() if v}
     meta = _json(run / "run.json") or {}
     if not sft_log and not rl_log and not evals:
@@ -93,17 +97,18 @@ def write_report(run_dir: str | Path) -> Path:
             ax.legend(fontsize=8)
         save(fig, "gates.png", "Mean gate weight per attention branch per layer during evaluation")
 
-    if evals:
-        keys = [("accuracy", "accuracy"), ("step_validity", "step validity"), ("steps_ratio", "steps / optimal")]
+    if evals:  # accuracy per held-out set, SFT beside RL
+        set_names = list(dict.fromkeys(name.split()[1] for name in evals))
+        stages = list(dict.fromkeys(name.split()[0] for name in evals))
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        width = 0.8 / len(evals)
-        for i, (name, ev) in enumerate(evals.items()):
-            values = [ev["accuracy"], ev["step_validity"], ev["mean_steps"] / max(ev["mean_optimal_steps"], 1e-9)]
-            ax.bar([k + i * width for k in range(len(keys))], values, width, label=name.upper())
-        ax.set_xticks([k + width * (len(evals) - 1) / 2 for k in range(len(keys))], [label for _, label in keys])
-        ax.set(title="Held-out evaluation (greedy)")
+        width = 0.8 / len(stages)
+        for i, stage in enumerate(stages):
+            values = [evals.get(f"{stage} {name}", {}).get("accuracy", 0.0) for name in set_names]
+            ax.bar([k + i * width for k in range(len(set_names))], values, width, label=stage.upper())
+        ax.set_xticks([k + width * (len(stages) - 1) / 2 for k in range(len(set_names))], set_names)
+        ax.set(title="Held-out accuracy (greedy) by set", ylabel="accuracy", ylim=(0, 1))
         ax.legend()
-        save(fig, "sft_vs_rl.png", "SFT vs RL on the held-out problems")
+        save(fig, "sft_vs_rl.png", "SFT vs RL: greedy accuracy on each held-out set")
 
     report = run / "report.md"
     write_text(report, _markdown(run, meta, evals, sft_log, rl_log, figures))
@@ -127,7 +132,8 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
         lines += ["## Held-out evaluation (greedy decoding, the verifier's scores)", "",
                   "`test`: the templates' own held-out problems; `unseen`: template-held-out problems, whose "
                   "situations, sentence frames and verbs training never saw; `follow_up`: a dialogue's second "
-                  "question on that unseen side (docs/data.md).", "",
+                  "question on that unseen side; `hard`: 5-step problems, one step past the longest trace SFT "
+                  "saw, the set RL trains on with questions and answers only (docs/data.md).", "",
                   "| model | set | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, ev in evals.items():
@@ -149,6 +155,14 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
         lines += [f"GRPO: {last['step']} steps in {last['train_minutes']:.1f} training minutes; rollout reward "
                   f"{first['reward']:.3f} at the first step, {last['reward']:.3f} at the last "
                   f"(accuracy of sampled rollouts {first['accuracy']:.2f} -> {last['accuracy']:.2f}).", ""]
+    baseline = _json(RL_BASELINE)
+    if baseline and evals.get("rl hard"):
+        hard = baseline["summary"]["hard"]
+        lines += [f"Baseline at equal minutes ({RL_BASELINE.relative_to(RL_BASELINE.parents[2])}, docs/benchmarks.md): "
+                  f"from a {baseline.get('sft_minutes', 20):g}-minute SFT model at {hard['a']:.1%} on 5-step problems, "
+                  f"{baseline['minutes']:g} more minutes of SFT on its own traces gave {hard['b']:.1%}, and "
+                  f"{baseline['minutes']:g} minutes of GRPO {hard['c_mean']:.1%} (mean of {len(baseline['seeds'])} seeds). "
+                  f"This run's GRPO stage took {meta.get('minutes_per_stage', {}).get('rl', 0):.1f} minutes.", ""]
     for caption, path in figures:
         lines += [f"### {caption}", "", f"![{caption}]({path})", ""]
     return "\n".join(lines)
