@@ -13,7 +13,7 @@ resumes by itself, arm by arm. The stages, in the order they run:
 
   sft         SFT of the demo config for 20 minutes, evaluated at minutes 10 and 20
   demo        `r1kit demo`, then its figures
-  grpo        configs/rl_demo.yaml as it is, from the demo's SFT model
+  grpo        GRPO on harder problems from the sft stage's model, against SFT continued (3 seeds, ~80 min)
   claims      `r1kit claims`: the ablations of docs/claims.md (7 minutes of SFT per arm at the default)
   curves      accuracy against minutes by difficulty, from the sft stage's snapshots
   kernel      the fused multi-scale kernel against the SDPA branches, one layer
@@ -63,9 +63,10 @@ def commands(stage: str, runs: Path, claims_minutes: float) -> list[list[str]]:
                   "--steps", "6", "--threads", "0", "--out", f"{results}/bf16_cpu.json"]],
         "demo": [[*r1kit, "demo", "--out", str(demo), "--overwrite"],
                  [py, "benchmarks/demo_result.py", str(demo), "--results", f"{results}/demo.json"]],
-        "grpo": [[py, "benchmarks/grpo_target.py", "--init", str(demo / "sft" / "final"), "--train",
-                  str(demo / "data" / "train.jsonl"), "--test", str(demo / "data" / "test.jsonl"),
-                  "--out-dir", str(runs / "grpo"), "--overwrite", "--results", f"{results}/grpo_demo.json"]],
+        "grpo": [[py, "benchmarks/rl_beyond.py", "--sft", str(sft_run / "sft" / "final"),
+                  "--train", str(sft_run / "data" / "train.jsonl"), "--test", str(sft_run / "data" / "test.jsonl"),
+                  "--unseen", str(sft_run / "data" / "unseen.jsonl"), "--out", str(runs / "rl_beyond"),
+                  "--results", f"{results}/rl_beyond.json"]],
         "memory": [[py, "benchmarks/memory_reuse.py", "--rounds", "3", "--checkpoint", str(demo / "final"),
                     "--data", str(demo / "data" / "test.jsonl"), "--out", f"{results}/memory_reuse.json"],
                    [py, "benchmarks/batched_sampling.py", "--rounds", "3", "--out", f"{results}/batched_sampling.json"]],
