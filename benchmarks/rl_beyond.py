@@ -1,10 +1,11 @@
 """RL beyond the SFT distribution (issue 23, part B), measured side by side at equal minutes:
 (a) the SFT model; (b) SFT continued for the same minutes on the traces it was trained on;
 (c) GRPO on problems of 2-5 steps, a quarter of them 5 steps (one step past its longest trace),
-given as questions and answers only, for each seed; and, as the ablation, GRPO on 5-step problems
-alone. Every model is evaluated on the held-out 5-step problems (`hard`), the 2-3-step
-in-template test set (retention) and the template-held-out set, greedily (rows kept, for paired
-differences) and with 8 samples at temperature 1 (pass@1..8).
+given as questions and answers only, with DAPO's dynamic sampling, for each seed; and, as
+ablations, GRPO on 5-step problems alone and on the mix without dynamic sampling. Every model is
+evaluated on the held-out 5-step problems (`hard`), the 2-3-step in-template test set (retention)
+and the template-held-out set, greedily (rows kept, for paired differences) and with 8 samples at
+temperature 1 (pass@1..8).
 
     python benchmarks/rl_beyond.py --sft runs/g5/sft/final --train runs/g5/train.jsonl \\
         --test runs/g5/test.jsonl --unseen runs/g5/unseen.jsonl --out runs/hard \\
@@ -65,8 +66,9 @@ def main() -> None:
     parser.add_argument("--unseen", required=True, help="the template-held-out set")
     parser.add_argument("--out", default="runs/hard")
     parser.add_argument("--minutes", type=float, default=15.0, help="training minutes of (b) and of each (c) run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of (c), GRPO on the 2-5-step mix")
-    parser.add_argument("--five-only-seeds", type=int, nargs="*", default=[0], help="seeds of GRPO on 5-step problems alone")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of (c): GRPO on the 2-5-step mix, dynamic sampling")
+    parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0],
+                        help="seeds of the ablations: GRPO on 5-step problems alone (c), and on the mix without dynamic sampling (m)")
     parser.add_argument("--results", default="benchmarks/results/rl_beyond.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -87,19 +89,22 @@ def main() -> None:
 
     arms = {"a": Path(args.sft)}
 
-    def grpo(name: str, train_data: Path, seed: int) -> None:  # GRPO with configs/rl_demo.yaml's settings
+    def grpo(name: str, train_data: Path, seed: int, dynamic_sampling: int) -> None:  # configs/rl_demo.yaml's settings
         rl = {"train_data": str(train_data), "eval_data": str(hard), "out_dir": str(out / name), "seed": seed,
               "group_size": 8, "prompts_per_step": 16, "max_steps": 100000, "max_minutes": args.minutes, "lr": 1e-4,
               "warmup_steps": 5, "ppo_epochs": 2, "max_new_tokens": 128, "eval_every": 0, "eval_n": 500, "save_every": 100}
+        if dynamic_sampling:
+            rl["dynamic_sampling"] = dynamic_sampling
         config = write_config(out / f"{name}.yaml", "rl", rl)
         run(["train", "rl", "--init", args.sft, "--config", str(config), "--no-progress"],
             out / name / "final", out / f"{name}.log", commands)
         arms[name] = out / name / "final"
 
-    for seed in args.seeds:  # (c): on the 2-5-step mix
-        grpo(f"m{seed}", rl_mixed, seed)
-    for seed in args.five_only_seeds:  # the ablation: on 5-step problems alone
-        grpo(f"c{seed}", rl_five, seed)
+    for seed in args.seeds:  # (c): the 2-5-step mix with dynamic sampling
+        grpo(f"dm{seed}", rl_mixed, seed, dynamic_sampling=4)
+    for seed in args.ablation_seeds:  # what each choice buys: 5-step problems alone; the mix without dynamic sampling
+        grpo(f"c{seed}", rl_five, seed, dynamic_sampling=0)
+        grpo(f"m{seed}", rl_mixed, seed, dynamic_sampling=0)
     # (b): SFT continued on its own traces for the same minutes, from its final learning rate down
     sft = {"init": args.sft, "train_data": args.train, "eval_data": str(hard), "out_dir": str(out / "b"), "batch_size": 32,
            "max_minutes": args.minutes, "decay_by": "minutes", "max_steps": 100000, "lr": 3e-4, "min_lr_ratio": 0.1,
@@ -130,12 +135,12 @@ def main() -> None:
         if arm != "a":
             trained = [r for r in map(json.loads, log.read_text().splitlines()) if "train_minutes" in r and "step" in r]
             entry["steps"], entry["train_minutes"] = trained[-1]["step"], trained[-1]["train_minutes"]
-            if arm.startswith(("m", "c")):
+            if arm.startswith(("dm", "m", "c")):
                 rollouts = [r["rollout_tokens_per_s"] for r in map(json.loads, log.read_text().splitlines()) if "rollout_tokens_per_s" in r]
                 entry["rollout_tokens_per_s"] = sum(rollouts) / len(rollouts)
         figures["arms"][arm] = entry
 
-    c_arms = [f"m{s}" for s in args.seeds]
+    c_arms = [f"dm{s}" for s in args.seeds]
     summary = {}
     for name in sets:
         values = [figures["arms"][c][name]["accuracy"] for c in c_arms]

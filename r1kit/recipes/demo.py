@@ -61,8 +61,9 @@ class DemoPlan:
 
 # Shares of the budget: evaluation, data and the report take the rest (about a quarter).
 SFT_SHARE, RL_SHARE = 0.55, 0.2
-# A cap on RL's steps, above the ~14 a minute measured on 2 CPU cores (16 prompts x 8 samples of
-# 5-step problems, 2 passes): the clock ends the run. (SFT's schedule decays over its minutes.)
+# A cap on RL's steps, above the 8-17 a minute measured on 2 CPU cores (16 prompts x 8 samples,
+# 2 passes, with and without dynamic sampling): the clock ends the run. (SFT's schedule decays
+# over its minutes.)
 RL_STEPS_PER_MINUTE = 20
 
 # `--quick`: the pipeline on the tiny model with small data, every stage in about a minute: a smoke
@@ -95,7 +96,8 @@ QUICK = {
         "max_minutes": 0.15,  # budget
         "max_new_tokens": 64,  # as the quick evaluation
         "lr": 1e-3,  # a handful of steps on a tiny model: a visible move needs a higher rate
-        "warmup_steps": 1,  # the file's 10 would outlast the run
+        "warmup_steps": 1,  # the file's 5 would outlast the run
+        "dynamic_sampling": 0,  # one rollout round a step: a random tiny model's groups are nearly all alike
     },
 }
 

@@ -95,7 +95,8 @@ Metrics (out_dir/metrics.jsonl, one line per log_every steps, averaged over them
   means, efficiency before efficiency_only_if_correct), reward_extra (with reward_fns),
   response_tokens, truncated (share without a stop token), all_equal_groups (share of groups with
   zero advantage; with dynamic_sampling, of every group sampled, and then sampled_groups and
-  sampled_accuracy count them, the other figures being the trained batch's), loss, clip_fraction, kl (beta > 0), entropy (mean per response token),
+  sampled_accuracy count them, the other figures being the trained batch's), loss,
+  clip_fraction, kl (beta > 0), entropy (mean per response token),
   routing_mismatch (MoE), grad_norm, skipped (optimiser steps skipped for a non-finite loss or
   gradient), rollout_tokens_per_s (completion tokens / rollout time), update_tokens_per_s
   (ppo_epochs x prompt+completion tokens / time of the old, reference and update passes), lr,
@@ -492,12 +493,14 @@ def train_rl(
         1 + dynamic_sampling rounds of P fresh problems (round r's order is seeded by seed + r);
         when no group differs, the first round's (zero advantages: a step that changes nothing)."""
         kept = ([], [], [], {})  # problem indices, completions, rewards, reward parts
-        sampled = {"groups": 0, "all_equal": 0, "tokens": 0, "correct": 0.0}
+        sampled = {"groups": 0, "all_equal": 0, "tokens": 0, "correct": 0.0, "seconds": 0.0}
         first = None
         for round_ in range(1 + cfg.dynamic_sampling):
             idx = batch_indices(lengths, P, step, cfg.seed + 1_000_003 * round_)
+            started = time.perf_counter()
             with loop.autocast():
                 completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step, first_prompt=round_ * P)
+            sampled["seconds"] += time.perf_counter() - started
             rewards, parts = completion_rewards(tok, completions, [pool[i] for i in idx for _ in range(G)], cfg, reward_fns)
             first = first or (idx, completions, rewards, parts)
             sampled["groups"] += P
@@ -519,12 +522,10 @@ def train_rl(
         return (*(kept if kept[0] else first), sampled)
 
     def train_step(step: int, train_seconds: float) -> dict:
-        t0 = time.perf_counter()
         lr = warmup_lr(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx, completions, rewards, parts, sampled = sample_groups(step)
-        t_rollout = time.perf_counter() - t0
         examples = [pool[i] for i in idx for _ in range(G)]
         prompt_rows = [prompts[i] for i in idx for _ in range(G)]
         rewards_PG = torch.tensor(rewards, dtype=torch.float64).view(len(idx), G)
@@ -547,7 +548,7 @@ def train_rl(
             record["all_equal_groups"] = sampled["all_equal"] / sampled["groups"]
             record["sampled_groups"] = sampled["groups"]
             record["sampled_accuracy"] = sampled["correct"] / (sampled["groups"] * G)
-        record["rollout_tokens_per_s"] = sampled["tokens"] / t_rollout
+        record["rollout_tokens_per_s"] = sampled["tokens"] / sampled["seconds"]
         record["update_tokens_per_s"] = cfg.ppo_epochs * sum(map(len, prompt_rows + completions)) / t_update
         record["lr"] = lr
         if record["skipped"]:
