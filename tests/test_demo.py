@@ -61,6 +61,15 @@ def test_metrics_and_report_agree_with_a_separate_evaluation(run):
                                                          "step_validity": saved["step_validity"]}
 
 
+def test_report_states_the_equal_minutes_baseline_beside_the_rl_result(run):
+    from r1kit.recipes.report import RL_BASELINE
+
+    text = (run / "report.md").read_text()
+    assert "| RL | hard |" in text
+    hard = json.loads(RL_BASELINE.read_text())["summary"]["hard"]  # measured, shipped with the repository
+    assert f"more minutes of SFT on its own traces gave {hard['b']:.1%}" in text
+
+
 def test_report_rebuilds_from_saved_metrics(run):
     (run / "report.md").unlink()
     assert main(["report", str(run)]) == 0

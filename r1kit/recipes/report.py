@@ -132,8 +132,8 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
         lines += ["## Held-out evaluation (greedy decoding, the verifier's scores)", "",
                   "`test`: the templates' own held-out problems; `unseen`: template-held-out problems, whose "
                   "situations, sentence frames and verbs training never saw; `follow_up`: a dialogue's second "
-                  "question on that unseen side; `hard`: 5-step problems, one step past the longest trace SFT "
-                  "saw, the set RL trains on with questions and answers only (docs/data.md).", "",
+                  "question on that unseen side; `hard`: held-out 5-step problems, one step past the longest trace "
+                  "SFT saw (RL trains on 2-5-step problems given as questions and answers; docs/data.md).", "",
                   "| model | set | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, ev in evals.items():
