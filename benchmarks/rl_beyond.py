@@ -131,12 +131,12 @@ def main() -> None:
         entry = {name: {**{k: evaluation[path][k] for k in KEYS}, **{k: v for k, v in evaluation[path]["sampled"].items()
                                                                     if k.startswith("pass@")}}
                  for name, path in sets.items()}
-        log = out / arm / "metrics.jsonl"
-        if arm != "a":
-            trained = [r for r in map(json.loads, log.read_text().splitlines()) if "train_minutes" in r and "step" in r]
+        if arm != "a":  # a trained arm: its steps and minutes, and for GRPO its rollout speed
+            log = [json.loads(line) for line in (out / arm / "metrics.jsonl").read_text().splitlines()]
+            trained = [r for r in log if "train_minutes" in r and "step" in r]
             entry["steps"], entry["train_minutes"] = trained[-1]["step"], trained[-1]["train_minutes"]
-            if arm.startswith(("dm", "m", "c")):
-                rollouts = [r["rollout_tokens_per_s"] for r in map(json.loads, log.read_text().splitlines()) if "rollout_tokens_per_s" in r]
+            rollouts = [r["rollout_tokens_per_s"] for r in log if "rollout_tokens_per_s" in r]
+            if rollouts:
                 entry["rollout_tokens_per_s"] = sum(rollouts) / len(rollouts)
         figures["arms"][arm] = entry
 
