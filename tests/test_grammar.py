@@ -57,6 +57,38 @@ def test_the_unseen_side_shares_no_situation_frame_or_generic_verb_with_training
         assert not any(re.search(rf"\b{n}\b", e.question) for n in nouns), e.question
 
 
+# what makes each unseen frame its own: none of it may occur in training's text (its common words,
+# "how many", "of the", may)
+UNSEEN_PHRASES = ("starts the day", "at first", "owns", "contains", "inside", "a day,", "in a row", "after that",
+                  "the next day", "extra", "apiece", "holding", "by evening", "splits", "evenly", "receive?",
+                  "are packed", "are needed", "that number", "what is the number", "find how many", "ends up",
+                  "remain", "what is the total", "next,", "of those")
+
+
+def test_the_training_side_composes_many_frames_and_never_writes_an_unseen_frames_phrases():
+    for kind in ("start", "groups", "gain", "lose", "gain_groups", "share", "ask"):
+        assert len(FRAMES[kind]["train"]) >= 8, kind
+    for phrase in UNSEEN_PHRASES:  # each phrase is the unseen side's: the list itself is checked
+        assert any(phrase in f.lower() for sides in FRAMES.values() for f in sides["unseen"]), phrase
+    examples = synth(2000, 5, steps=(1, 5), templates=[GRAMMAR["train"]]) + synth(300, 5, steps=1, templates=[FOLLOW_UP["train"]])
+    text = " ".join(e.context.lower() for e in examples)
+    assert not [p for p in UNSEEN_PHRASES if re.search(rf"\b{re.escape(p)}", text)]
+    # a product of two written numbers takes them in the order the question writes them, whichever
+    # number its frame writes first
+    number = re.compile(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")\b")
+    checked = 0
+    for e in examples[:2000]:
+        written = [w if w.isdigit() else str(NUMBER_WORDS.index(w)) for w in number.findall(e.question)]
+        results = {s.rsplit(" = ", 1)[1] for s in e.steps}
+        for step in e.steps:
+            a, op, b = step.split(" = ")[0].split()
+            if op == "*" and not {a, b} & results and written.count(a) == written.count(b) == 1:
+                assert written.index(a) < written.index(b), e.question
+                checked += 1
+    assert checked > 500
+    assert any(re.match(r"There are \S+ \S+ in each of", e.question) for e in examples)  # {b} before {a} is drawn
+
+
 @pytest.mark.parametrize("factor", FACTORS)
 def test_a_one_factor_set_takes_that_factor_from_the_unseen_side_and_the_rest_from_training(factor, monkeypatch):
     # every frame, generic verb and distractor marked with its side, so the text shows where each came from

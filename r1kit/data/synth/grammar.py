@@ -22,11 +22,12 @@ from r1kit.data.schema import Example, question_hash
 from r1kit.format import format_answer
 from r1kit.data.synth.core import synth, synth_splits
 from r1kit.data.synth.draft import PEOPLE, Draft, Reject
-from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
+from r1kit.data.synth.lexicon import ADJECTIVES, DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
 from r1kit.data.synth.templates import Template
 
 DISTRACTOR_SHARE = 1 / 3  # TinyGSM's share of problems with irrelevant context
 WORDS_SHARE = 0.25  # numbers up to twelve written as words this often ("three boxes")
+ADJECTIVE_SHARE = 0.15  # training-side sentences whose things carry a word that changes nothing ("shiny beads")
 _HEADS = ("start", "groups", "rate")  # start: no step; groups, rate: one
 _ENDS = ("ask", "share", "pack", "times")  # ask: no step; the others: one
 
@@ -67,7 +68,8 @@ class _Writer:
         generic = (GAIN if kind == "gain" else LOSE)[self.side("verbs")]
         return self.d.pick(own + generic)
 
-    def say(self, kind: str, **numbers: int) -> None:
+    def say(self, kind: str, **numbers: int) -> str:
+        """Write one sentence of `kind` with `numbers`; returns its frame."""
         frames = FRAMES[kind][self.side("frames")]
         frame = self.d.pick(frames)
         self.frames.append(f"{kind}{frames.index(frame)}")
@@ -78,6 +80,13 @@ class _Writer:
         # last-step frame ends with
         asks = kind in ("share", "pack", "times") or kind.startswith("follow")
         self._unread.append(text[: text.index(". ") + 1] if asks else text)
+        return frame
+
+    def product(self, kind: str, a: int, b: int) -> int:
+        """Say a product frame ({a} of {b}) and step it, the operands in the order the frame writes them."""
+        frame = self.say(kind, a=a, b=b)
+        first, second = (a, b) if frame.index("{a}") < frame.index("{b}") else (b, a)
+        return self.step(first, "*", second)
 
     def step(self, a: int, op: str, b: int) -> int:
         """Record `a op b` on the draft; it reads the statements said since the step before."""
@@ -89,11 +98,16 @@ class _Writer:
         p = self.person
         # the name the first time and now and then after; a pronoun otherwise
         subject = p.name if not self.named or self.d.rng.random() < 0.3 else p.she
-        if "{S}" in frame or "{s}" in frame:
+        if "{S}" in frame or "{s}" in frame or "{o}" in frame:
             self.named = True
         cont, conts = self.situation.cont
-        return frame.format(S=subject[0].upper() + subject[1:], s=subject, his=p.his, items=self.items, cont=cont,
-                            conts=conts, sharers=self.d.pick(self.situation.sharers), other=self.other.name, **fields)
+        items = self.items
+        if self.side("frames") == "train" and self.d.rng.random() < ADJECTIVE_SHARE:
+            items = f"{self.d.pick(ADJECTIVES)} {items}"
+        text = frame.format(S=subject[0].upper() + subject[1:], s=subject, o=p.name if subject == p.name else p.him,
+                            his=p.his, items=items, cont=cont, conts=conts,
+                            sharers=self.d.pick(self.situation.sharers), other=self.other.name, **fields)
+        return text[0].upper() + text[1:]
 
     def distract(self) -> None:
         """One sentence with a number no step uses, anywhere but first and last."""
@@ -145,9 +159,7 @@ def _compose(d: Draft, k: int, split: str, end: str | None = None, unseen_factor
         value = d.num(3)
         w.say("start", a=value)
     else:  # a product: a count of boxes or days, and a quantity in each
-        a, b = d.count(), d.num()
-        w.say(head, a=a, b=b)
-        value = w.step(a, "*", b)
+        value = w.product(head, d.count(), d.num())
     last = head
     while middle > 0:
         kind = d.pick(["gain", "lose", "gain_groups"] if middle >= 2 else ["gain", "lose"])
@@ -160,9 +172,7 @@ def _compose(d: Draft, k: int, split: str, end: str | None = None, unseen_factor
             w.say("lose", n=n)
             value = w.step(value, "-", n)
         else:
-            a, b = d.count(), d.num()
-            w.say("gain_groups", a=a, b=b)
-            value = w.step(value, "+", w.step(a, "*", b))
+            value = w.step(value, "+", w.product("gain_groups", d.count(), d.num()))
         middle -= 2 if kind == "gain_groups" else 1
         last = kind
     if end == "ask":
