@@ -127,6 +127,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a share in (0, 1] (expert_activation)."""
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
 def _steps_arg(text: str) -> tuple[int, int]:
     """'2-3' -> (2, 3); '3' -> (3, 3)."""
     lo, _, hi = text.partition("-")
@@ -296,13 +304,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     model, tok, dtype = load_for_inference(args.checkpoint, args.device, args.dtype)
     device = next(model.parameters()).device
+    experts = {}
+    if args.expert_activation is not None or args.expert_calibration is not None:
+        from r1kit.train.routing import activate_on_data
+
+        experts = {"expert_activation": activate_on_data(model, tok, args.expert_activation, args.expert_calibration)}
     summaries, all_rows = {}, []
     for data in args.data:  # e.g. the in-template test set and the template-held-out one, side by side
         examples = load_examples(data).examples[: args.n]
         with autocast(device, dtype):
             result = evaluate(model, tok, examples, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
         greedy = result.summary()
-        summary = dict(greedy)
+        summary = {**greedy, **experts}
         if args.samples:
             with autocast(device, dtype):
                 sampled = sampled_accuracy(model, tok, examples, args.samples, temperature=args.temperature, seed=args.seed,
@@ -478,8 +491,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also sample this many completions per problem and report pass@k (RL's headroom)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for --samples")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --samples")
+    p.add_argument("--expert-activation", type=_fraction, metavar="F",
+                   help="keep this share of each MoE layer's experts, the most used (r1kit/inference/experts.py)")
+    p.add_argument("--expert-calibration", metavar="FILE", help="JSONL of problems ranking the experts (default: the checkpoint's loads)")
     add_device(p, default="auto")
     p.set_defaults(func=cmd_eval)
+
+    from r1kit.cli_routing import add_update_routing
+
+    add_update_routing(sub, _at_least, _positive_float)
+
+    def add_expert_activation(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--expert-activation", type=_fraction, metavar="F", default=None,
+                       help="keep this share of each MoE layer's experts, the most used by the checkpoint's loads "
+                            "(the block's expert_activation; refresh the loads on your data with update-routing)")
 
     def add_sampling(p: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
         p.add_argument("--max-new-tokens", type=_at_least(1), default=max_new_tokens)
@@ -494,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dynamic-config", metavar="FILE", default=None,
                        help='JSON / YAML with the dynamic_inference block, e.g. {"dynamic_inference": '
                             '{"complexity_threshold": 0.7, "precision_mode": "auto", "memory_reuse": true}}')
+        add_expert_activation(p)
         add_device(p, default="auto")
 
     p = sub.add_parser("generate", help="generate from a checkpoint; streams the reasoning (dimmed) and the answer")
@@ -519,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=_at_least(1), default=256, help="waiting requests before 429 (backpressure)")
     p.add_argument("--model-name", help="the model id clients name (default: the checkpoint directory's name)")
     p.add_argument("--dynamic-config", metavar="FILE", default=None, help="JSON / YAML with the dynamic_inference block")
+    add_expert_activation(p)
     p.add_argument("--threads", type=_at_least(1), default=None,
                    help="torch compute threads for the engine (default: all cores but one, left to HTTP)")
     add_device(p, default="auto")

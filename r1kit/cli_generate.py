@@ -17,12 +17,18 @@ def _sampling_params(args: argparse.Namespace):
 
 
 def _engine(args: argparse.Namespace):
-    """generate / chat's engine: the checkpoint with the --dynamic-config block (--dtype, when not
-    auto, overrides its precision_mode)."""
+    """generate / chat / serve's engine: the checkpoint with the --dynamic-config block (--dtype,
+    when not auto, overrides its precision_mode; --expert-activation its expert_activation)."""
+    from r1kit.inference.dynamic import DynamicInference, load_dynamic_inference
     from r1kit.inference.engine import Engine
 
-    return Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
-                                  dynamic_inference=args.dynamic_config)
+    block = load_dynamic_inference(args.dynamic_config)
+    if args.expert_activation is not None:
+        block = DynamicInference(**{**block.model_dump(), "expert_activation": args.expert_activation})
+    engine = Engine.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype, dynamic_inference=block)
+    if engine.experts.source != "all kept":
+        print(engine.experts.describe(), file=sys.stderr)
+    return engine
 
 
 class _Painter:

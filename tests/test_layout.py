@@ -26,7 +26,8 @@ ALLOWED = {
     "recipes": {"config", "data", "interop", "train", "evaluate"},
     "serve": {"inference", "format", "data.tokenizer"},
     "cli_generate": {"inference", "serve"},
-    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate"},
+    "cli_routing": {"train"},
+    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate", "cli_routing"},
 }
 NO_TORCH = {"config", "format", "data", "reward"}  # pure Python: usable without torch installed
 

@@ -21,7 +21,9 @@ re-sent conversation) and across a request's n samples, with chunked prefill and
 copied n times (r1kit.inference.contiguous_batch). Both give the same tokens. Requests run in the
 engine's precision (`precision_mode`, or `dtype`) unless they ask for another
 (`SamplingParams.precision`, "exact" = fp32): each precision has its own batch and KV memory, and
-every step decodes each batch in its own forward.
+every step decodes each batch in its own forward. `expert_activation` (the block's key) below 1
+keeps that share of each MoE layer's experts, the most used, and frees the rest
+(r1kit.inference.experts); `engine.experts` says which.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -59,6 +61,7 @@ from r1kit.device import resolve_device
 from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.contiguous_batch import ContiguousBatch
 from r1kit.inference.dynamic import DynamicInference, check_precision, engine_precision, load_dynamic_inference
+from r1kit.inference.experts import activate_experts
 from r1kit.inference.paged_batch import PagedBatch
 from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's public types)
     FinishReason,
@@ -115,10 +118,14 @@ class Engine:
         seed: int = 0,
         dtype: str | None = None,
         dynamic_inference: DynamicInference | dict | str | Path | None = None,
+        expert_calibration: Sequence[Sequence[int]] | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.dynamic = load_dynamic_inference(dynamic_inference)
+        # expert_activation < 1 drops experts from `model` itself (in place: their memory is the
+        # point), chosen by use on `expert_calibration` (token sequences) or the model's routing statistics
+        self.experts = activate_experts(model, self.dynamic.expert_activation, expert_calibration)
         # rows decoded together; 64 keeps a CPU decode step near its best tokens/s for small models
         self.max_batch_size = max_batch_size
         # new prompt tokens + running rows per step; bounds one step's prefill latency and memory (a

@@ -14,8 +14,13 @@ Balancing modes (MoEConfig.balancing):
   bias          DeepSeek-V3 auxiliary-loss-free: top-k of (probs + b) chooses the experts, the
                 weights still come from probs; b_i += gamma * sign(1 - load_i) after each step.
 Loads and biases change only through `update_balancing()`, which a trainer calls after each
-optimiser step with the counts gathered by training forwards since the last call; inference
-uses them frozen. Both are buffers, saved with the checkpoint.
+optimiser step with the counts gathered by training forwards since the last call (or a caller
+passes counts it measured without training: `r1kit update-routing`); inference uses them frozen.
+Both are buffers, saved with the checkpoint.
+
+Keeping a subset of experts (`keep_experts`, expert_activation): the dropped experts' weights and
+routing state are deleted and the router scores the kept ones only, which is the full router with
+the dropped experts' scores at -inf (softmax, balancing terms and top-k over the kept ones).
 
 Routing replay (for RL): while `replay_topk_NK` is set (Transformer.replay_routing sets it), the
 layer sends each token to those experts instead of its own top-k; the weights are still the
@@ -35,6 +40,7 @@ F hidden width of one expert, A assignments (N*K, fewer after capacity drops).
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -88,6 +94,8 @@ class MoEFeedForward(nn.Module):
         # with top_k = 1 renormalising makes every weight 1 and cuts the router off from the gradient
         self.norm_topk_prob = mc.norm_topk_prob and mc.top_k > 1
         E, C, Fh = mc.n_experts, cfg.dim, cfg.expert_hidden
+        # the checkpoint's id of each expert held here (they differ once keep_experts dropped some)
+        self.expert_ids = list(range(E))
 
         self.expert_embed_EC = nn.Parameter(torch.empty(E, C))  # router: s = x @ e.T
         # stacked expert weights, one slice per expert, in SwiGLU's layout: gate and up rows together
@@ -193,17 +201,46 @@ class MoEFeedForward(nn.Module):
     # ------------------------------------------------------------------ balancing state
 
     @torch.no_grad()
-    def update_balancing(self) -> None:
+    def update_balancing(self, counts_E: torch.Tensor | None = None) -> None:
         """Apply the counts gathered since the last call: EMA load (all modes; routing uses it only
-        in load_penalty) and, in bias mode, the bias nudge. Call once after each optimiser step."""
-        total = self.pending_counts_E.sum()
+        in load_penalty) and, in bias mode, the bias nudge. Call once after each optimiser step.
+        `counts_E` (tokens per expert, measured by the caller) is applied instead of the gathered
+        counts, which stay pending: a routing refresh on data without training."""
+        pending = counts_E is None
+        counts_E = self.pending_counts_E if pending else counts_E.to(self.pending_counts_E)
+        if counts_E.shape != (self.n_experts,):
+            raise ValueError(f"balancing counts must have shape ({self.n_experts},), got {tuple(counts_E.shape)}")
+        total = counts_E.sum()
         if total <= 0:
             return
-        load_E = self.pending_counts_E * self.n_experts / total
+        load_E = counts_E * self.n_experts / total
         self.load_E.lerp_(load_E, self.load_momentum)
         if self.balancing == "bias":
             self.expert_bias_E += self.bias_gamma * torch.sign(1.0 - load_E)
-        self.pending_counts_E.zero_()
+        if pending:
+            self.pending_counts_E.zero_()
+
+    @torch.no_grad()
+    def keep_experts(self, keep: Sequence[int]) -> None:
+        """Keep only the experts at these positions (0 .. n_experts - 1; the layer's order is kept),
+        deleting the others' weights and routing state. The kept rows are copies, so the dropped
+        ones' memory is freed once nothing else holds the old tensors (an optimiser would). Loads
+        and biases keep their values, so routing equals the full router's with the dropped
+        experts' scores at -inf."""
+        keep = [int(i) for i in keep]
+        if sorted(set(keep)) != keep or not keep or keep[0] < 0 or keep[-1] >= self.n_experts:
+            raise ValueError(f"experts to keep must be distinct positions in 0..{self.n_experts - 1}, ascending; got {keep}")
+        if len(keep) < self.top_k:
+            raise ValueError(f"keeping {len(keep)} experts leaves fewer than top_k={self.top_k}")
+        index_E = torch.tensor(keep, device=self.expert_embed_EC.device)
+        for name in ("expert_embed_EC", "gate_up_proj_E2FC", "down_proj_ECF"):
+            old = getattr(self, name)
+            setattr(self, name, nn.Parameter(old.index_select(0, index_E), requires_grad=old.requires_grad))
+        for name in ("load_E", "expert_bias_E", "pending_counts_E", "last_counts_E"):
+            setattr(self, name, getattr(self, name).index_select(0, index_E))  # stays a buffer, same persistence
+        self.expert_ids = [self.expert_ids[i] for i in keep]
+        self.n_experts = len(keep)
+        self.last_topk_NK = None
 
     def routing_stats(self) -> dict:
         """The last forward's tokens per expert with its utilisation and MaxVio."""

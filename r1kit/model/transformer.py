@@ -20,7 +20,8 @@ experts (moe.py).
   branch reads them.
 The model knows nothing of training, tokenizers or HTTP. Trainers call `update_balancing()` after
 each optimiser step and add `aux_loss()` to their loss; an RL trainer can read each MoE layer's
-expert choices (`last_routing`) and replay them in a later forward (`replay_routing`).
+expert choices (`last_routing`) and replay them in a later forward (`replay_routing`);
+`keep_experts` drops routed experts from memory (the inference engine's expert_activation).
 
 Shape legend: B batch, T tokens, C model dim, V vocabulary, S visible keys.
 """
@@ -236,10 +237,32 @@ class Transformer(nn.Module):
     def moe_layers(self) -> list[MoEFeedForward]:
         return [b.ffn for b in self.layers if isinstance(b.ffn, MoEFeedForward)]
 
-    def update_balancing(self) -> None:
-        """Call after each optimiser step: applies the load EMA and bias updates (S1)."""
-        for moe in self.moe_layers():
-            moe.update_balancing()
+    def update_balancing(self, counts_per_layer: list[torch.Tensor] | None = None) -> None:
+        """Call after each optimiser step: applies the load EMA and bias updates (S1). With
+        `counts_per_layer` (tokens per expert [E] per MoE layer, counted by the caller), applies
+        those instead: a routing refresh without training."""
+        layers = self.moe_layers()
+        if counts_per_layer is not None and len(counts_per_layer) != len(layers):
+            raise ValueError(f"balancing needs counts for {len(layers)} MoE layers, got {len(counts_per_layer)}")
+        for i, moe in enumerate(layers):
+            moe.update_balancing(None if counts_per_layer is None else counts_per_layer[i])
+
+    def keep_experts(self, keep_per_layer: list[list[int]]) -> None:
+        """Keep only these routed experts in each MoE layer (positions, ascending; the same number in
+        every layer), freeing the others' weights; routing then chooses among the kept ones
+        (MoEFeedForward.keep_experts). The config then says that number of experts, so the model
+        saves and loads as an ordinary MoE of that width."""
+        layers = self.moe_layers()
+        if not layers:
+            raise ValueError("the model has no MoE layers: no experts to keep or drop")
+        if len(keep_per_layer) != len(layers):
+            raise ValueError(f"expert choices needed for {len(layers)} MoE layers, got {len(keep_per_layer)}")
+        if len({len(keep) for keep in keep_per_layer}) > 1:
+            raise ValueError(f"every MoE layer must keep the same number of experts, got {[len(k) for k in keep_per_layer]}")
+        for moe, keep in zip(layers, keep_per_layer):
+            moe.keep_experts(keep)
+        cfg = self.config
+        self.config = cfg.model_copy(update={"moe": cfg.moe.model_copy(update={"n_experts": len(keep_per_layer[0])})})
 
     def aux_loss(self) -> torch.Tensor | None:
         """Sum of the last training forward's auxiliary balance losses (aux_loss mode), else None."""
