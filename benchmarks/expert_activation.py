@@ -16,19 +16,10 @@ interval.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+from paired import paired
 from results_file import write_results
-
-
-def paired_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """Mean of b - a and its 95% normal interval over paired 0/1 outcomes."""
-    d = [y - x for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in d) / max(len(d) - 1, 1))
-    half = 1.96 * sd / math.sqrt(len(d))
-    return mean, mean - half, mean + half
 
 
 def main() -> None:
@@ -59,16 +50,15 @@ def main() -> None:
         expert_bytes = sum(p.numel() * p.element_size() for m in model.moe_layers()
                            for p in (m.gate_up_proj_E2FC, m.down_proj_ECF))
         result = evaluate(model, tok, test, batch_size=64, max_new_tokens=128)  # r1kit eval's settings
-        rows = [r["accuracy"] for r in result.rows]
         summary = result.summary()
         runs[str(fraction)] = {"experts_kept": len(report.kept[0]) if report.kept else 0, "n_experts": report.n_experts,
                                "kept": report.kept, "bytes": report.bytes_after, "expert_bytes": expert_bytes,
                                "accuracy": summary["accuracy"], "n": summary["n"]}
         if fraction == 1.0:
-            full_rows = rows
+            full_rows = result.rows
         elif full_rows is not None:
-            mean, lo, hi = paired_interval(full_rows, rows)
-            runs[str(fraction)]["accuracy_change_vs_1.0"] = {"mean": mean, "ci95": [lo, hi]}
+            change = paired(result.rows, full_rows)
+            runs[str(fraction)]["accuracy_change_vs_1.0"] = {"mean": change["diff"], "ci95": change["ci95"]}
         full = runs.get("1.0")
         line = f"expert_activation {fraction:4.2f}: {runs[str(fraction)]['experts_kept']}/{report.n_experts} experts, " \
                f"{report.bytes_after / 2**20:6.2f} MiB, accuracy {summary['accuracy']:6.1%}"

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from paired import paired
 from results_file import write_results
 
 KEYS = ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps", "reward")
@@ -45,17 +46,6 @@ def write_config(path: Path, section: str, values: dict) -> Path:
     lines = [f"{section}:"] + [f"  {k}: {json.dumps(v)}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def paired(rows_x: list[dict], rows_y: list[dict]) -> dict:
-    """Mean of the per-problem difference in greedy correctness (x - y) with its 95% interval
-    (normal approximation over the paired differences)."""
-    assert [r["question"] for r in rows_x] == [r["question"] for r in rows_y], "paired rows must be the same problems"
-    d = [rx["accuracy"] - ry["accuracy"] for rx, ry in zip(rows_x, rows_y)]
-    mean = sum(d) / len(d)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-    half = 1.96 * sd / math.sqrt(len(d))
-    return {"n": len(d), "diff": mean, "ci95": [mean - half, mean + half]}
 
 
 def main() -> None:

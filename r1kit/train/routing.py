@@ -29,7 +29,6 @@ utilisation (1 = even) and MaxVio (0 = even).
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from r1kit.interop.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, CheckpointError
                                      save_pretrained)
 from r1kit.model.moe import balance_metrics
 from r1kit.model.transformer import Transformer
+from r1kit.train.loop import batch_indices
 from r1kit.train.sft import encode_examples, make_batch, weighted_loss
 
 REPORT_FILE = "update_routing.json"
@@ -77,14 +77,9 @@ def balance_per_layer(model: Transformer, sequences: Sequence[Sequence[int]], ba
     return [balance_metrics(c.cpu()) for c in count_expert_use(model, sequences, batch_size)]
 
 
-def _batches(n_items: int, batch_size: int, steps: int, seed: int):
-    """`steps` batches of indices: shuffled passes over the items, one after another."""
-    rng, order = random.Random(seed), []
-    for _ in range(steps):
-        while len(order) < min(batch_size, n_items):
-            order += rng.sample(range(n_items), n_items)
-        batch, order = order[:batch_size], order[batch_size:]
-        yield batch
+def _batches(lengths: list[int], batch_size: int, steps: int, seed: int):
+    """`steps` batches of indices, as SFT draws them (seeded passes over the items)."""
+    return (batch_indices(lengths, batch_size, step, seed) for step in range(steps))
 
 
 @torch.no_grad()
@@ -96,7 +91,7 @@ def refresh_routing_state(model: Transformer, sequences: Sequence[Sequence[int]]
         raise ValueError(f"a routing refresh needs at least one batch, got refresh_steps={steps}")
     state_names = [k for k in model.state_dict() if k.endswith(ROUTING_STATE)]
     sums, averaged = {}, 0
-    for step, batch in enumerate(_batches(len(sequences), batch_size, steps, seed)):
+    for step, batch in enumerate(_batches([len(q) for q in sequences], batch_size, steps, seed)):
         model.update_balancing(count_expert_use(model, [sequences[i] for i in batch], batch_size))
         if step >= steps // 2:
             state = model.state_dict()
@@ -124,7 +119,7 @@ def train_router(model: Transformer, encoded: list[tuple[list[int], int]], pad_i
     losses = []
     model.train()
     try:
-        for batch in _batches(len(encoded), batch_size, steps, seed):
+        for batch in _batches([len(ids) for ids, _ in encoded], batch_size, steps, seed):
             inputs, targets, weights = (t.to(device) for t in make_batch(encoded, batch, pad_id, 0.0))
             loss = weighted_loss(model, inputs, targets, weights)
             loss.backward()

@@ -1,0 +1,16 @@
+"""Paired differences of greedy correctness between two evaluations of the same problems."""
+
+from __future__ import annotations
+
+import math
+
+
+def paired(rows_x: list[dict], rows_y: list[dict]) -> dict:
+    """Mean of the per-problem difference in greedy correctness (x - y) with its 95% interval
+    (normal approximation over the paired differences)."""
+    assert [r["question"] for r in rows_x] == [r["question"] for r in rows_y], "paired rows must be the same problems"
+    d = [rx["accuracy"] - ry["accuracy"] for rx, ry in zip(rows_x, rows_y)]
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    half = 1.96 * sd / math.sqrt(len(d))
+    return {"n": len(d), "diff": mean, "ci95": [mean - half, mean + half]}
