@@ -5,13 +5,16 @@ Otherwise attention is multi-scale (attention.py) and feed-forward layers are mi
 experts (moe.py).
 
     logits = model(ids_BT, positions_BT=None, cache=None, skip=None, logits_at_BT=None)
+    full_logits, exit_logits = model.forward_with_exit(ids_BT, exit_after, logits_at_BT=None)  # training
 
 - positions: int64 [B, T]; default 0..T-1 (or, with a cache, continuing after what it holds is
   the caller's job: the engine passes them). Positions must increase along T.
 - cache: an explicit KV cache object (kv_cache.KVCache or anything with its interface).
 - skip: a LayerSkip naming blocks to skip entirely or only their attention (the dynamic engine
-  uses this); training applies stochastic layer drop (config.layer_drop) so skipping degrades
-  gracefully.
+  uses this; `LayerSkip.early_exit(k, n_layers)` is the fast path's graph: the first k blocks, then
+  the head); training applies stochastic layer drop (config.layer_drop) so skipping degrades
+  gracefully, and `forward_with_exit` gives an early exit's logits beside the full ones (its loss
+  trains the fast path).
 - logits_at_BT: bool [B, T]; if given, only those positions get logits, [N, V] in row-major
   order. The output head is a tenth of a small model's compute: SFT needs logits only where the
   loss is (the response), prefill only at each prompt's last token.
@@ -45,10 +48,20 @@ from r1kit.model.moe import MoEFeedForward, SwiGLU
 
 @dataclass(frozen=True)
 class LayerSkip:
-    """Blocks to skip this forward: `layers` entirely, or only the attention of `attention`."""
+    """Blocks to skip this forward: `layers` entirely, or only the attention of `attention`.
+    `write_cache`: a skipped layer still writes its K/V to the cache, so that later forwards that
+    run it find them; False for a cache that only this graph ever reads (the engine's fast path)."""
 
     layers: frozenset[int] = field(default_factory=frozenset)
     attention: frozenset[int] = field(default_factory=frozenset)
+    write_cache: bool = True
+
+    @classmethod
+    def early_exit(cls, n_blocks: int, n_layers: int) -> "LayerSkip":
+        """The graph that runs the first `n_blocks` blocks, then the final norm and head."""
+        if not 1 <= n_blocks < n_layers:
+            raise ValueError(f"an early exit runs 1 .. {n_layers - 1} of the model's {n_layers} blocks, got {n_blocks}")
+        return cls(layers=frozenset(range(n_blocks, n_layers)), write_cache=False)
 
 
 class Block(nn.Module):
@@ -166,17 +179,57 @@ class Transformer(nn.Module):
         if positions_BT.shape != (B, T):
             raise ValueError(f"positions_BT must have shape {(B, T)}, got {tuple(positions_BT.shape)}")
         ctx = self._context(ids_BT, positions_BT, cache)
+        h_BTC, _ = self._blocks(self.embed(ids_BT), ctx, cache, skip)
+        return self._head(h_BTC, logits_at_BT)
 
+    def forward_with_exit(
+        self, ids_BT: torch.Tensor, exit_after: int, logits_at_BT: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(full-graph logits, early-exit logits) of one training-style forward (no cache): the
+        early exit reads the hidden state after the first `exit_after` blocks through the same final
+        norm and head (LayerSkip's early-exit loss; the engine's fast path runs that graph alone)."""
+        B, T = ids_BT.shape
+        if not 1 <= exit_after < self.config.n_layers:
+            raise ValueError(f"exit_after must lie in 1 .. {self.config.n_layers - 1}, got {exit_after}")
+        ctx = self._context(ids_BT, torch.arange(T, device=ids_BT.device).expand(B, T), None)
+        h_BTC, exit_BTC = self._blocks(self.embed(ids_BT), ctx, None, None, capture_after=exit_after)
+        return self._head(h_BTC, logits_at_BT), self._head(exit_BTC, logits_at_BT)
+
+    @torch.no_grad()
+    def hidden_after(self, ids_BT: torch.Tensor, n_blocks: int) -> torch.Tensor:
+        """The residual stream after the first `n_blocks` blocks (0: the embeddings), [B, T, C], no
+        cache: what a probe reads from layers every graph computes alike."""
+        B, T = ids_BT.shape
+        if not 0 <= n_blocks <= self.config.n_layers:
+            raise ValueError(f"n_blocks must lie in 0 .. {self.config.n_layers}, got {n_blocks}")
         h_BTC = self.embed(ids_BT)
+        if n_blocks == 0:
+            return h_BTC
+        ctx = self._context(ids_BT, torch.arange(T, device=ids_BT.device).expand(B, T), None)
+        h_BTC, captured_BTC = self._blocks(h_BTC, ctx, None, None, capture_after=n_blocks, stop_after_capture=True)
+        return h_BTC if captured_BTC is None else captured_BTC  # n_blocks == n_layers: every block ran
+
+    def _blocks(self, h_BTC, ctx: AttentionContext, cache: KVCacheLike | None, skip: LayerSkip | None,
+                capture_after: int | None = None, stop_after_capture: bool = False):
+        """(the residual stream after every block, the stream after the first `capture_after` blocks or None)."""
+        captured_BTC = None
         for i, block in enumerate(self.layers):
+            if i == capture_after:
+                captured_BTC = h_BTC
+                if stop_after_capture:
+                    return h_BTC, captured_BTC
             if skip is not None and i in skip.layers:
-                if cache is not None:  # keep the cache complete for later steps that run this layer
+                if cache is not None and skip.write_cache:  # keep the cache complete for later steps that run this layer
                     block.attn.write_cache_only(block.attn_norm(h_BTC), ctx, cache)
                 continue
             if self.training and self.config.layer_drop > 0 and torch.rand(()) < self.config.layer_drop:
                 continue
             h_BTC = block(h_BTC, ctx, cache, skip_attention=skip is not None and i in skip.attention)
+        return h_BTC, captured_BTC
+
+    def _head(self, h_BTC: torch.Tensor, logits_at_BT: torch.Tensor | None) -> torch.Tensor:
         if logits_at_BT is not None:
+            B, T = h_BTC.shape[:2]
             if logits_at_BT.shape != (B, T) or logits_at_BT.dtype != torch.bool:
                 raise ValueError(f"logits_at_BT must be a bool mask of shape {(B, T)}, got {logits_at_BT.dtype} {tuple(logits_at_BT.shape)}")
             return self.lm_head(self.norm(h_BTC[logits_at_BT]))  # [N, V]

@@ -12,7 +12,8 @@ What one run does:
      linear warm-up then cosine (or linear) decay over max_steps or, with `decay_by: minutes`, over
      the max_minutes budget; gradient clipping and accumulation, on
      right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
-     tokens count with weight `prompt_loss_weight`, 0 by default);
+     tokens count with weight `prompt_loss_weight`, 0 by default); with `early_exit_layers`, plus
+     an early exit's loss (LayerSkip), which trains the engine's fast path;
   5. after each optimiser step applies the MoE balancing updates; layer drop happens in the
      model's training forward;
   6. hands the rest to the shared loop (r1kit.train.loop): device and dtype, JSONL metrics, greedy
@@ -81,6 +82,10 @@ class SFTConfig(RunConfig):
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
     grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
     prompt_loss_weight: float = Field(0.0, ge=0, le=1, description="weight of the question's tokens in the loss (0 = response only)")
+    early_exit_layers: list[int] = Field(
+        default_factory=list, description="also train the early exits after these many blocks (the engine's fast path; r1kit calibrate "
+        "picks one), one exit per step in turn as LayerSkip rotates them, each step's exit loss added with early_exit_weight; [] = off")
+    early_exit_weight: float = Field(0.5, ge=0, description="weight of the early exit's cross-entropy beside the full graph's (LayerSkip scales its exits below 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
@@ -177,9 +182,19 @@ def weighted_ce_sum(model: Transformer, inputs, targets, weights) -> torch.Tenso
     return (ce_N * weights[scored_BT]).sum()
 
 
-def weighted_loss(model: Transformer, inputs, targets, weights) -> torch.Tensor:
-    """Mean weighted cross-entropy plus the MoE auxiliary loss, under the caller's autocast."""
-    loss = weighted_ce_sum(model, inputs, targets, weights) / weights.sum().clamp_min(1e-9)
+def weighted_loss(model: Transformer, inputs, targets, weights, exit_after: int | None = None,
+                  exit_weight: float = 0.0) -> torch.Tensor:
+    """Mean weighted cross-entropy plus the MoE auxiliary loss, under the caller's autocast; with
+    `exit_after`, plus exit_weight x the early exit's (the first exit_after blocks, then the head)."""
+    scored_BT = weights > 0
+    if exit_after is None:
+        ce_sum = weighted_ce_sum(model, inputs, targets, weights)
+    else:
+        full_NV, exit_NV = model.forward_with_exit(inputs, exit_after, logits_at_BT=scored_BT)
+        weights_N, targets_N = weights[scored_BT], targets[scored_BT]
+        ce_sum = (F.cross_entropy(full_NV.float(), targets_N, reduction="none") * weights_N).sum()
+        ce_sum = ce_sum + exit_weight * (F.cross_entropy(exit_NV.float(), targets_N, reduction="none") * weights_N).sum()
+    loss = ce_sum / weights.sum().clamp_min(1e-9)
     aux = model.aux_loss()
     return loss if aux is None else loss + aux
 
@@ -225,6 +240,10 @@ def train_sft(
             tok = Tokenizer.train(training_corpus(train_examples), vocab_size=cfg.vocab_size)
         model = model_for_tokenizer(model_cfg, tok)
     model.to(device)
+    bad_exits = [k for k in cfg.early_exit_layers if not 1 <= k < model.config.n_layers]
+    if bad_exits:
+        raise ValueError(f"sft.early_exit_layers {bad_exits}: an early exit runs 1 .. {model.config.n_layers - 1} of the model's "
+                         f"{model.config.n_layers} blocks")
     encoded, dropped = encode_examples(tok, train_examples, cfg.max_len)
     if not encoded:
         raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")
@@ -241,11 +260,13 @@ def train_sft(
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         step_loss, tokens = 0.0, 0
+        exits = cfg.early_exit_layers
+        exit_after = exits[step % len(exits)] if exits else None  # one exit per step, in turn
         for micro in range(cfg.grad_accum):
             idx = batch_indices(lengths, cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed, cfg.length_window)
             inputs, targets, weights = (t.to(device) for t in make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight))
             with loop.autocast():
-                loss = weighted_loss(model, inputs, targets, weights)
+                loss = weighted_loss(model, inputs, targets, weights, exit_after, cfg.early_exit_weight)
             (loss / cfg.grad_accum).backward()
             step_loss += loss.item() / cfg.grad_accum
             tokens += int((targets != tok.pad_id).sum())
