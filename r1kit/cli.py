@@ -497,9 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_device(p, default="auto")
     p.set_defaults(func=cmd_eval)
 
+    from r1kit.cli_calibrate import add_calibrate
     from r1kit.cli_routing import add_update_routing
 
     add_update_routing(sub, _at_least, _positive_float)
+    add_calibrate(sub, _at_least, _fraction)
 
     def add_expert_activation(p: argparse.ArgumentParser) -> None:
         p.add_argument("--expert-activation", type=_fraction, metavar="F", default=None,

@@ -26,8 +26,11 @@ ALLOWED = {
     "recipes": {"config", "data", "interop", "train", "evaluate"},
     "serve": {"inference", "format", "data.tokenizer"},
     "cli_generate": {"inference", "serve"},
+    "calibrate": {"inference", "reward", "data", "evaluate"},
     "cli_routing": {"train"},
-    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate", "cli_routing"},
+    "cli_calibrate": {"calibrate"},
+    "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate",
+            "cli_routing", "cli_calibrate"},
 }
 NO_TORCH = {"config", "format", "data", "reward"}  # pure Python: usable without torch installed
 

@@ -16,11 +16,14 @@ import torch
 from r1kit.device import autocast
 from r1kit.inference.kv_cache import KVCache
 from r1kit.inference.requests import Request, SequenceState
+from r1kit.model.transformer import LayerSkip
 
 
 class ContiguousBatch:
-    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]]):
+    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
+                 skip: LayerSkip | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
+        self.skip = skip  # the graph this batch runs (None: the full one)
         self.device = next(model.parameters()).device
         self.max_seq_len = model.config.max_seq_len
         self.waiting: deque[Request] = deque()
@@ -71,7 +74,7 @@ class ContiguousBatch:
         """One forward of the running rows' last tokens: their next logits."""
         positions_B = torch.tensor([s.position for s in self.running], device=self.device)
         with autocast(self.device, self.precision):
-            self.next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache)[:, 0].float()
+            self.next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache, skip=self.skip)[:, 0].float()
         for seq in self.running:
             seq.position += 1
 
@@ -101,7 +104,8 @@ class ContiguousBatch:
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
         last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
         with autocast(self.device, self.precision):
-            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP).float()
+            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
+                                   skip=self.skip).float()
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

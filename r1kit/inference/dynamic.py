@@ -22,8 +22,10 @@ class DynamicInference(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # a request takes the approximate (fast) graph when its estimated p exceeds this; 1.0 never, 0.0
-    # always. 0.7 is the article's example. Validated here, used by the fast path (a later issue).
-    complexity_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    # always (0.7 is the article's example). None: the threshold `r1kit calibrate` suggested for the
+    # checkpoint (its accuracy loss within 1 point on held-out problems), else the article's 0.7.
+    # Without a calibrated checkpoint there is no fast graph and it does nothing.
+    complexity_threshold: float | None = Field(None, ge=0.0, le=1.0)
     # the engine's compute precision; "auto" is r1kit.device.choose_dtype's rule (fp32 for small models
     # on a CPU, where bf16 was measured slower); a request may ask for "exact" (fp32) whatever this is
     precision_mode: PrecisionMode = "auto"

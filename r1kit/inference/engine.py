@@ -23,7 +23,14 @@ engine's precision (`precision_mode`, or `dtype`) unless they ask for another
 (`SamplingParams.precision`, "exact" = fp32): each precision has its own batch and KV memory, and
 every step decodes each batch in its own forward. `expert_activation` (the block's key) below 1
 keeps that share of each MoE layer's experts, the most used, and frees the rest
-(r1kit.inference.experts); `engine.experts` says which.
+(r1kit.inference.experts); `engine.experts` says which. A calibrated checkpoint (`r1kit calibrate`,
+fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path): at the step after
+a request is added, its estimate p is computed from the first blocks' hidden states of its prompt
+(one probe forward for all requests added since the last step), and it runs on the early-exit
+graph iff p > `complexity_threshold` (the block's key; 1.0 never, 0.0 always; unset: the threshold
+calibrate suggested; `SamplingParams.graph` forces a graph). Each (precision, graph) has its own
+batch and KV pool, so KV made under one graph is never read by the other; `RequestOutput.graph` and
+`.fast_p` say which ran and the estimate.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -62,6 +69,7 @@ from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.contiguous_batch import ContiguousBatch
 from r1kit.inference.dynamic import DynamicInference, check_precision, engine_precision, load_dynamic_inference
 from r1kit.inference.experts import activate_experts
+from r1kit.inference.fast_path import FastPath
 from r1kit.inference.paged_batch import PagedBatch
 from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's public types)
     FinishReason,
@@ -119,6 +127,7 @@ class Engine:
         dtype: str | None = None,
         dynamic_inference: DynamicInference | dict | str | Path | None = None,
         expert_calibration: Sequence[Sequence[int]] | None = None,
+        fast_path: FastPath | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -126,6 +135,7 @@ class Engine:
         # expert_activation < 1 drops experts from `model` itself (in place: their memory is the
         # point), chosen by use on `expert_calibration` (token sequences) or the model's routing statistics
         self.experts = activate_experts(model, self.dynamic.expert_activation, expert_calibration)
+        self._fast_path: FastPath | None = None
         # rows decoded together; 64 keeps a CPU decode step near its best tokens/s for small models
         self.max_batch_size = max_batch_size
         # new prompt tokens + running rows per step; bounds one step's prefill latency and memory (a
@@ -142,10 +152,31 @@ class Engine:
             raise ValueError(f"dynamic_inference.pool_tokens={self.dynamic.pool_tokens} holds no block of {block_size} tokens")
         self._generator = torch.Generator(device=self.device).manual_seed(seed % _SEED_SPACE)
         self._ids = itertools.count()
-        self._batches: dict[str, ContiguousBatch | PagedBatch] = {}  # one per compute precision in use
+        self._batches: dict[tuple[str, str], ContiguousBatch | PagedBatch] = {}  # one per (precision, graph) in use
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
+        self._unrouted: list[Request] = []  # added, awaiting the gate's estimate (the next step routes them together)
         # add_request / abort may come from other threads (a server's handlers) while one thread steps
         self._lock = threading.RLock()
+        self.fast_path = fast_path
+
+    @property
+    def fast_path(self) -> FastPath | None:
+        """The early-exit graph and its gate, from `r1kit calibrate`; None: every request runs the full graph."""
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, fast_path: FastPath | None) -> None:
+        """Swap the fast path (calibration measures one exit after another): the fast batches, built for
+        the old exit, go with their KV; none may be in flight."""
+        if fast_path is not None:
+            fast_path.check(self.model)
+        with self._lock:
+            stale = [key for key in self._batches if key[1] == "fast"]
+            if self._unrouted or any(self._batches[key].running or self._batches[key].waiting for key in stale):
+                raise RuntimeError("cannot change the fast path while requests run on it")
+            for key in stale:
+                del self._batches[key]
+            self._fast_path = fast_path
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", dtype: str | None = None,
@@ -155,16 +186,50 @@ class Engine:
         given and not "auto", overrides the block's precision_mode."""
         block = load_dynamic_inference(dynamic_inference)
         model, tokenizer, dtype = load_for_inference(path, device, block.precision_mode if dtype in (None, "auto") else dtype)
+        if "fast_path" not in kwargs:
+            kwargs["fast_path"] = FastPath.load(path)  # None unless `r1kit calibrate` ran on it
         return cls(model, tokenizer, dtype=dtype, dynamic_inference=block, **kwargs)
 
-    def _batch(self, precision: str) -> ContiguousBatch | PagedBatch:
-        if precision not in self._batches:
+    def _batch(self, precision: str, graph: str = "full") -> ContiguousBatch | PagedBatch:
+        key = (precision, graph)
+        if key not in self._batches:
+            skip = self.fast_path.skip(self.model.config.n_layers) if graph == "fast" else None
             if self.dynamic.memory_reuse:
-                self._batches[precision] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
-                                                      self.dynamic.block_size, self.dynamic.decode_kernel)
+                self._batches[key] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
+                                                self.dynamic.block_size, self.dynamic.decode_kernel, skip=skip)
             else:
-                self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences)
-        return self._batches[precision]
+                self._batches[key] = ContiguousBatch(self.model, precision, self._sequences, skip=skip)
+        return self._batches[key]
+
+    @property
+    def complexity_threshold(self) -> float:
+        """The gate's threshold: the block's, else the calibrated suggestion, else the article's 0.7."""
+        if self.dynamic.complexity_threshold is not None:
+            return self.dynamic.complexity_threshold
+        suggested = self.fast_path.suggested_threshold if self.fast_path is not None else None
+        return 0.7 if suggested is None else suggested
+
+    def _fixed_graph(self, params: SamplingParams) -> str | None:
+        """The request's graph when nothing needs estimating (asked for, or no open gate); None: the gate decides."""
+        if params.graph == "fast" and self.fast_path is None:
+            raise ValueError("graph='fast' needs a calibrated checkpoint (r1kit calibrate writes its fast_path.json)")
+        if params.graph != "auto":
+            return params.graph
+        if self.fast_path is None or not self.fast_path.gated or self.complexity_threshold >= 1.0:
+            return "full"  # no gate, or a shut one: no estimate
+        return None
+
+    def _route(self) -> None:
+        """The gate for requests added since the last step, all at once (one probe forward over their
+        prompts): each joins the fast graph's batch iff its p > complexity_threshold."""
+        if not self._unrouted:
+            return
+        requests, self._unrouted = self._unrouted, []
+        threshold = self.complexity_threshold
+        for request, p in zip(requests, self.fast_path.estimate(self.model, [r.prompt_ids for r in requests])):
+            request.graph = request.output.graph = "fast" if p > threshold else "full"
+            request.output.fast_p = p
+            self._batch(request.precision, request.graph).add(request)
 
     # ------------------------------------------------------------------ requests
 
@@ -209,10 +274,15 @@ class Engine:
         params = params or SamplingParams()
         prompt_ids, stop_ids, precision, total_len = self.check_request(prompt, params)
         with self._lock:
-            batch = self._batch(precision)
+            graph = self._fixed_graph(params)
             request_id = next(self._ids)
-            output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision)
-            batch.add(Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision))
+            output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision,
+                                   graph=graph or "full")
+            request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision, graph or "full")
+            if graph is None:  # the gate decides at the next step, for every request added by then at once
+                self._unrouted.append(request)
+            else:
+                self._batch(precision, graph).add(request)
             self._outputs[request_id] = output
         return request_id
 
@@ -224,6 +294,7 @@ class Engine:
             output = self._outputs.get(request_id)
             if output is None or output.finished:
                 return False
+            self._unrouted = [r for r in self._unrouted if r.request_id != request_id]
             for batch in self._batches.values():
                 batch.abort(request_id)
             for sample in output.samples:
@@ -258,7 +329,7 @@ class Engine:
             return self._outputs.pop(request_id)
 
     def has_unfinished(self) -> bool:
-        return any(b.waiting or b.running for b in self._batches.values())
+        return bool(self._unrouted) or any(b.waiting or b.running for b in self._batches.values())
 
     @property
     def num_running(self) -> int:
@@ -268,7 +339,7 @@ class Engine:
     @property
     def num_waiting(self) -> int:
         """Requests (or preempted samples) queued, not yet running."""
-        return sum(len(b.waiting) for b in self._batches.values())
+        return len(self._unrouted) + sum(len(b.waiting) for b in self._batches.values())
 
     def stats(self) -> EngineStats:
         """Counts for a server's metrics: sequences, KV pool blocks (summed over precisions), prefix
@@ -298,6 +369,7 @@ class Engine:
         """Admit and prefill waiting requests, sample one token for every running sequence, drop the
         finished ones, and run one decode forward for the rest."""
         with self._lock:
+            self._route()
             self._admit()
             batches = [b for b in self._batches.values() if b.running]
             if not batches:
@@ -317,7 +389,7 @@ class Engine:
                 events.append(TokenEvent(seq.request.request_id, seq.sample.index, token, logprob, reason))
 
             first = 0
-            for batch in batches:  # one decode forward per precision
+            for batch in batches:  # one decode forward per (precision, graph)
                 n = len(batch.running)
                 rows = [r - first for r in keep if first <= r < first + n]
                 batch.keep(rows)

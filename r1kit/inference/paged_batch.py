@@ -35,6 +35,7 @@ from r1kit.device import autocast
 from r1kit.inference.block_pool import BlockKey, PoolExhausted, block_key
 from r1kit.inference.paged_cache import PagedKVCache
 from r1kit.inference.requests import Request, SequenceState
+from r1kit.model.transformer import LayerSkip
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Prefill:
 
 class PagedBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
-                 num_blocks: int, block_size: int, decode_kernel: bool = True):
+                 num_blocks: int, block_size: int, decode_kernel: bool = True, skip: LayerSkip | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
+        self.skip = skip  # the graph this batch runs (None: the full one); its KV pool is its own
         self.device = next(model.parameters()).device
         self.symbol_flags = model.symbol_flags_V.tolist()
         kv_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -157,7 +159,8 @@ class PagedBatch:
         self.cache.bind([seq.blocks for seq in self.running], [p + 1 for p in positions], decode=True)
         ids_B1 = torch.tensor(tokens, device=self.device)[:, None]
         with autocast(self.device, self.precision):
-            self.next_logits_BV = self.model(ids_B1, torch.tensor(positions, device=self.device)[:, None], self.cache)[:, 0].float()
+            self.next_logits_BV = self.model(ids_B1, torch.tensor(positions, device=self.device)[:, None], self.cache,
+                                             skip=self.skip)[:, 0].float()
         for seq in self.running:
             seq.position += 1
             if seq.position % self.block_size == 0:  # its last block is full: later requests may share it
@@ -254,7 +257,7 @@ class PagedBatch:
         self.cache.bind([item.blocks for item, _, _ in chunks], [end for _, _, end in chunks])
         with autocast(self.device, self.precision):
             logits_NV = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
-                                   logits_at_BT=logits_at_BT.to(self.device)).float()
+                                   logits_at_BT=logits_at_BT.to(self.device), skip=self.skip).float()
         done = 0
         for item, start, end in chunks:
             tokens = item.tokens()

@@ -25,6 +25,9 @@ class SamplingParams:
     precision: str | None = None
     # prefix-cache tenant: cached KV is shared only between requests with the same salt (vLLM's cache_salt)
     cache_salt: str | None = None
+    # "auto": the fast-path gate decides (complexity_threshold; r1kit.inference.fast_path); "full" /
+    # "fast" force a graph ("fast" needs a calibrated checkpoint)
+    graph: Literal["auto", "full", "fast"] = "auto"
 
     def check(self) -> None:
         problems = []
@@ -44,6 +47,8 @@ class SamplingParams:
             problems.append(f"stop strings must be non-empty strings, got {list(self.stop)!r}")
         if self.precision not in (None, "exact", "fp32", "bf16", "fp16"):
             problems.append(f"precision must be one of exact, fp32, bf16, fp16 (or None: the engine's), got {self.precision!r}")
+        if self.graph not in ("auto", "full", "fast"):
+            problems.append(f"graph must be one of auto, full, fast, got {self.graph!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -68,6 +73,8 @@ class RequestOutput:
     samples: list[Sample]
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache (not computed)
     precision: str = "fp32"  # the compute precision the request ran in
+    graph: str = "full"  # "full", or "fast": the early-exit graph the gate chose (or the request asked for)
+    fast_p: float | None = None  # the gate's estimate that the fast graph answers as the full one; None: not estimated
 
     @property
     def finished(self) -> bool:
@@ -105,6 +112,7 @@ class Request:
     stop_ids: dict[int, str | int | None]  # stop token -> the stop_reason it gives
     total_len: int  # prompt + the most new tokens that fit
     precision: str  # "fp32" | "bf16" | "fp16": the batch it runs in
+    graph: str = "full"  # "full" | "fast": with precision, which batch
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The server's Prometheus metrics (prometheus-client), named after vLLM's with an `r1kit:` prefix:
 requests running and waiting, prompt and generation tokens, time to first token and per output
-token, KV pool usage, prefix-cache hit rate, preemptions. One registry per app, so that several
+token, KV pool usage, prefix-cache hit rate, preemptions, and requests by graph (the fast path's
+share: r1kit:requests_by_graph{graph="fast"} over the sum). One registry per app, so that several
 servers (tests) in one process keep their own counts."""
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class ServerMetrics:
         self.kv_blocks = Gauge("r1kit:kv_cache_blocks", "KV pool blocks by state", ["state"], registry=r)
         self.hit_rate = Gauge("r1kit:prefix_cache_hit_rate", "prefix blocks found in the cache / looked up", registry=r)
         self.preemptions = Gauge("r1kit:num_preemptions", "sequences preempted so far", registry=r)
+        self.by_graph = Counter("r1kit:requests_by_graph", "requests finished, by the graph they ran on (full, or the fast path)",
+                                ["graph"], registry=r)
 
     def request_started(self, prompt_tokens: int) -> None:
         self.prompt_tokens.inc(prompt_tokens)
@@ -38,6 +41,8 @@ class ServerMetrics:
 
     def request_ended(self, output) -> None:
         self.requests.labels("finished" if output is not None else "aborted").inc()
+        if output is not None:
+            self.by_graph.labels(output.graph).inc()
 
     def on_step(self, events, seconds: float) -> None:
         """Called by the engine thread after each step."""
