@@ -5,6 +5,7 @@ calibrated on data whose probabilities are known, and `r1kit calibrate` writes w
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -250,6 +251,9 @@ def test_fast_path_saves_and_loads(tmp_path):
     gate.reliability, gate.ece, gate.suggested_threshold = [{"n": 3}], 0.02, 0.6
     gate.save(tmp_path)
     assert FastPath.load(tmp_path) == gate
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / FAST_PATH_FILE).stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file written with open()
     assert FastPath.load(tmp_path / "nowhere") is None
     (tmp_path / FAST_PATH_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not a fast path r1kit wrote"):

@@ -270,10 +270,11 @@ _TINY = make_model().eval()
 
 def test_the_block_loads_in_the_articles_shape_from_dicts_json_and_yaml(tmp_path):
     article = {"dynamic_inference": {"complexity_threshold": 0.7, "precision_mode": "auto", "memory_reuse": True}}
-    assert load_dynamic_inference(article) == load_dynamic_inference(article["dynamic_inference"]) == DynamicInference()
+    as_article = DynamicInference(complexity_threshold=0.7)  # the defaults leave the threshold to calibration (None)
+    assert load_dynamic_inference(article) == load_dynamic_inference(article["dynamic_inference"]) == as_article
     (tmp_path / "d.json").write_text(json.dumps(article))
     (tmp_path / "d.yaml").write_text("dynamic_inference:\n  complexity_threshold: 0.5\n  memory_reuse: false\n")
-    assert load_dynamic_inference(tmp_path / "d.json") == DynamicInference()
+    assert load_dynamic_inference(tmp_path / "d.json") == as_article
     shipped = Path(__file__).parent.parent / "configs" / "dynamic_inference.yaml"  # the README's example: the defaults
     assert load_dynamic_inference(shipped) == DynamicInference()
     yaml_block = load_dynamic_inference(str(tmp_path / "d.yaml"))

@@ -97,9 +97,17 @@ class FastPath:
         """Write fast_path.json into the checkpoint directory, atomically."""
         path = Path(checkpoint) / FAST_PATH_FILE
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fast_path.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-        os.replace(tmp, path)
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the checkpoint's other readers
+            with os.fdopen(fd, "w") as f:
+                json.dump(asdict(self), f, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
     @classmethod
