@@ -39,8 +39,6 @@ THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(20)) + (1.0,)
 class GraphRun:
     answers: list[str | None]
     correct: torch.Tensor  # [N] bool
-    tokens: int
-    seconds: float
 
 
 def same_answer(a: str | None, b: str | None) -> bool:
@@ -54,18 +52,13 @@ def same_answer(a: str | None, b: str | None) -> bool:
 def run_graph(engine: Engine, prompts: list[list[int]], examples: Sequence[Example], graph: str,
               max_new_tokens: int) -> GraphRun:
     """Greedy answers of every problem on one graph, batched as the engine batches them."""
-    params = SamplingParams(max_new_tokens=max_new_tokens, graph=graph)
-    start = time.perf_counter()
-    outs = engine.generate(prompts, params)
-    seconds = time.perf_counter() - start
-    answers, correct, tokens = [], [], 0
+    outs = engine.generate(prompts, SamplingParams(max_new_tokens=max_new_tokens, graph=graph))
+    answers, correct = [], []
     for out, ex in zip(outs, examples):
-        ids = out.samples[0].token_ids
-        tokens += len(ids)
-        breakdown = score_completion(completion_text(engine.tokenizer, ids), ex)
+        breakdown = score_completion(completion_text(engine.tokenizer, out.samples[0].token_ids), ex)
         answers.append(breakdown.answer)
         correct.append(breakdown.accuracy == 1.0)
-    return GraphRun(answers, torch.tensor(correct), tokens, seconds)
+    return GraphRun(answers, torch.tensor(correct))
 
 
 def batch1_ms_per_token(engine: Engine, prompts: list[list[int]], graph: str, max_new_tokens: int) -> float:
