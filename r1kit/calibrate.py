@@ -28,7 +28,7 @@ from r1kit.data.schema import Example, load_examples
 from r1kit.evaluate import completion_text, score_completion
 from r1kit.inference.engine import Engine, SamplingParams
 from r1kit.inference.fast_path import (
-    FastPath, accuracy_at_thresholds, fit_estimator, probe_features, reliability_table, suggest_threshold,
+    FAST_PATH_FILE, FastPath, accuracy_at_thresholds, fit_estimator, probe_features, reliability_table, suggest_threshold,
 )
 from r1kit.reward.answers import parse_number
 
@@ -80,8 +80,11 @@ def fit_split(n: int, fit_share: float, seed: int) -> tuple[list[int], list[int]
 
 def calibrate(checkpoint: str | Path, data: str | Path, n: int = 1000, exits: Sequence[int] | None = None,
               max_new_tokens: int = 128, max_loss: float = 0.01, fit_share: float = 0.6, seed: int = 0,
-              latency_n: int = 20, device: str = "auto", write: bool = True, log=print) -> FastPath:
-    """The fitted fast path of `checkpoint` (written to its fast_path.json unless write=False)."""
+              latency_n: int = 20, device: str = "auto", write: bool = True, overwrite: bool = False, log=print) -> FastPath:
+    """The fitted fast path of `checkpoint` (written to its fast_path.json unless write=False; an
+    existing one is replaced only with overwrite=True, checked before any work)."""
+    if write and not overwrite and (Path(checkpoint) / FAST_PATH_FILE).exists():
+        raise ValueError(f"{Path(checkpoint) / FAST_PATH_FILE} exists (an earlier calibration); pass --overwrite to replace it")
     engine = Engine.from_checkpoint(checkpoint, device=device, fast_path=None)
     model, tok = engine.model, engine.tokenizer
     n_layers = model.config.n_layers

@@ -11,7 +11,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
     exits = None if args.exits is None else [int(k) for k in args.exits.split(",")]
     calibrate(args.checkpoint, args.data, n=args.n, exits=exits, max_new_tokens=args.max_new_tokens,
-              max_loss=args.max_loss, fit_share=args.fit_share, seed=args.seed, device=args.device)
+              max_loss=args.max_loss, fit_share=args.fit_share, seed=args.seed, device=args.device,
+              overwrite=args.overwrite)
 
 
 def add_calibrate(sub, at_least: Callable, fraction: Callable) -> None:
@@ -27,5 +28,6 @@ def add_calibrate(sub, at_least: Callable, fraction: Callable) -> None:
     p.add_argument("--fit-share", type=fraction, default=0.6,
                    help="share of the problems the estimator is fitted on; the rest measure its calibration (default 0.6)")
     p.add_argument("--seed", type=int, default=0, help="which problems are fitted on")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint's existing fast_path.json (an earlier calibration)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_calibrate)

@@ -281,7 +281,11 @@ def test_cli_calibrate_writes_the_fast_path_the_engine_loads(tmp_path, capsys):
     assert engine.fast_path.exit_after == record["exit_after"]
     out = engine.generate(["Tom has 3 apples."], SamplingParams(max_new_tokens=3))[0]
     assert out.graph == "fast" and out.fast_p is not None
-    assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tmp_path / "held.jsonl"), "--exits", "3"]) == 2
+    before = (tmp_path / "ckpt" / FAST_PATH_FILE).read_bytes()
+    assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tmp_path / "held.jsonl"), "--n", "20"]) == 2
+    assert "fast_path.json exists (an earlier calibration); pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "ckpt" / FAST_PATH_FILE).read_bytes() == before  # an earlier calibration is kept unless asked
+    assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tmp_path / "held.jsonl"), "--exits", "3", "--overwrite"]) == 2
     assert "exits [3]: an early exit runs 1 .. 2 of the model's 3 blocks" in capsys.readouterr().err
 
 
