@@ -148,24 +148,55 @@ def test_threshold_zero_is_the_naive_early_exit_decode(memory_reuse):
         assert out.samples[0].token_ids == _naive_greedy(model, prompt, 8, skip)
 
 
-def test_mixed_batch_each_request_on_its_graph_and_no_kv_shared_across_graphs():
+def test_rows_of_different_depths_in_one_forward_equal_each_graph_alone():
+    model = _model()
+    ids = torch.randint(1, 64, (4, 10))
+    depths = [N_LAYERS, 1, 2, 1]
+    with torch.no_grad():
+        together = model(ids, depth_B=depths)
+        for row, depth in enumerate(depths):
+            skip = None if depth == N_LAYERS else LayerSkip.early_exit(depth, N_LAYERS)
+            torch.testing.assert_close(together[row], model(ids[row : row + 1], skip=skip)[0])
+        torch.testing.assert_close(model(ids, depth_B=[N_LAYERS] * 4), model(ids))
+    with pytest.raises(ValueError, match="depth_B must give 1 .. 3 blocks for each of the 4 rows"):
+        model(ids, depth_B=[0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("memory_reuse", [True, False])
+def test_mixed_batch_one_forward_each_request_on_its_graph_and_no_kv_shared_across_graphs(memory_reuse):
     model, prompts = _model(), _prompts()
-    engine = Engine(model, dynamic_inference={"block_size": 4}, fast_path=_gate(model, exit_after=2))
+    engine = Engine(model, dynamic_inference={"block_size": 4, "memory_reuse": memory_reuse}, fast_path=_gate(model, exit_after=2))
     full_ref = [_naive_greedy(model, p, 6) for p in prompts]
     fast_ref = [_naive_greedy(model, p, 6, LayerSkip.early_exit(2, N_LAYERS)) for p in prompts]
-    # the same prompts on both graphs, in one run: the two batches step together
+    # the same prompts on both graphs, in one run; count the forwards and the rows each block sees
     graphs = ["full", "fast"] * len(prompts)
-    outs = engine.generate(prompts + prompts, [SamplingParams(max_new_tokens=6, graph=g) for g in graphs[: 2 * len(prompts)]])
+    forwards, rows_seen = [], {0: [], 2: []}
+    hooks = [model.register_forward_pre_hook(lambda m, args: forwards.append(args[0].shape[0]))]
+    hooks += [model.layers[i].register_forward_pre_hook(lambda m, args, i=i: rows_seen[i].append(args[0].shape[0]))
+              for i in rows_seen]
+    for i, prompt in enumerate(prompts + prompts):
+        engine.add_request(prompt, SamplingParams(max_new_tokens=6, graph=graphs[i]))
+    steps = 0
+    while engine.has_unfinished():
+        engine.step()
+        steps += 1
+    for hook in hooks:
+        hook.remove()
+    outs = [engine.pop_output(i) for i in range(2 * len(prompts))]
     for i, out in enumerate(outs):
         ref = full_ref if out.graph == "full" else fast_ref
         assert out.graph == graphs[i]
         assert out.samples[0].token_ids == ref[i % len(prompts)]
+    # one prefill of all ten prompts, then one decode forward a step for both graphs' rows: block 0
+    # sees every row, block 2 (past the exit) only the full graph's five
+    assert forwards == [10] * steps and steps == 6
+    assert rows_seen[0] == [10] * 6 and rows_seen[2] == [5] * 6
     # a prompt cached by the full graph is not a prefix hit for the fast one, and vice versa
     prompt = list(range(1, 30))
     first = engine.generate([prompt], SamplingParams(max_new_tokens=2, graph="full"))[0]
     again_full = engine.generate([prompt], SamplingParams(max_new_tokens=2, graph="full"))[0]
     on_fast = engine.generate([prompt], SamplingParams(max_new_tokens=2, graph="fast"))[0]
-    assert first.cached_tokens == 0 and again_full.cached_tokens > 0
+    assert first.cached_tokens == 0 and again_full.cached_tokens == (28 if memory_reuse else 0)
     assert on_fast.cached_tokens == 0 and on_fast.samples[0].token_ids == _naive_greedy(model, prompt, 2, LayerSkip.early_exit(2, N_LAYERS))
 
 
@@ -289,17 +320,33 @@ def test_cli_calibrate_writes_the_fast_path_the_engine_loads(tmp_path, capsys):
     assert "exits [3]: an early exit runs 1 .. 2 of the model's 3 blocks" in capsys.readouterr().err
 
 
-def test_swapping_the_fast_path_rebuilds_the_fast_graph():
-    model, prompt = _model(), _prompts()[0]
-    engine = Engine(model, fast_path=FastPath.ungated(1))
+def test_swapping_the_fast_path_mid_run_keeps_each_requests_exit():
+    model, prompt = _model(), list(range(1, 30))
+    engine = Engine(model, dynamic_inference={"block_size": 4}, fast_path=FastPath.ungated(1))
     fast = SamplingParams(max_new_tokens=6, graph="fast")
     assert engine.generate([prompt], SamplingParams(max_new_tokens=6))[0].graph == "full"  # ungated: auto stays full
-    assert engine.generate([prompt], fast)[0].samples[0].token_ids == _naive_greedy(model, prompt, 6, LayerSkip.early_exit(1, N_LAYERS))
+    on_exit1 = engine.generate([prompt], fast)[0]
+    assert on_exit1.samples[0].token_ids == _naive_greedy(model, prompt, 6, LayerSkip.early_exit(1, N_LAYERS))
+    # a request routed to exit 1 keeps it when exit 2 replaces it mid-run, and the prompt it cached
+    # under exit 1 is no prefix hit for exit 2
+    running = engine.add_request(prompt, fast)
+    engine.step()
     engine.fast_path = FastPath.ungated(2)
-    assert engine.generate([prompt], fast)[0].samples[0].token_ids == _naive_greedy(model, prompt, 6, LayerSkip.early_exit(2, N_LAYERS))
-    engine.add_request(prompt, fast)
-    with pytest.raises(RuntimeError, match="while requests run on it"):
-        engine.fast_path = None
+    later = engine.add_request(prompt, fast)
+    while engine.has_unfinished():
+        engine.step()
+    assert engine.pop_output(running).samples[0].token_ids == on_exit1.samples[0].token_ids
+    on_exit2 = engine.pop_output(later)
+    assert on_exit2.cached_tokens == 0
+    assert on_exit2.samples[0].token_ids == _naive_greedy(model, prompt, 6, LayerSkip.early_exit(2, N_LAYERS))
+    # requests waiting for the gate when it goes run on the full graph
+    gated = Engine(model, dynamic_inference={"complexity_threshold": 0.0}, fast_path=_gate(model))
+    waiting = gated.add_request(prompt, SamplingParams(max_new_tokens=6))
+    gated.fast_path = None
+    while gated.has_unfinished():
+        gated.step()
+    out = gated.pop_output(waiting)
+    assert out.graph == "full" and out.samples[0].token_ids == _naive_greedy(model, prompt, 6)
 
 
 def test_an_unset_threshold_is_the_calibrated_one_and_metrics_count_graphs():

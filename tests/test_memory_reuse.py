@@ -239,7 +239,7 @@ def _random_requests(engine, rng, count, abort_share):
         if rng.random() < abort_share:
             engine.abort(rng.choice(pending))
     _drain(engine, rng, abort_share, pending)
-    pool = engine._batches["fp32", "full"].pool
+    pool = engine._batches["fp32"].pool
     pool.check()
     assert all(r == 0 for r in pool.ref_count)
     stats = engine.stats()
@@ -294,7 +294,7 @@ def test_memory_reuse_false_is_the_contiguous_engine():
     model = make_model().eval()
     engine = _engine(model, reuse=False)
     out = engine.generate([[1, 2, 3]], SamplingParams(max_new_tokens=4))[0]
-    assert type(engine._batches["fp32", "full"]).__name__ == "ContiguousBatch" and out.cached_tokens == 0
+    assert type(engine._batches["fp32"]).__name__ == "ContiguousBatch" and out.cached_tokens == 0
     assert engine.stats().blocks_total == 0 and engine.stats().peak_kv_bytes > 0
 
 
@@ -313,8 +313,8 @@ def test_precision_fp16_is_refused_on_a_cpu_and_exact_requests_run_in_fp32():
                                                      SamplingParams(max_new_tokens=8)])
     assert (exact.precision, fast.precision) == ("fp32", "bf16")
     assert exact.samples[0].token_ids == Engine(model).generate([prompt], SamplingParams(max_new_tokens=8))[0].samples[0].token_ids
-    assert set(engine._batches) == {("fp32", "full"), ("bf16", "full")}
-    assert engine._batches["bf16", "full"].cache.kv_LNK2GD.dtype == torch.bfloat16
+    assert set(engine._batches) == {"fp32", "bf16"}
+    assert engine._batches["bf16"].cache.kv_LNK2GD.dtype == torch.bfloat16
     again = engine.generate([prompt], SamplingParams(max_new_tokens=2, precision="exact"))[0]
     assert again.cached_tokens == 12  # found among the fp32 blocks, never the bf16 ones
 
@@ -333,7 +333,7 @@ def test_the_decode_kernel_reads_blocks_in_place_as_the_gather_does(attention):
     for kernel in (True, False):
         engine = Engine(model, max_batch_size=5, dynamic_inference={"block_size": BS, "decode_kernel": kernel})
         runs.append(engine.generate(prompts, params))
-        assert engine._batches["fp32", "full"].cache.decode_kernel is kernel
+        assert engine._batches["fp32"].cache.decode_kernel is kernel
     for a, b in zip(*runs):
         for sa, sb in zip(a.samples, b.samples):
             assert sa.token_ids == sb.token_ids

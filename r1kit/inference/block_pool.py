@@ -5,7 +5,7 @@ a block is an id.
 
 A full block is keyed by `block_key(parent key, its token ids, their symbol flags, extra)`: the key
 names the whole prefix up to the block's end, so equal keys mean equal K/V. `extra` holds what else
-changes the values (a tenant's salt, later the graph and precision that made them). A new sequence
+changes the values (a tenant's salt, the precision and the graph that made them). A new sequence
 takes the longest chain of cached keys (`lookup`) and computes only the rest. A block's life:
 
     allocate -> written -> (full) register(key) -> shared by lookups -> release ... ref 0:

@@ -15,17 +15,14 @@ import torch
 
 from r1kit.device import autocast
 from r1kit.inference.kv_cache import KVCache
-from r1kit.inference.requests import Request, SequenceState
-from r1kit.model.transformer import LayerSkip
+from r1kit.inference.requests import Request, SequenceState, row_depths
 
 
 class ContiguousBatch:
-    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
-                 skip: LayerSkip | None = None):
+    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]]):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
-        self.skip = skip  # the graph this batch runs (None: the full one)
         self.device = next(model.parameters()).device
-        self.max_seq_len = model.config.max_seq_len
+        self.max_seq_len, self.n_layers = model.config.max_seq_len, model.config.n_layers
         self.waiting: deque[Request] = deque()
         self.running: list[SequenceState] = []
         self.next_logits_BV: torch.Tensor | None = None
@@ -74,7 +71,8 @@ class ContiguousBatch:
         """One forward of the running rows' last tokens: their next logits."""
         positions_B = torch.tensor([s.position for s in self.running], device=self.device)
         with autocast(self.device, self.precision):
-            self.next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache, skip=self.skip)[:, 0].float()
+            self.next_logits_BV = self.model(tokens_B[:, None], positions_B[:, None], self._cache,
+                                             depth_B=row_depths([s.request for s in self.running], self.n_layers))[:, 0].float()
         for seq in self.running:
             seq.position += 1
 
@@ -105,7 +103,7 @@ class ContiguousBatch:
         last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
         with autocast(self.device, self.precision):
             logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
-                                   skip=self.skip).float()
+                                   depth_B=row_depths(requests, self.n_layers)).float()
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

@@ -28,9 +28,10 @@ fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path
 a request is added, its estimate p is computed from the first blocks' hidden states of its prompt
 (one probe forward for all requests added since the last step), and it runs on the early-exit
 graph iff p > `complexity_threshold` (the block's key; 1.0 never, 0.0 always; unset: the threshold
-calibrate suggested; `SamplingParams.graph` forces a graph). Each (precision, graph) has its own
-batch and KV pool, so KV made under one graph is never read by the other; `RequestOutput.graph` and
-`.fast_p` say which ran and the estimate.
+calibrate suggested; `SamplingParams.graph` forces a graph). Fast and full rows share one batch
+and one forward: the fast rows leave it at their exit, and the later blocks run on the full rows
+alone (the model's depth_B). The graph is part of the prefix key, so KV made under one graph is
+never read by the other; `RequestOutput.graph` and `.fast_p` say which ran and the estimate.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -152,7 +153,7 @@ class Engine:
             raise ValueError(f"dynamic_inference.pool_tokens={self.dynamic.pool_tokens} holds no block of {block_size} tokens")
         self._generator = torch.Generator(device=self.device).manual_seed(seed % _SEED_SPACE)
         self._ids = itertools.count()
-        self._batches: dict[tuple[str, str], ContiguousBatch | PagedBatch] = {}  # one per (precision, graph) in use
+        self._batches: dict[str, ContiguousBatch | PagedBatch] = {}  # one per precision in use
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
         self._unrouted: list[Request] = []  # added, awaiting the gate's estimate (the next step routes them together)
         # add_request / abort may come from other threads (a server's handlers) while one thread steps
@@ -166,16 +167,11 @@ class Engine:
 
     @fast_path.setter
     def fast_path(self, fast_path: FastPath | None) -> None:
-        """Swap the fast path (calibration measures one exit after another): the fast batches, built for
-        the old exit, go with their KV; none may be in flight."""
+        """Swap the fast path (calibration measures one exit after another). Requests already routed
+        keep their exit, and the exit is part of the prefix key, so no KV crosses from one to the other."""
         if fast_path is not None:
             fast_path.check(self.model)
         with self._lock:
-            stale = [key for key in self._batches if key[1] == "fast"]
-            if self._unrouted or any(self._batches[key].running or self._batches[key].waiting for key in stale):
-                raise RuntimeError("cannot change the fast path while requests run on it")
-            for key in stale:
-                del self._batches[key]
             self._fast_path = fast_path
 
     @classmethod
@@ -190,16 +186,20 @@ class Engine:
             kwargs["fast_path"] = FastPath.load(path)  # None unless `r1kit calibrate` ran on it
         return cls(model, tokenizer, dtype=dtype, dynamic_inference=block, **kwargs)
 
-    def _batch(self, precision: str, graph: str = "full") -> ContiguousBatch | PagedBatch:
-        key = (precision, graph)
-        if key not in self._batches:
-            skip = self.fast_path.skip(self.model.config.n_layers) if graph == "fast" else None
+    def _batch(self, precision: str) -> ContiguousBatch | PagedBatch:
+        if precision not in self._batches:
             if self.dynamic.memory_reuse:
-                self._batches[key] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
-                                                self.dynamic.block_size, self.dynamic.decode_kernel, skip=skip)
+                self._batches[precision] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
+                                                      self.dynamic.block_size, self.dynamic.decode_kernel)
             else:
-                self._batches[key] = ContiguousBatch(self.model, precision, self._sequences, skip=skip)
-        return self._batches[key]
+                self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences)
+        return self._batches[precision]
+
+    def _enqueue(self, request: Request, graph: str) -> None:
+        """Into its precision's batch, on `graph`."""
+        request.graph = request.output.graph = graph
+        request.exit_after = self.fast_path.exit_after if graph == "fast" else None
+        self._batch(request.precision).add(request)
 
     @property
     def complexity_threshold(self) -> float:
@@ -221,15 +221,18 @@ class Engine:
 
     def _route(self) -> None:
         """The gate for requests added since the last step, all at once (one probe forward over their
-        prompts): each joins the fast graph's batch iff its p > complexity_threshold."""
+        prompts): each runs on the fast graph iff its p > complexity_threshold."""
         if not self._unrouted:
             return
         requests, self._unrouted = self._unrouted, []
+        if self._fixed_graph(requests[0].params) == "full":  # the gate has closed (or gone) since they came
+            for request in requests:
+                self._enqueue(request, "full")
+            return
         threshold = self.complexity_threshold
         for request, p in zip(requests, self.fast_path.estimate(self.model, [r.prompt_ids for r in requests])):
-            request.graph = request.output.graph = "fast" if p > threshold else "full"
             request.output.fast_p = p
-            self._batch(request.precision, request.graph).add(request)
+            self._enqueue(request, "fast" if p > threshold else "full")
 
     # ------------------------------------------------------------------ requests
 
@@ -276,13 +279,12 @@ class Engine:
         with self._lock:
             graph = self._fixed_graph(params)
             request_id = next(self._ids)
-            output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision,
-                                   graph=graph or "full")
-            request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision, graph or "full")
+            output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision)
+            request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision)
             if graph is None:  # the gate decides at the next step, for every request added by then at once
                 self._unrouted.append(request)
             else:
-                self._batch(precision, graph).add(request)
+                self._enqueue(request, graph)
             self._outputs[request_id] = output
         return request_id
 
@@ -389,7 +391,7 @@ class Engine:
                 events.append(TokenEvent(seq.request.request_id, seq.sample.index, token, logprob, reason))
 
             first = 0
-            for batch in batches:  # one decode forward per (precision, graph)
+            for batch in batches:  # one decode forward per precision
                 n = len(batch.running)
                 rows = [r - first for r in keep if first <= r < first + n]
                 batch.keep(rows)

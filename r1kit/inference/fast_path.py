@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from r1kit.model.transformer import LayerSkip, Transformer
+from r1kit.model.transformer import Transformer
 
 FAST_PATH_FILE = "fast_path.json"
 # an estimate never reaches exactly 0 or 1, so threshold 0.0 sends every request to the fast path
@@ -64,9 +64,6 @@ class FastPath:
     def gated(self) -> bool:
         """Whether it has an estimator (an ungated one runs only requests that ask for the fast graph)."""
         return bool(self.weight_F)
-
-    def skip(self, n_layers: int) -> LayerSkip:
-        return LayerSkip.early_exit(self.exit_after, n_layers)
 
     def check(self, model: Transformer) -> None:
         n = model.config.n_layers

@@ -38,6 +38,7 @@ class KVCache:
         self._rows_BT: torch.Tensor | None = None
         self._positions_BT: torch.Tensor | None = None
         self._slots: slice | None = None
+        self._rows_N: torch.Tensor | None = None  # `narrow`: the rows this forward still carries (None: all)
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_seq_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
@@ -59,6 +60,7 @@ class KVCache:
         if int(positions_BT.min()) < 0 or last >= self.max_seq_len:
             raise ValueError(f"positions must lie in [0, {self.max_seq_len}) for this cache, got up to {last}")
         self._rows_BT = torch.arange(B, device=positions_BT.device)[:, None].expand(B, T)
+        self._rows_N = None
         self._positions_BT = positions_BT
         # every row writing the same run of slots (batch 1, or a decode step in lockstep): a plain
         # slice assignment per layer instead of advanced indexing, which is much cheaper per step
@@ -69,7 +71,14 @@ class KVCache:
         self.row_length_B = torch.maximum(self.row_length_B, positions_BT.max(dim=1).values.cpu() + 1)
         self.length = max(self.length, last + 1)
 
+    def narrow(self, rows_N: torch.Tensor) -> None:
+        """For the rest of this forward, only these of the rows still running (some left at an
+        early exit): later layers write and read theirs alone (KVCacheLike)."""
+        self._rows_N = rows_N if self._rows_N is None else self._rows_N.index_select(0, rows_N)
+
     def update(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._rows_N is not None:
+            return self._update_rows(layer, k_BGTD, v_BGTD, self._rows_N)
         if self._slots is not None:
             self.k_LBGSD[layer, :, :, self._slots] = k_BGTD
             self.v_LBGSD[layer, :, :, self._slots] = v_BGTD
@@ -77,6 +86,19 @@ class KVCache:
             self.k_LBGSD[layer][self._rows_BT, :, self._positions_BT] = k_BGTD.transpose(1, 2).to(self.k_LBGSD.dtype)
             self.v_LBGSD[layer][self._rows_BT, :, self._positions_BT] = v_BGTD.transpose(1, 2).to(self.v_LBGSD.dtype)
         return self.k_LBGSD[layer, :, :, : self.length], self.v_LBGSD[layer, :, :, : self.length]
+
+    def _update_rows(self, layer: int, k_NGTD: torch.Tensor, v_NGTD: torch.Tensor, rows_N: torch.Tensor):
+        """`update` for a narrowed forward: N of the B rows write, and get their visible keys back
+        (a copy, gathered by row)."""
+        k_BGSD, v_BGSD = self.k_LBGSD[layer], self.v_LBGSD[layer]
+        if self._slots is not None:
+            k_BGSD[:, :, self._slots].index_copy_(0, rows_N, k_NGTD.to(k_BGSD.dtype))
+            v_BGSD[:, :, self._slots].index_copy_(0, rows_N, v_NGTD.to(v_BGSD.dtype))
+        else:
+            rows_NT, positions_NT = self._rows_BT.index_select(0, rows_N), self._positions_BT.index_select(0, rows_N)
+            k_BGSD[rows_NT, :, positions_NT] = k_NGTD.transpose(1, 2).to(k_BGSD.dtype)
+            v_BGSD[rows_NT, :, positions_NT] = v_NGTD.transpose(1, 2).to(v_BGSD.dtype)
+        return k_BGSD[:, :, : self.length].index_select(0, rows_N), v_BGSD[:, :, : self.length].index_select(0, rows_N)
 
     def visible_symbols(self) -> torch.Tensor:
         return self.is_symbol_BS[:, : self.length]

@@ -2,9 +2,9 @@
 turns and samples, a bounded pool, chunked prefill and preemption.
 
 - **Prefix sharing.** A request's prompt is cut into blocks keyed by content (block_pool.block_key:
-  parent key, token ids, symbol flags, and `extra` = (cache salt, precision)). Admission takes the
-  longest chain of cached blocks and computes only the rest; at least the prompt's last token is
-  always computed, for its logits. Full blocks are registered as soon as they are written, in
+  parent key, token ids, symbol flags, and `extra` = (cache salt, precision, the fast path's exit
+  or None)). Admission takes the longest chain of cached blocks and computes only the rest; at
+  least the prompt's last token is always computed, for its logits. Full blocks are registered as soon as they are written, in
   prefill and in decode, so a later request (a re-sent conversation) can find them.
 - **Samples.** A request's n samples share its prompt's blocks; the last, partial block is copied
   for each sample but the first (copy-on-write), as they write different tokens into it.
@@ -13,6 +13,9 @@ turns and samples, a bounded pool, chunked prefill and preemption.
   system prompt compute it once, not 64 times); the requests behind it are not held up.
 - **Chunked prefill.** A prompt longer than the step's token budget is computed over several steps
   while the running sequences keep decoding; only the queue's head may be part-way.
+- **Both graphs in one batch.** Fast-path rows (an early exit) and full-graph rows run in one
+  forward (the model's depth_B); a fast row's blocks hold K/V of its exit's blocks only, and its
+  exit is in its keys, so no other graph ever reads them.
 - **Bounded and never stuck.** Blocks come from a pool of fixed size; unreferenced cached blocks
   are evicted least recently used first. A running sequence that cannot get a block preempts the
   newest sequence (a part-way prefill first, then the latest running one, itself if it is the
@@ -34,8 +37,7 @@ import torch
 from r1kit.device import autocast
 from r1kit.inference.block_pool import BlockKey, PoolExhausted, block_key
 from r1kit.inference.paged_cache import PagedKVCache
-from r1kit.inference.requests import Request, SequenceState
-from r1kit.model.transformer import LayerSkip
+from r1kit.inference.requests import Request, SequenceState, row_depths
 
 
 @dataclass
@@ -61,15 +63,14 @@ class Prefill:
 
 class PagedBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
-                 num_blocks: int, block_size: int, decode_kernel: bool = True, skip: LayerSkip | None = None):
+                 num_blocks: int, block_size: int, decode_kernel: bool = True):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
-        self.skip = skip  # the graph this batch runs (None: the full one); its KV pool is its own
         self.device = next(model.parameters()).device
         self.symbol_flags = model.symbol_flags_V.tolist()
         kv_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         self.cache = PagedKVCache(model, num_blocks, block_size, kv_dtype, decode_kernel)
         self.pool, self.block_size = self.cache.pool, block_size
-        self.max_seq_len = model.config.max_seq_len
+        self.max_seq_len, self.n_layers = model.config.max_seq_len, model.config.n_layers
         self.waiting: deque[Prefill] = deque()
         self.running: list[SequenceState] = []
         self.next_logits_BV: torch.Tensor | None = None
@@ -160,7 +161,7 @@ class PagedBatch:
         ids_B1 = torch.tensor(tokens, device=self.device)[:, None]
         with autocast(self.device, self.precision):
             self.next_logits_BV = self.model(ids_B1, torch.tensor(positions, device=self.device)[:, None], self.cache,
-                                             skip=self.skip)[:, 0].float()
+                                             depth_B=row_depths([seq.request for seq in self.running], self.n_layers))[:, 0].float()
         for seq in self.running:
             seq.position += 1
             if seq.position % self.block_size == 0:  # its last block is full: later requests may share it
@@ -184,7 +185,8 @@ class PagedBatch:
     # ------------------------------------------------------------------ prefix keys
 
     def _extra(self, request: Request) -> tuple:
-        return (request.params.cache_salt, self.precision)
+        # the graph too: a fast-path row holds K/V of its exit's blocks only, never another graph's
+        return (request.params.cache_salt, self.precision, request.exit_after)
 
     def _key_of_block(self, parent: BlockKey | None, tokens: list[int], index: int, request: Request) -> BlockKey:
         K = self.block_size
@@ -257,7 +259,8 @@ class PagedBatch:
         self.cache.bind([item.blocks for item, _, _ in chunks], [end for _, _, end in chunks])
         with autocast(self.device, self.precision):
             logits_NV = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
-                                   logits_at_BT=logits_at_BT.to(self.device), skip=self.skip).float()
+                                   logits_at_BT=logits_at_BT.to(self.device),
+                                   depth_B=row_depths([item.request for item, _, _ in chunks], self.n_layers)).float()
         done = 0
         for item, start, end in chunks:
             tokens = item.tokens()

@@ -132,6 +132,16 @@ class PagedKVCache:
         self.symbol_NK.view(-1)[self._write_BT] = is_symbol_BT
         self.length = int(self._real_end_B.max())
 
+    def narrow(self, rows_N: torch.Tensor) -> None:
+        """For the rest of this forward, only these of the rows still running (some left at an
+        early exit): later layers write and read theirs alone (KVCacheLike; the next `bind` ends it)."""
+        self._table_BM = self._table_BM.index_select(0, rows_N)
+        self._table_flat = self._table_BM.view(-1)
+        self._real_end_B = self._real_end_B.index_select(0, rows_N)
+        self._write_BT = self._write_BT.index_select(0, rows_N)
+        if self._decode_write_B1 is not None:
+            self._decode_write_B1 = self._decode_write_B1.index_select(0, rows_N)
+
     def _write(self, layer: int, k_BGTD: torch.Tensor, v_BGTD: torch.Tensor) -> None:
         """This forward's keys and values into their blocks' slots ([B, T, 2, G, D] as written)."""
         kv_flat = self.kv_LNK2GD[layer].view(-1, 2, self.n_kv_heads, self.head_dim)

@@ -112,7 +112,8 @@ class Request:
     stop_ids: dict[int, str | int | None]  # stop token -> the stop_reason it gives
     total_len: int  # prompt + the most new tokens that fit
     precision: str  # "fp32" | "bf16" | "fp16": the batch it runs in
-    graph: str = "full"  # "full" | "fast": with precision, which batch
+    graph: str = "full"  # "full" | "fast"
+    exit_after: int | None = None  # on the fast graph: the blocks it runs (its early exit); None: all of them
 
 
 @dataclass
@@ -129,3 +130,11 @@ class SequenceState:
     def tokens(self) -> list[int]:
         """Every token of the sequence so far: the prompt, then the sampled ones."""
         return self.request.prompt_ids + self.sample.token_ids
+
+
+def row_depths(requests: Sequence[Request], n_layers: int) -> list[int] | None:
+    """The blocks each row's forward runs (the model's depth_B): a fast-path row stops at its exit;
+    None when every row runs the full graph (the plain forward)."""
+    if all(r.exit_after is None for r in requests):
+        return None
+    return [n_layers if r.exit_after is None else r.exit_after for r in requests]

@@ -60,6 +60,9 @@ class KVCacheLike(Protocol):
         """[B, S] bool: which visible keys are maths-symbol tokens."""
         ...
 
+    # Needed for forwards with depth_B (rows leaving at different blocks):
+    #   narrow(rows_N) -> None: for the rest of this forward only these of its rows (positions
+    #   among the rows still running) write and read keys and values; the next `start` ends it.
     # Optional: a cache that can run attention over its own storage (the paged cache's decode
     # kernel, which reads blocks in place instead of gathering them) defines
     #   attend(layer, q_BHTD, k_BGTD, v_BGTD, gate_BTH3 | None, window, topk) -> out_BHTD | None
@@ -105,6 +108,17 @@ class AttentionContext:
     # positions 0..T-1, one chunk, gradients on; decided once per forward by the model
     fused_multiscale: bool = False
     _causal_B1TS: torch.Tensor | None = None
+
+    def select_rows(self, rows_N: torch.Tensor) -> "AttentionContext":
+        """The context of these rows alone (rows leaving the forward at an early exit). The chunks'
+        key ranges, planned for all rows, still cover the rows kept."""
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.index_select(0, rows_N)
+        return AttentionContext(
+            cos_BTD=pick(self.cos_BTD), sin_BTD=pick(self.sin_BTD), q_pos_BT=pick(self.q_pos_BT),
+            k_pos_BS=pick(self.k_pos_BS), k_symbol_BS=pick(self.k_symbol_BS), standard_causal=self.standard_causal,
+            all_visible=self.all_visible, chunks=self.chunks, fused_multiscale=self.fused_multiscale,
+            _causal_B1TS=None if self._causal_B1TS is None else pick(self._causal_B1TS))
 
     def causal_mask(self) -> torch.Tensor:
         """[B, 1, T, S] bool: key_pos <= query_pos; built once per forward, shared by the layers."""

@@ -4,7 +4,7 @@ With `attention.kind = "dense"` and `moe.n_experts = 0` it is exactly the Llama 
 Otherwise attention is multi-scale (attention.py) and feed-forward layers are mixtures of
 experts (moe.py).
 
-    logits = model(ids_BT, positions_BT=None, cache=None, skip=None, logits_at_BT=None)
+    logits = model(ids_BT, positions_BT=None, cache=None, skip=None, logits_at_BT=None, depth_B=None)
     full_logits, exit_logits = model.forward_with_exit(ids_BT, exit_after, logits_at_BT=None)  # training
 
 - positions: int64 [B, T]; default 0..T-1 (or, with a cache, continuing after what it holds is
@@ -15,6 +15,10 @@ experts (moe.py).
   the head); training applies stochastic layer drop (config.layer_drop) so skipping degrades
   gracefully, and `forward_with_exit` gives an early exit's logits beside the full ones (its loss
   trains the fast path).
+- depth_B: blocks each row runs before the head (a list of B ints; None: every block). Rows whose
+  depth is reached leave the batch there: the later blocks run on the other rows only (and the
+  cache carries only those rows' K/V for them, `narrow`), so one forward serves rows of the full
+  graph and of early exits alike (the engine's fast path in one batch with full-graph requests).
 - logits_at_BT: bool [B, T]; if given, only those positions get logits, [N, V] in row-major
   order. The output head is a tenth of a small model's compute: SFT needs logits only where the
   loss is (the response), prefill only at each prompt's last token.
@@ -170,6 +174,7 @@ class Transformer(nn.Module):
         cache: KVCacheLike | None = None,
         skip: LayerSkip | None = None,
         logits_at_BT: torch.Tensor | None = None,
+        depth_B: list[int] | None = None,
     ) -> torch.Tensor:
         B, T = ids_BT.shape
         if positions_BT is None:
@@ -179,7 +184,14 @@ class Transformer(nn.Module):
         if positions_BT.shape != (B, T):
             raise ValueError(f"positions_BT must have shape {(B, T)}, got {tuple(positions_BT.shape)}")
         ctx = self._context(ids_BT, positions_BT, cache)
-        h_BTC, _ = self._blocks(self.embed(ids_BT), ctx, cache, skip)
+        if depth_B is None or min(depth_B) >= self.config.n_layers:
+            h_BTC, _ = self._blocks(self.embed(ids_BT), ctx, cache, skip)
+        else:
+            if skip is not None:
+                raise ValueError("give a forward either skip or depth_B, not both")
+            if len(depth_B) != B or min(depth_B) < 1:
+                raise ValueError(f"depth_B must give 1 .. {self.config.n_layers} blocks for each of the {B} rows, got {depth_B}")
+            h_BTC = self._blocks_to_depth(self.embed(ids_BT), ctx, cache, depth_B)
         return self._head(h_BTC, logits_at_BT)
 
     def forward_with_exit(
@@ -226,6 +238,27 @@ class Transformer(nn.Module):
                 continue
             h_BTC = block(h_BTC, ctx, cache, skip_attention=skip is not None and i in skip.attention)
         return h_BTC, captured_BTC
+
+    def _blocks_to_depth(self, h_BTC, ctx: AttentionContext, cache: KVCacheLike | None, depth_B: list[int]) -> torch.Tensor:
+        """The residual stream of each row after its own number of blocks: before block i, the rows
+        of depth i leave (their stream is kept for the head) and the rest go on alone."""
+        out_BTC = h_BTC.new_empty(h_BTC.shape)
+        alive = list(range(len(depth_B)))  # rows still running, in the order of h_BTC's rows
+        for i, block in enumerate(self.layers):
+            staying = [j for j, row in enumerate(alive) if depth_B[row] > i]
+            if len(staying) < len(alive):
+                leaving = [j for j, row in enumerate(alive) if depth_B[row] <= i]
+                out_BTC[[alive[j] for j in leaving]] = h_BTC[leaving]
+                alive = [alive[j] for j in staying]
+                if not alive:
+                    return out_BTC
+                staying_N = torch.tensor(staying, device=h_BTC.device)
+                h_BTC, ctx = h_BTC.index_select(0, staying_N), ctx.select_rows(staying_N)
+                if cache is not None:
+                    cache.narrow(staying_N)
+            h_BTC = block(h_BTC, ctx, cache)
+        out_BTC[alive] = h_BTC
+        return out_BTC
 
     def _head(self, h_BTC: torch.Tensor, logits_at_BT: torch.Tensor | None) -> torch.Tensor:
         if logits_at_BT is not None:
