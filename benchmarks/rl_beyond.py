@@ -1,6 +1,6 @@
 """RL beyond the SFT distribution (issue 23, part B), measured side by side at equal minutes:
 (a) the SFT model; (b) SFT continued for the same minutes on the traces it was trained on;
-(c) GRPO on problems of 2-5 steps, a quarter of them 5 steps (one step past its longest trace),
+(c) GRPO on problems of 2-5 steps (`--mix-steps`), a quarter of them 5 steps (one step past its longest trace),
 given as questions and answers only, with DAPO's dynamic sampling, for each seed; and, as
 ablations, GRPO on 5-step problems alone and on the mix without dynamic sampling. Every model is
 evaluated on the held-out 5-step problems (`hard`), the 2-3-step in-template test set (retention)
@@ -9,7 +9,10 @@ temperature 1 (pass@1..8).
 
     python benchmarks/rl_beyond.py --sft runs/g5/sft/final --train runs/g5/train.jsonl \\
         --test runs/g5/test.jsonl --unseen runs/g5/unseen.jsonl --out runs/hard \\
-        [--minutes 15] [--seeds 0 1 2] [--results benchmarks/results/rl_beyond.json]
+        [--minutes 15] [--seeds 0 1 2] [--mix-steps 2-5] [--results benchmarks/results/rl_beyond.json]
+
+`--mix-steps 3-5` trains (c) on another mix (a third each of 3, 4 and 5 steps); its arms and RL data
+get the mix in their names (dm35_0, rl_steps3-5.jsonl), so both mixes' runs live side by side in --out.
 
 Each piece (data, a training run, an evaluation) is skipped when its output exists, so an
 interrupted run continues; the commands it runs are the results file's `commands`. Run nothing
@@ -59,8 +62,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of (c): GRPO on the 2-5-step mix, dynamic sampling")
     parser.add_argument("--ablation-seeds", type=int, nargs="*", default=[0],
                         help="seeds of the ablations: GRPO on 5-step problems alone (c), and on the mix without dynamic sampling (m)")
+    parser.add_argument("--mix-steps", default="2-5", help="step counts of (c)'s RL problems, drawn uniformly (the last is the hard set's 5)")
     parser.add_argument("--results", default="benchmarks/results/rl_beyond.json")
     args = parser.parse_args()
+    tag = "" if args.mix_steps == "2-5" else args.mix_steps.replace("-", "") + "_"  # the first runs kept their names
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     commands: list[str] = []
@@ -68,10 +73,10 @@ def main() -> None:
     # data: 500 held-out 5-step problems; for RL, 4,000 problems of 2-5 steps (a quarter of them 5 steps;
     # the shorter ones keep the model's length right on problems it could already do) and 4,000 of
     # 5 steps alone (the ablation), without their steps; no question shared with any other set
-    hard, rl_mixed, rl_five = out / "steps5.jsonl", out / "rl_steps2-5.jsonl", out / "rl_steps5.jsonl"
+    hard, rl_mixed, rl_five = out / "steps5.jsonl", out / f"rl_steps{args.mix_steps}.jsonl", out / "rl_steps5.jsonl"
     run(["data", "synth", "--n", "500", "--seed", "105", "--steps", "5", "--max-operand", "100",
          "--exclude", args.train, "--out", str(hard)], hard, out / "data_hard.log", commands)
-    run(["data", "synth", "--n", "4000", "--seed", "301", "--steps", "2-5", "--max-operand", "100", "--answers-only",
+    run(["data", "synth", "--n", "4000", "--seed", "301", "--steps", args.mix_steps, "--max-operand", "100", "--answers-only",
          "--exclude", args.train, "--exclude", args.test, "--exclude", args.unseen, "--exclude", str(hard),
          "--out", str(rl_mixed)], rl_mixed, out / "data_rl_mixed.log", commands)
     run(["data", "synth", "--n", "4000", "--seed", "201", "--steps", "5", "--max-operand", "100", "--answers-only",
@@ -90,11 +95,11 @@ def main() -> None:
             out / name / "final", out / f"{name}.log", commands)
         arms[name] = out / name / "final"
 
-    for seed in args.seeds:  # (c): the 2-5-step mix with dynamic sampling
-        grpo(f"dm{seed}", rl_mixed, seed, dynamic_sampling=4)
+    for seed in args.seeds:  # (c): the mix with dynamic sampling
+        grpo(f"dm{tag}{seed}", rl_mixed, seed, dynamic_sampling=4)
     for seed in args.ablation_seeds:  # what each choice buys: 5-step problems alone; the mix without dynamic sampling
         grpo(f"c{seed}", rl_five, seed, dynamic_sampling=0)
-        grpo(f"m{seed}", rl_mixed, seed, dynamic_sampling=0)
+        grpo(f"m{tag}{seed}", rl_mixed, seed, dynamic_sampling=0)
     # (b): SFT continued on its own traces for the same minutes, from its final learning rate down
     sft = {"init": args.sft, "train_data": args.train, "eval_data": str(hard), "out_dir": str(out / "b"), "batch_size": 32,
            "max_minutes": args.minutes, "decay_by": "minutes", "max_steps": 100000, "lr": 3e-4, "min_lr_ratio": 0.1,
@@ -103,7 +108,7 @@ def main() -> None:
     run(["train", "sft", "--config", str(config), "--no-progress"], out / "b" / "final", out / "b.log", commands)
     arms["b"] = out / "b" / "final"
 
-    figures: dict = {"arms": {}, "minutes": args.minutes, "seeds": args.seeds}
+    figures: dict = {"arms": {}, "minutes": args.minutes, "seeds": args.seeds, "mix_steps": args.mix_steps}
     sft_log = Path(args.sft).parent / "metrics.jsonl"  # the SFT run's, beside its final/ checkpoint
     if sft_log.is_file():
         trained = [r for r in map(json.loads, sft_log.read_text().splitlines()) if "loss" in r and "step" in r]
@@ -130,7 +135,7 @@ def main() -> None:
                 entry["rollout_tokens_per_s"] = sum(rollouts) / len(rollouts)
         figures["arms"][arm] = entry
 
-    c_arms = [f"dm{s}" for s in args.seeds]
+    c_arms = [f"dm{tag}{s}" for s in args.seeds]
     summary = {}
     for name in sets:
         values = [figures["arms"][c][name]["accuracy"] for c in c_arms]
