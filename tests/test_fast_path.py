@@ -39,7 +39,7 @@ def _prompts(n_tokens=(5, 9, 14, 7, 11), seed=3):
 
 def _gate(model, exit_after=1, bias=0.0):
     """A fast path whose estimator is a constant sigmoid(bias): the gate's rule, not its fit, under test."""
-    F_ = 2 * model.config.dim + 1
+    F_ = model.config.dim + 1
     return FastPath(exit_after, exit_after, [0.0] * F_, [1.0] * F_, [0.0] * F_, bias)
 
 
@@ -218,6 +218,19 @@ def test_the_gate_follows_the_estimate_and_the_threshold():
             assert out.fast_p == pytest.approx(p, abs=1e-6)
             assert out.graph == ("fast" if p > threshold else "full")
     assert 0 < sum(p > 0.5 for p in expected.tolist()) < len(prompts)
+    # the estimate comes from the prefill itself: one forward a step, no probe forward; and a prompt
+    # prefilled at full depth serves a later request's prefix whichever graph each was routed to
+    engine = Engine(model, dynamic_inference={"complexity_threshold": 0.5, "block_size": 4}, fast_path=gate)
+    forwards = []
+    hook = model.register_forward_pre_hook(lambda m, args: forwards.append(args[0].shape))
+    outs = engine.generate(prompts, SamplingParams(max_new_tokens=3))
+    hook.remove()
+    assert len(forwards) == 3 and forwards[0] == (len(prompts), max(map(len, prompts)))
+    skip = LayerSkip.early_exit(1, N_LAYERS)
+    for prompt, out in zip(prompts, outs):
+        assert out.samples[0].token_ids == _naive_greedy(model, prompt, 3, skip if out.graph == "fast" else None)
+        again = engine.generate([prompt + [5]], SamplingParams(max_new_tokens=1))[0]
+        assert again.cached_tokens == len(prompt) // 4 * 4 and again.graph in ("fast", "full")
     # the probe over right-padded prompts of mixed lengths equals each prompt's forward alone
     for i, prompt in enumerate(prompts):
         torch.testing.assert_close(probe_features(model, [prompt], probe_layers=1)[0], features[i])
@@ -232,7 +245,7 @@ def test_fast_without_a_calibrated_checkpoint_is_an_error():
         Engine(_model(), fast_path=_gate(_model(), exit_after=3))
     bad = _gate(_model())
     bad.weight_F = bad.weight_F[:-1]
-    with pytest.raises(ValueError, match="this model's features number 65"):
+    with pytest.raises(ValueError, match="this model's features number 33 .an older calibration"):
         Engine(_model(), fast_path=bad)
 
 

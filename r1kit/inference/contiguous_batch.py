@@ -14,13 +14,16 @@ from typing import Callable
 import torch
 
 from r1kit.device import autocast
+from r1kit.inference.fast_path import PrefillGate
 from r1kit.inference.kv_cache import KVCache
 from r1kit.inference.requests import Request, SequenceState, row_depths
 
 
 class ContiguousBatch:
-    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]]):
+    def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
+                 gate: PrefillGate | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
+        self.gate = gate  # routes undecided requests at the end of their prefill
         self.device = next(model.parameters()).device
         self.max_seq_len, self.n_layers = model.config.max_seq_len, model.config.n_layers
         self.waiting: deque[Request] = deque()
@@ -101,9 +104,16 @@ class ContiguousBatch:
                                   dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision))
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
         last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
+        capture = self.gate.capture_after() if self.gate is not None and any(r.undecided for r in requests) else ()
         with autocast(self.device, self.precision):
-            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
-                                   depth_B=row_depths(requests, self.n_layers)).float()
+            out = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
+                             depth_B=row_depths(requests, self.n_layers), capture_after=capture)
+            logits_BV, captured = out if capture else (out, [])
+            logits_BV = logits_BV.float()
+            for row, request in enumerate(requests):  # the gate, from each undecided prompt's last token
+                if request.undecided and capture:
+                    at = {n: h_BPC[row, len(request.prompt_ids) - 1] for n, h_BPC in zip(capture, captured)}
+                    logits_BV[row] = self.gate.decide(request, at, logits_BV[row])
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

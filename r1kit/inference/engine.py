@@ -24,14 +24,16 @@ engine's precision (`precision_mode`, or `dtype`) unless they ask for another
 every step decodes each batch in its own forward. `expert_activation` (the block's key) below 1
 keeps that share of each MoE layer's experts, the most used, and frees the rest
 (r1kit.inference.experts); `engine.experts` says which. A calibrated checkpoint (`r1kit calibrate`,
-fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path): at the step after
-a request is added, its estimate p is computed from the first blocks' hidden states of its prompt
-(one probe forward for all requests added since the last step), and it runs on the early-exit
+fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path): a request's
+prefill runs the full graph, and at its end the gate reads the estimate p from the stream after the
+first blocks at the prompt's last token (no extra forward); the request then runs on the early-exit
 graph iff p > `complexity_threshold` (the block's key; 1.0 never, 0.0 always; unset: the threshold
-calibrate suggested; `SamplingParams.graph` forces a graph). Fast and full rows share one batch
-and one forward: the fast rows leave it at their exit, and the later blocks run on the full rows
-alone (the model's depth_B). The graph is part of the prefix key, so KV made under one graph is
-never read by the other; `RequestOutput.graph` and `.fast_p` say which ran and the estimate.
+calibrate suggested; `SamplingParams.graph` forces a graph), its first token drawn from the exit's
+logits. Fast and full rows share one batch and one forward: the fast rows leave it at their exit,
+and the later blocks run on the full rows alone (the model's depth_B). The graph that made a block
+is part of its prefix key: blocks a fast row writes (the exit's layers only) are never read by
+another graph, while prompt blocks of a full-depth prefill hold every layer and serve the next
+request whatever its graph; `RequestOutput.graph` and `.fast_p` say which ran and the estimate.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -70,7 +72,7 @@ from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.contiguous_batch import ContiguousBatch
 from r1kit.inference.dynamic import DynamicInference, check_precision, engine_precision, load_dynamic_inference
 from r1kit.inference.experts import activate_experts
-from r1kit.inference.fast_path import FastPath
+from r1kit.inference.fast_path import FastPath, PrefillGate
 from r1kit.inference.paged_batch import PagedBatch
 from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's public types)
     FinishReason,
@@ -155,7 +157,7 @@ class Engine:
         self._ids = itertools.count()
         self._batches: dict[str, ContiguousBatch | PagedBatch] = {}  # one per precision in use
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
-        self._unrouted: list[Request] = []  # added, awaiting the gate's estimate (the next step routes them together)
+        self._gate = PrefillGate(lambda: self.fast_path, lambda: self.complexity_threshold, self.model.head)
         # add_request / abort may come from other threads (a server's handlers) while one thread steps
         self._lock = threading.RLock()
         self.fast_path = fast_path
@@ -168,7 +170,8 @@ class Engine:
     @fast_path.setter
     def fast_path(self, fast_path: FastPath | None) -> None:
         """Swap the fast path (calibration measures one exit after another). Requests already routed
-        keep their exit, and the exit is part of the prefix key, so no KV crosses from one to the other."""
+        keep their exit, and the exit is part of the prefix key, so no KV crosses from one to the other;
+        requests not yet routed meet the new gate (or, without one, the full graph)."""
         if fast_path is not None:
             fast_path.check(self.model)
         with self._lock:
@@ -190,16 +193,10 @@ class Engine:
         if precision not in self._batches:
             if self.dynamic.memory_reuse:
                 self._batches[precision] = PagedBatch(self.model, precision, self._sequences, self.pool_blocks,
-                                                      self.dynamic.block_size, self.dynamic.decode_kernel)
+                                                      self.dynamic.block_size, self.dynamic.decode_kernel, self._gate)
             else:
-                self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences)
+                self._batches[precision] = ContiguousBatch(self.model, precision, self._sequences, self._gate)
         return self._batches[precision]
-
-    def _enqueue(self, request: Request, graph: str) -> None:
-        """Into its precision's batch, on `graph`."""
-        request.graph = request.output.graph = graph
-        request.exit_after = self.fast_path.exit_after if graph == "fast" else None
-        self._batch(request.precision).add(request)
 
     @property
     def complexity_threshold(self) -> float:
@@ -218,21 +215,6 @@ class Engine:
         if self.fast_path is None or not self.fast_path.gated or self.complexity_threshold >= 1.0:
             return "full"  # no gate, or a shut one: no estimate
         return None
-
-    def _route(self) -> None:
-        """The gate for requests added since the last step, all at once (one probe forward over their
-        prompts): each runs on the fast graph iff its p > complexity_threshold."""
-        if not self._unrouted:
-            return
-        requests, self._unrouted = self._unrouted, []
-        if self._fixed_graph(requests[0].params) == "full":  # the gate has closed (or gone) since they came
-            for request in requests:
-                self._enqueue(request, "full")
-            return
-        threshold = self.complexity_threshold
-        for request, p in zip(requests, self.fast_path.estimate(self.model, [r.prompt_ids for r in requests])):
-            request.output.fast_p = p
-            self._enqueue(request, "fast" if p > threshold else "full")
 
     # ------------------------------------------------------------------ requests
 
@@ -281,10 +263,11 @@ class Engine:
             request_id = next(self._ids)
             output = RequestOutput(request_id, prompt_ids, [Sample(i) for i in range(params.n)], precision=precision)
             request = Request(request_id, prompt_ids, params, output, stop_ids, total_len, precision)
-            if graph is None:  # the gate decides at the next step, for every request added by then at once
-                self._unrouted.append(request)
+            if graph is None:  # the gate decides at the end of its prefill
+                request.undecided = True
             else:
-                self._enqueue(request, graph)
+                request.run_on(graph, self.fast_path.exit_after if graph == "fast" else None)
+            self._batch(precision).add(request)
             self._outputs[request_id] = output
         return request_id
 
@@ -296,7 +279,6 @@ class Engine:
             output = self._outputs.get(request_id)
             if output is None or output.finished:
                 return False
-            self._unrouted = [r for r in self._unrouted if r.request_id != request_id]
             for batch in self._batches.values():
                 batch.abort(request_id)
             for sample in output.samples:
@@ -331,7 +313,7 @@ class Engine:
             return self._outputs.pop(request_id)
 
     def has_unfinished(self) -> bool:
-        return bool(self._unrouted) or any(b.waiting or b.running for b in self._batches.values())
+        return any(b.waiting or b.running for b in self._batches.values())
 
     @property
     def num_running(self) -> int:
@@ -341,7 +323,7 @@ class Engine:
     @property
     def num_waiting(self) -> int:
         """Requests (or preempted samples) queued, not yet running."""
-        return len(self._unrouted) + sum(len(b.waiting) for b in self._batches.values())
+        return sum(len(b.waiting) for b in self._batches.values())
 
     def stats(self) -> EngineStats:
         """Counts for a server's metrics: sequences, KV pool blocks (summed over precisions), prefix
@@ -371,7 +353,6 @@ class Engine:
         """Admit and prefill waiting requests, sample one token for every running sequence, drop the
         finished ones, and run one decode forward for the rest."""
         with self._lock:
-            self._route()
             self._admit()
             batches = [b for b in self._batches.values() if b.running]
             if not batches:

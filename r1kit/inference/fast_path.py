@@ -1,8 +1,9 @@
 """The complexity-gated fast path (S5): an early-exit graph, a calibrated estimator, and the gate.
 
     fast = FastPath.load("runs/demo/sft/final")   # fast_path.json, written by `r1kit calibrate`
-    p = fast.estimate(model, [prompt_ids])[0]    # P(the fast graph's final answer == the full graph's)
-    graph = "fast" if p > complexity_threshold else "full"
+    # P(the fast graph's final answer == the full graph's), per prompt
+    p_N = fast.probability(probe_features(model, [prompt_ids], fast.probe_layers))
+    graph = "fast" if p_N[0] > complexity_threshold else "full"  # the engine reads p from its prefill (PrefillGate)
 
 The approximate graph is an early exit (LayerSkip): the first `exit_after` blocks, then the model's
 final norm and head. It is accurate only on a model trained for it (`sft.early_exit_layers` adds
@@ -10,7 +11,9 @@ the exit's loss); `r1kit calibrate` measures each trained exit and stores the on
 
 The estimator is a logistic regression on what a probe reads from the blocks both graphs compute
 alike (the first `probe_layers` <= exit_after), so the choice is not circular: the residual stream
-there, averaged over the prompt and at its last token, and the prompt's log length. Its target is
+there at the prompt's last token, and the prompt's log length. The last token is the one position
+a prefill always computes (a cached prefix is not recomputed), and it attends to the whole prompt,
+so the engine reads the features from the prefill itself, at no extra cost (`features`). Its target is
 whether the two graphs' greedy final answers agree; it is fitted on one part of held-out problems
 and its reliability table (and expected calibration error) measured on the other part. The rule
 matches the article: a request takes the fast path iff p > complexity_threshold, so a lower
@@ -27,7 +30,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -72,16 +75,12 @@ class FastPath:
         if not 0 <= self.probe_layers <= self.exit_after:
             raise ValueError(f"fast path: probe_layers={self.probe_layers} must lie in 0 .. exit_after={self.exit_after} "
                              "(the probe reads only blocks both graphs compute)")
-        F = 2 * model.config.dim + 1
+        F = model.config.dim + 1
         if self.gated and not len(self.weight_F) == len(self.feature_mean_F) == len(self.feature_std_F) == F:
-            raise ValueError(f"fast path: the estimator has {len(self.weight_F)} weights; this model's features number {F}")
+            raise ValueError(f"fast path: the estimator has {len(self.weight_F)} weights; this model's features number {F} "
+                             "(an older calibration's features? run r1kit calibrate CKPT --data FILE --overwrite)")
 
     # ------------------------------------------------------------------ the gate
-
-    @torch.no_grad()
-    def estimate(self, model: Transformer, prompts: Sequence[Sequence[int]]) -> list[float]:
-        """p per prompt: the estimated probability that the fast graph's answer equals the full one's."""
-        return self.probability(probe_features(model, prompts, self.probe_layers)).tolist()
 
     def probability(self, features_NF: torch.Tensor) -> torch.Tensor:
         mean_F, std_F, weight_F = (torch.tensor(v, dtype=torch.float64) for v in (self.feature_mean_F, self.feature_std_F, self.weight_F))
@@ -119,14 +118,53 @@ class FastPath:
             raise ValueError(f"{path} is not a fast path r1kit wrote ({e}); re-run r1kit calibrate") from None
 
 
+class PrefillGate:
+    """The gate as a batch applies it, at the end of a request's prefill: an undecided request's
+    prefill runs the full graph and captures the residual stream after `probe_layers` and after
+    `exit_after` blocks at its last prompt token; `decide` then picks its graph from p, and for the
+    fast path gives the exit's logits there (its first token's, as the early-exit graph alone would
+    give). Its prompt's K/V of the blocks before the exit are what that graph computes too."""
+
+    def __init__(self, fast_path: Callable[[], "FastPath | None"], threshold: Callable[[], float],
+                 head: Callable[[torch.Tensor], torch.Tensor]):
+        self.fast_path, self.threshold, self.head = fast_path, threshold, head  # read at each call: both may change
+
+    def capture_after(self) -> tuple[int, ...]:
+        fast = self.fast_path()
+        return () if fast is None else tuple(sorted({fast.probe_layers, fast.exit_after}))
+
+    def decide(self, request, captured: dict[int, torch.Tensor], logits_V: torch.Tensor) -> torch.Tensor:
+        """Route `request` (captured: block count -> its stream at the last prompt token, [C]); the
+        logits its first token is drawn from."""
+        fast, threshold = self.fast_path(), self.threshold()
+        request.undecided = False
+        if fast is None or not fast.gated or threshold >= 1.0 or not {fast.probe_layers, fast.exit_after} <= captured.keys():
+            request.run_on("full", None)  # the gate closed (or changed) since the prefill began
+            return logits_V
+        p = float(fast.probability(features(captured[fast.probe_layers][None], [len(request.prompt_ids)]))[0])
+        request.output.fast_p = p
+        if p <= threshold:
+            request.run_on("full", None)
+            return logits_V
+        request.run_on("fast", fast.exit_after)
+        return self.head(captured[fast.exit_after]).float()
+
+
+def features(h_last_NC: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """[N, C + 1] float64: the residual stream after `probe_layers` blocks at each prompt's last
+    token, and log(prompt length)."""
+    log_length_N1 = torch.tensor(lengths, dtype=torch.float64).log()[:, None]
+    return torch.cat([h_last_NC.detach().double().cpu(), log_length_N1], dim=1)
+
+
 @torch.no_grad()
 def probe_features(model: Transformer, prompts: Sequence[Sequence[int]], probe_layers: int, batch_size: int = 64) -> torch.Tensor:
-    """[N, 2C + 1] float64: the residual stream after `probe_layers` blocks averaged over each prompt
-    and at its last token, and log(prompt length). Prompts of similar length run together,
-    right-padded: attention is causal and MoE dispatch dropless at inference, so padding never
-    reaches a prompt's own positions (its features equal its forward alone, up to float rounding)."""
+    """`features` of prompts run alone (calibration, benchmarks; the engine reads them from its
+    prefill). Prompts of similar length run together, right-padded: attention is causal and MoE
+    dispatch dropless at inference, so padding never reaches a prompt's own positions (its features
+    equal its forward alone, up to float rounding)."""
     device = next(model.parameters()).device
-    out = torch.zeros(len(prompts), 2 * model.config.dim + 1, dtype=torch.float64)
+    out = torch.zeros(len(prompts), model.config.dim + 1, dtype=torch.float64)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     was_training = model.training
     model.eval()
@@ -137,11 +175,8 @@ def probe_features(model: Transformer, prompts: Sequence[Sequence[int]], probe_l
             ids_BT = torch.zeros(len(rows), int(lengths_B.max()), dtype=torch.long)
             for r, i in enumerate(rows):
                 ids_BT[r, : len(prompts[i])] = torch.tensor(list(prompts[i]))
-            h_BTC = model.hidden_after(ids_BT.to(device), probe_layers).double().cpu()
-            real_BT = torch.arange(ids_BT.shape[1]) < lengths_B[:, None]
-            mean_BC = (h_BTC * real_BT[..., None]).sum(1) / lengths_B[:, None]
-            last_BC = h_BTC[torch.arange(len(rows)), lengths_B - 1]
-            out[rows] = torch.cat([mean_BC, last_BC, lengths_B.double().log()[:, None]], dim=1)
+            h_BTC = model.hidden_after(ids_BT.to(device), probe_layers)
+            out[rows] = features(h_BTC[torch.arange(len(rows)), lengths_B - 1], lengths_B.tolist())
     finally:
         model.train(was_training)
     return out

@@ -36,6 +36,7 @@ import torch
 
 from r1kit.device import autocast
 from r1kit.inference.block_pool import BlockKey, PoolExhausted, block_key
+from r1kit.inference.fast_path import PrefillGate
 from r1kit.inference.paged_cache import PagedKVCache
 from r1kit.inference.requests import Request, SequenceState, row_depths
 
@@ -63,8 +64,9 @@ class Prefill:
 
 class PagedBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
-                 num_blocks: int, block_size: int, decode_kernel: bool = True):
+                 num_blocks: int, block_size: int, decode_kernel: bool = True, gate: PrefillGate | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
+        self.gate = gate  # routes undecided requests at the end of their prefill
         self.device = next(model.parameters()).device
         self.symbol_flags = model.symbol_flags_V.tolist()
         kv_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -257,18 +259,27 @@ class PagedBatch:
             positions_BT[row] = torch.clamp(torch.arange(start, start + T), max=self.max_seq_len - 1)
             logits_at_BT[row, end - start - 1] = end == len(tokens)
         self.cache.bind([item.blocks for item, _, _ in chunks], [end for _, _, end in chunks])
+        routing = self.gate is not None and any(item.request.undecided and end == len(item.tokens()) for item, _, end in chunks)
+        capture = self.gate.capture_after() if routing else ()
         with autocast(self.device, self.precision):
-            logits_NV = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
-                                   logits_at_BT=logits_at_BT.to(self.device),
-                                   depth_B=row_depths([item.request for item, _, _ in chunks], self.n_layers)).float()
+            out = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
+                             logits_at_BT=logits_at_BT.to(self.device),
+                             depth_B=row_depths([item.request for item, _, _ in chunks], self.n_layers), capture_after=capture)
+        logits_NV, captured = out if capture else (out, [])
+        logits_NV = logits_NV.float()
         done = 0
-        for item, start, end in chunks:
+        for row, (item, start, end) in enumerate(chunks):
             tokens = item.tokens()
             item.computed = end
-            self._register_full_blocks(item, tokens[:end], item.blocks, item.keys)
+            self._register_full_blocks(item, tokens[:end], item.blocks, item.keys)  # keyed by the graph that made them
             if end == len(tokens):
-                self._join(item, logits_NV[done])
+                logits_V = logits_NV[done]
                 done += 1
+                if item.request.undecided and capture:  # the gate, from this prefill's last token
+                    with autocast(self.device, self.precision):
+                        logits_V = self.gate.decide(item.request, {n: h_BTC[row, end - start - 1] for n, h_BTC in zip(capture, captured)},
+                                                    logits_V)
+                self._join(item, logits_V)
         self._note_peak()
 
     def _join(self, item: Prefill, logits_V: torch.Tensor) -> None:

@@ -114,6 +114,11 @@ class Request:
     precision: str  # "fp32" | "bf16" | "fp16": the batch it runs in
     graph: str = "full"  # "full" | "fast"
     exit_after: int | None = None  # on the fast graph: the blocks it runs (its early exit); None: all of them
+    undecided: bool = False  # the gate picks its graph at the end of its prefill (which runs the full graph)
+
+    def run_on(self, graph: str, exit_after: int | None) -> None:
+        self.graph = self.output.graph = graph
+        self.exit_after = exit_after
 
 
 @dataclass
