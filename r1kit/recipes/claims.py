@@ -9,7 +9,7 @@ r1kit.recipes.configs) changed only in the arm's own setting, the budget, the pa
        expert utilisation and MaxVio (mean over training, and on held-out evaluation), accuracy;
   S2-4 SFT with dense attention instead of multi-scale (the load_penalty run is the multi-scale
        arm): accuracy at equal minutes, and the mean gate weight per branch;
-  S11  GRPO from the load_penalty SFT checkpoint, on the demo's RL problems (2-5 steps, questions
+  S11  GRPO from the load_penalty SFT checkpoint, on the demo's RL problems (3-5 steps, questions
        and answers only), with the accuracy-only reward, the article's composite reward, and the
        composite with the bounded efficiency term: accuracy on held-out 5-step problems and on the
        2-3-step set, and step validity, after RL vs the SFT start.
@@ -102,7 +102,7 @@ def _rl_run(name: str, out: Path, data: dict, minutes: float, seed: int, progres
     variant = name.removeprefix("rl_")
     init = out / "sft_load_penalty" / "final"
     # max_steps only a cap: equal minutes end every run
-    # the demo's RL problems: 2-5 steps, questions and answers only (r1kit.recipes.data)
+    # the demo's RL problems: 3-5 steps, questions and answers only (r1kit.recipes.data)
     rl = {"max_steps": 10**4, "max_minutes": minutes, **_paths(data["rl_train"], out / name, seed), **REWARDS[variant], **base[2]}
     _, _, cfg = demo_configs(rl=rl)
     final = train_rl(cfg, init, progress=progress, overwrite=True)  # an unfinished run starts over
@@ -183,7 +183,7 @@ def write_claims_doc(results: dict[str, dict], doc: Path, minutes: float, n_test
     lines.append(f"| S11: RL with the composite reward improves on SFT | on RL's 5-step problems ({first['hard']['n']}, "
                  f"one step past SFT's traces): SFT {first['sft_hard_accuracy']:.1%}; after GRPO: {hard}. On the 2-3-step "
                  f"set: SFT {sft_acc:.1%} (step validity {sft_valid:.2f}); after GRPO: {kept} | GRPO from the "
-                 "load_penalty SFT checkpoint on the demo's 2-5-step RL problems given as questions and answers, equal minutes |")
+                 "load_penalty SFT checkpoint on the demo's 3-5-step RL problems given as questions and answers, equal minutes |")
     lines += ["", "![S1 balance](claims/balancing.png)", "", "## Every run", "",
               "| run | steps | accuracy | step validity | mean steps | utilisation per layer (eval) |", "|---|---|---|---|---|---|"]
     for name, r in results.items():

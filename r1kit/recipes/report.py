@@ -133,7 +133,7 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
                   "`test`: the templates' own held-out problems; `unseen`: template-held-out problems, whose "
                   "situations, sentence frames and verbs training never saw; `follow_up`: a dialogue's second "
                   "question on that unseen side; `hard`: held-out 5-step problems, one step past the longest trace "
-                  "SFT saw (RL trains on 2-5-step problems given as questions and answers; docs/data.md).", "",
+                  "SFT saw (RL trains on 3-5-step problems given as questions and answers; docs/data.md).", "",
                   "| model | set | problems | accuracy | step validity | mean steps (optimal) | reward | expert utilisation per layer |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, ev in evals.items():
