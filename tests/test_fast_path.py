@@ -39,7 +39,7 @@ def _prompts(n_tokens=(5, 9, 14, 7, 11), seed=3):
 
 def _gate(model, exit_after=1, bias=0.0):
     """A fast path whose estimator is a constant sigmoid(bias): the gate's rule, not its fit, under test."""
-    F_ = model.config.dim + 1
+    F_ = 2 * model.config.dim + 1
     return FastPath(exit_after, exit_after, [0.0] * F_, [1.0] * F_, [0.0] * F_, bias)
 
 
@@ -158,6 +158,13 @@ def test_rows_of_different_depths_in_one_forward_equal_each_graph_alone():
             skip = None if depth == N_LAYERS else LayerSkip.early_exit(depth, N_LAYERS)
             torch.testing.assert_close(together[row], model(ids[row : row + 1], skip=skip)[0])
         torch.testing.assert_close(model(ids, depth_B=[N_LAYERS] * 4), model(ids))
+        # the same depths decided mid-forward, after the first block (the gate's route_after)
+        seen = []
+        routed = model(ids, route_after=(1, lambda h_NTC, rows: seen.append((h_NTC.shape, rows)) or depths))
+        torch.testing.assert_close(routed, together)
+        assert seen == [((4, 10, model.config.dim), [0, 1, 2, 3])]
+        with pytest.raises(ValueError, match="row 1 cannot stop after 0 blocks, 1 have run"):
+            model(ids, route_after=(1, lambda h_NTC, rows: [3, 0, 3, 3]))
     with pytest.raises(ValueError, match="depth_B must give 1 .. 3 blocks for each of the 4 rows"):
         model(ids, depth_B=[0, 1, 2, 3])
 
@@ -218,8 +225,8 @@ def test_the_gate_follows_the_estimate_and_the_threshold():
             assert out.fast_p == pytest.approx(p, abs=1e-6)
             assert out.graph == ("fast" if p > threshold else "full")
     assert 0 < sum(p > 0.5 for p in expected.tolist()) < len(prompts)
-    # the estimate comes from the prefill itself: one forward a step, no probe forward; and a prompt
-    # prefilled at full depth serves a later request's prefix whichever graph each was routed to
+    # the estimate comes from the prefill itself: one forward a step, no probe forward; a prompt
+    # prefilled on the full graph serves a later request's prefix, one that stopped at the exit does not
     engine = Engine(model, dynamic_inference={"complexity_threshold": 0.5, "block_size": 4}, fast_path=gate)
     forwards = []
     hook = model.register_forward_pre_hook(lambda m, args: forwards.append(args[0].shape))
@@ -230,7 +237,7 @@ def test_the_gate_follows_the_estimate_and_the_threshold():
     for prompt, out in zip(prompts, outs):
         assert out.samples[0].token_ids == _naive_greedy(model, prompt, 3, skip if out.graph == "fast" else None)
         again = engine.generate([prompt + [5]], SamplingParams(max_new_tokens=1))[0]
-        assert again.cached_tokens == len(prompt) // 4 * 4 and again.graph in ("fast", "full")
+        assert again.cached_tokens == (len(prompt) // 4 * 4 if out.graph == "full" else 0)
     # the probe over right-padded prompts of mixed lengths equals each prompt's forward alone
     for i, prompt in enumerate(prompts):
         torch.testing.assert_close(probe_features(model, [prompt], probe_layers=1)[0], features[i])
@@ -245,7 +252,7 @@ def test_fast_without_a_calibrated_checkpoint_is_an_error():
         Engine(_model(), fast_path=_gate(_model(), exit_after=3))
     bad = _gate(_model())
     bad.weight_F = bad.weight_F[:-1]
-    with pytest.raises(ValueError, match="this model's features number 33 .an older calibration"):
+    with pytest.raises(ValueError, match="this model's features number 65"):
         Engine(_model(), fast_path=bad)
 
 
@@ -299,6 +306,12 @@ def test_fast_path_saves_and_loads(tmp_path):
     os.umask(umask)
     assert (tmp_path / FAST_PATH_FILE).stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file written with open()
     assert FastPath.load(tmp_path / "nowhere") is None
+    # a calibration fitted on other features (an older r1kit's, which did not name them) is refused
+    record = json.loads((tmp_path / FAST_PATH_FILE).read_text())
+    del record["features"]
+    (tmp_path / FAST_PATH_FILE).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="fitted on features None, this r1kit computes .*--overwrite"):
+        Engine(_model(), fast_path=FastPath.load(tmp_path))
     (tmp_path / FAST_PATH_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not a fast path r1kit wrote"):
         FastPath.load(tmp_path)

@@ -104,16 +104,13 @@ class ContiguousBatch:
                                   dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision))
         last_B = torch.tensor([len(r.prompt_ids) - 1 for r in requests], device=self.device)
         last_BP = torch.arange(P, device=self.device) == last_B[:, None]  # one True per row: logits [B, V] in row order
-        capture = self.gate.capture_after() if self.gate is not None and any(r.undecided for r in requests) else ()
+        depth_B = row_depths(requests, self.n_layers)
+        # the gate, for undecided requests: read mid-forward, at the probe's block
+        undecided = {row: (r, len(r.prompt_ids) - 1) for row, r in enumerate(requests) if r.undecided}
+        route = self.gate.route_after(depth_B or [self.n_layers] * B, undecided) if undecided and self.gate else None
         with autocast(self.device, self.precision):
-            out = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
-                             depth_B=row_depths(requests, self.n_layers), capture_after=capture)
-            logits_BV, captured = out if capture else (out, [])
-            logits_BV = logits_BV.float()
-            for row, request in enumerate(requests):  # the gate, from each undecided prompt's last token
-                if request.undecided and capture:
-                    at = {n: h_BPC[row, len(request.prompt_ids) - 1] for n, h_BPC in zip(capture, captured)}
-                    logits_BV[row] = self.gate.decide(request, at, logits_BV[row])
+            logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
+                                   depth_B=depth_B, route_after=route).float()
 
         copies = torch.tensor([row for row, r in enumerate(requests) for _ in range(r.params.n)], device=self.device)
         if len(copies) != B:

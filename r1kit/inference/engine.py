@@ -24,16 +24,15 @@ engine's precision (`precision_mode`, or `dtype`) unless they ask for another
 every step decodes each batch in its own forward. `expert_activation` (the block's key) below 1
 keeps that share of each MoE layer's experts, the most used, and frees the rest
 (r1kit.inference.experts); `engine.experts` says which. A calibrated checkpoint (`r1kit calibrate`,
-fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path): a request's
-prefill runs the full graph, and at its end the gate reads the estimate p from the stream after the
-first blocks at the prompt's last token (no extra forward); the request then runs on the early-exit
-graph iff p > `complexity_threshold` (the block's key; 1.0 never, 0.0 always; unset: the threshold
-calibrate suggested; `SamplingParams.graph` forces a graph), its first token drawn from the exit's
-logits. Fast and full rows share one batch and one forward: the fast rows leave it at their exit,
-and the later blocks run on the full rows alone (the model's depth_B). The graph that made a block
-is part of its prefix key: blocks a fast row writes (the exit's layers only) are never read by
-another graph, while prompt blocks of a full-depth prefill hold every layer and serve the next
-request whatever its graph; `RequestOutput.graph` and `.fast_p` say which ran and the estimate.
+fast_path.json) brings the complexity-gated fast path (r1kit.inference.fast_path): in a request's
+prefill, after the probe's first blocks, the gate reads the estimate p from the stream at the
+prompt's last token (no forward of its own); the request then goes on to the early exit iff p >
+`complexity_threshold` (the block's key; 1.0 never, 0.0 always; unset: the threshold calibrate
+suggested; `SamplingParams.graph` forces a graph), or through the full graph, in that same forward.
+Fast and full rows share one batch and one forward every step: the fast rows leave it at their
+exit, and the later blocks run on the full rows alone (the model's depth_B). The graph that made a
+block is part of its prefix key, so blocks a fast row wrote (its exit's layers only) are never read
+by another graph; `RequestOutput.graph` and `.fast_p` say which ran and the estimate.
 
 Stop rules: EOS, `stop_token_ids`, and stop strings. A stop string is matched in the text the user
 sees, the completion decoded without special tokens (across the <think> / </think> boundary, as the
@@ -157,7 +156,7 @@ class Engine:
         self._ids = itertools.count()
         self._batches: dict[str, ContiguousBatch | PagedBatch] = {}  # one per precision in use
         self._outputs: dict[int, RequestOutput] = {}  # every request not yet handed back
-        self._gate = PrefillGate(lambda: self.fast_path, lambda: self.complexity_threshold, self.model.head)
+        self._gate = PrefillGate(lambda: self.fast_path, lambda: self.complexity_threshold, self.model)
         # add_request / abort may come from other threads (a server's handlers) while one thread steps
         self._lock = threading.RLock()
         self.fast_path = fast_path

@@ -11,9 +11,11 @@ the exit's loss); `r1kit calibrate` measures each trained exit and stores the on
 
 The estimator is a logistic regression on what a probe reads from the blocks both graphs compute
 alike (the first `probe_layers` <= exit_after), so the choice is not circular: the residual stream
-there at the prompt's last token, and the prompt's log length. The last token is the one position
-a prefill always computes (a cached prefix is not recomputed), and it attends to the whole prompt,
-so the engine reads the features from the prefill itself, at no extra cost (`features`). Its target is
+there at the prompt's last token, the prompt's token embeddings averaged (a bag of its words and
+numbers), and its log length (`features`, version FEATURES). The last token is the one position a
+prefill always computes (a cached prefix is not recomputed) and it attends to the whole prompt;
+embeddings need no forward at all: so the engine reads the features inside the prefill itself
+(PrefillGate), at no extra cost, whatever the prefix cache held. Its target is
 whether the two graphs' greedy final answers agree; it is fitted on one part of held-out problems
 and its reliability table (and expected calibration error) measured on the other part. The rule
 matches the article: a request takes the fast path iff p > complexity_threshold, so a lower
@@ -37,6 +39,8 @@ import torch
 from r1kit.model.transformer import Transformer
 
 FAST_PATH_FILE = "fast_path.json"
+# what the estimator's features are; a fast_path.json fitted on other features is refused, not misread
+FEATURES = "last_token_stream+mean_embedding+log_length"
 # an estimate never reaches exactly 0 or 1, so threshold 0.0 sends every request to the fast path
 # and 1.0 none, as the rule says
 _P_FLOOR = 1e-6
@@ -56,6 +60,7 @@ class FastPath:
     ece: float | None = None
     suggested_threshold: float | None = None
     report: dict = field(default_factory=dict)  # what calibrate measured (exits, agreement, accuracy loss per threshold)
+    features: str | None = FEATURES  # the feature set the estimator was fitted on (None: before they were named)
 
     @classmethod
     def ungated(cls, exit_after: int) -> "FastPath":
@@ -75,10 +80,12 @@ class FastPath:
         if not 0 <= self.probe_layers <= self.exit_after:
             raise ValueError(f"fast path: probe_layers={self.probe_layers} must lie in 0 .. exit_after={self.exit_after} "
                              "(the probe reads only blocks both graphs compute)")
-        F = model.config.dim + 1
+        if self.gated and self.features != FEATURES:
+            raise ValueError(f"fast path: the estimator was fitted on features {self.features!r}, this r1kit computes "
+                             f"{FEATURES!r}: run r1kit calibrate CKPT --data FILE --overwrite")
+        F = 2 * model.config.dim + 1
         if self.gated and not len(self.weight_F) == len(self.feature_mean_F) == len(self.feature_std_F) == F:
-            raise ValueError(f"fast path: the estimator has {len(self.weight_F)} weights; this model's features number {F} "
-                             "(an older calibration's features? run r1kit calibrate CKPT --data FILE --overwrite)")
+            raise ValueError(f"fast path: the estimator has {len(self.weight_F)} weights; this model's features number {F}")
 
     # ------------------------------------------------------------------ the gate
 
@@ -113,48 +120,55 @@ class FastPath:
         if not path.is_file():
             return None
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls(**{"features": None} | json.loads(path.read_text()))  # no "features": fitted before they were named
         except (json.JSONDecodeError, TypeError) as e:
             raise ValueError(f"{path} is not a fast path r1kit wrote ({e}); re-run r1kit calibrate") from None
 
 
 class PrefillGate:
-    """The gate as a batch applies it, at the end of a request's prefill: an undecided request's
-    prefill runs the full graph and captures the residual stream after `probe_layers` and after
-    `exit_after` blocks at its last prompt token; `decide` then picks its graph from p, and for the
-    fast path gives the exit's logits there (its first token's, as the early-exit graph alone would
-    give). Its prompt's K/V of the blocks before the exit are what that graph computes too."""
+    """The gate as a batch applies it, inside an undecided request's prefill: the forward runs the
+    first `probe_layers` blocks, the gate reads p from the stream there at the prompt's last token,
+    and the row then stops at the exit (the fast path: its logits, K/V and first token are the early
+    exit's, as that graph alone would give) or goes on through the full graph, in the same forward
+    (the model's route_after)."""
 
-    def __init__(self, fast_path: Callable[[], "FastPath | None"], threshold: Callable[[], float],
-                 head: Callable[[torch.Tensor], torch.Tensor]):
-        self.fast_path, self.threshold, self.head = fast_path, threshold, head  # read at each call: both may change
+    def __init__(self, fast_path: Callable[[], "FastPath | None"], threshold: Callable[[], float], model: Transformer):
+        self.fast_path, self.threshold, self.model = fast_path, threshold, model  # the first two read at each call: both may change
 
-    def capture_after(self) -> tuple[int, ...]:
-        fast = self.fast_path()
-        return () if fast is None else tuple(sorted({fast.probe_layers, fast.exit_after}))
-
-    def decide(self, request, captured: dict[int, torch.Tensor], logits_V: torch.Tensor) -> torch.Tensor:
-        """Route `request` (captured: block count -> its stream at the last prompt token, [C]); the
-        logits its first token is drawn from."""
+    def route_after(self, depth_B: list[int], undecided: dict[int, tuple]) -> tuple[int, Callable] | None:
+        """The model's route_after for a prefill whose rows `undecided` (row -> (request, the index of
+        its last prompt token in the forward)) await the gate, the others running at `depth_B`; None,
+        with those requests put on the full graph, when the gate is shut."""
         fast, threshold = self.fast_path(), self.threshold()
-        request.undecided = False
-        if fast is None or not fast.gated or threshold >= 1.0 or not {fast.probe_layers, fast.exit_after} <= captured.keys():
-            request.run_on("full", None)  # the gate closed (or changed) since the prefill began
-            return logits_V
-        p = float(fast.probability(features(captured[fast.probe_layers][None], [len(request.prompt_ids)]))[0])
-        request.output.fast_p = p
-        if p <= threshold:
-            request.run_on("full", None)
-            return logits_V
-        request.run_on("fast", fast.exit_after)
-        return self.head(captured[fast.exit_after]).float()
+        if fast is None or not fast.gated or threshold >= 1.0:
+            for request, _ in undecided.values():
+                request.undecided = False
+                request.run_on("full", None)
+            return None
+
+        def route(h_NTC: torch.Tensor, rows: list[int]) -> list[int]:
+            depths = []
+            for j, row in enumerate(rows):
+                if row not in undecided:
+                    depths.append(depth_B[row])
+                    continue
+                request, last = undecided[row]
+                prompt_T = torch.tensor(request.prompt_ids, device=h_NTC.device)
+                p = float(fast.probability(features(h_NTC[j, last][None], self.model.embed(prompt_T).mean(0)[None],
+                                                    [len(request.prompt_ids)]))[0])
+                request.undecided, request.output.fast_p = False, p
+                request.run_on(*(("fast", fast.exit_after) if p > threshold else ("full", None)))
+                depths.append(depth_B[row] if request.exit_after is None else request.exit_after)
+            return depths
+
+        return fast.probe_layers, route
 
 
-def features(h_last_NC: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
-    """[N, C + 1] float64: the residual stream after `probe_layers` blocks at each prompt's last
-    token, and log(prompt length)."""
+def features(h_last_NC: torch.Tensor, mean_embedding_NC: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """[N, 2C + 1] float64 (FEATURES): the residual stream after `probe_layers` blocks at each
+    prompt's last token, the mean of the prompt's token embeddings, and log(prompt length)."""
     log_length_N1 = torch.tensor(lengths, dtype=torch.float64).log()[:, None]
-    return torch.cat([h_last_NC.detach().double().cpu(), log_length_N1], dim=1)
+    return torch.cat([h_last_NC.detach().double().cpu(), mean_embedding_NC.detach().double().cpu(), log_length_N1], dim=1)
 
 
 @torch.no_grad()
@@ -164,7 +178,7 @@ def probe_features(model: Transformer, prompts: Sequence[Sequence[int]], probe_l
     dispatch dropless at inference, so padding never reaches a prompt's own positions (its features
     equal its forward alone, up to float rounding)."""
     device = next(model.parameters()).device
-    out = torch.zeros(len(prompts), model.config.dim + 1, dtype=torch.float64)
+    out = torch.zeros(len(prompts), 2 * model.config.dim + 1, dtype=torch.float64)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     was_training = model.training
     model.eval()
@@ -175,8 +189,11 @@ def probe_features(model: Transformer, prompts: Sequence[Sequence[int]], probe_l
             ids_BT = torch.zeros(len(rows), int(lengths_B.max()), dtype=torch.long)
             for r, i in enumerate(rows):
                 ids_BT[r, : len(prompts[i])] = torch.tensor(list(prompts[i]))
-            h_BTC = model.hidden_after(ids_BT.to(device), probe_layers)
-            out[rows] = features(h_BTC[torch.arange(len(rows)), lengths_B - 1], lengths_B.tolist())
+            ids_BT = ids_BT.to(device)
+            h_BTC = model.hidden_after(ids_BT, probe_layers)
+            real_BT1 = (torch.arange(ids_BT.shape[1], device=device) < lengths_B.to(device)[:, None])[..., None]
+            mean_embedding_BC = (model.embed(ids_BT) * real_BT1).sum(1) / lengths_B.to(device)[:, None]
+            out[rows] = features(h_BTC[torch.arange(len(rows)), lengths_B - 1], mean_embedding_BC, lengths_B.tolist())
     finally:
         model.train(was_training)
     return out

@@ -15,7 +15,8 @@ turns and samples, a bounded pool, chunked prefill and preemption.
   while the running sequences keep decoding; only the queue's head may be part-way.
 - **Both graphs in one batch.** Fast-path rows (an early exit) and full-graph rows run in one
   forward (the model's depth_B); a fast row's blocks hold K/V of its exit's blocks only, and its
-  exit is in its keys, so no other graph ever reads them.
+  exit is in its keys, so no other graph ever reads them. A request the gate routes is decided in
+  its prefill's forward, after the probe's blocks (PrefillGate, the model's route_after).
 - **Bounded and never stuck.** Blocks come from a pool of fixed size; unreferenced cached blocks
   are evicted least recently used first. A running sequence that cannot get a block preempts the
   newest sequence (a part-way prefill first, then the latest running one, itself if it is the
@@ -259,27 +260,22 @@ class PagedBatch:
             positions_BT[row] = torch.clamp(torch.arange(start, start + T), max=self.max_seq_len - 1)
             logits_at_BT[row, end - start - 1] = end == len(tokens)
         self.cache.bind([item.blocks for item, _, _ in chunks], [end for _, _, end in chunks])
-        routing = self.gate is not None and any(item.request.undecided and end == len(item.tokens()) for item, _, end in chunks)
-        capture = self.gate.capture_after() if routing else ()
+        depth_B = row_depths([item.request for item, _, _ in chunks], self.n_layers)
+        # the gate, for requests whose prompt completes here: read mid-forward, at the probe's block
+        undecided = {row: (item.request, end - start - 1) for row, (item, start, end) in enumerate(chunks)
+                     if item.request.undecided and end == len(item.tokens())}
+        route = self.gate.route_after(depth_B or [self.n_layers] * B, undecided) if undecided and self.gate else None
         with autocast(self.device, self.precision):
-            out = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
-                             logits_at_BT=logits_at_BT.to(self.device),
-                             depth_B=row_depths([item.request for item, _, _ in chunks], self.n_layers), capture_after=capture)
-        logits_NV, captured = out if capture else (out, [])
-        logits_NV = logits_NV.float()
+            logits_NV = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
+                                   logits_at_BT=logits_at_BT.to(self.device), depth_B=depth_B, route_after=route).float()
         done = 0
-        for row, (item, start, end) in enumerate(chunks):
+        for item, start, end in chunks:
             tokens = item.tokens()
             item.computed = end
             self._register_full_blocks(item, tokens[:end], item.blocks, item.keys)  # keyed by the graph that made them
             if end == len(tokens):
-                logits_V = logits_NV[done]
+                self._join(item, logits_NV[done])
                 done += 1
-                if item.request.undecided and capture:  # the gate, from this prefill's last token
-                    with autocast(self.device, self.precision):
-                        logits_V = self.gate.decide(item.request, {n: h_BTC[row, end - start - 1] for n, h_BTC in zip(capture, captured)},
-                                                    logits_V)
-                self._join(item, logits_V)
         self._note_peak()
 
     def _join(self, item: Prefill, logits_V: torch.Tensor) -> None:

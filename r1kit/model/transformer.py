@@ -5,7 +5,6 @@ Otherwise attention is multi-scale (attention.py) and feed-forward layers are mi
 experts (moe.py).
 
     logits = model(ids_BT, positions_BT=None, cache=None, skip=None, logits_at_BT=None, depth_B=None)
-    logits, [h_BTC, ...] = model(ids_BT, ..., capture_after=(n, ...))  # also the stream after n blocks
     full_logits, exit_logits = model.forward_with_exit(ids_BT, exit_after, logits_at_BT=None)  # training
 
 - positions: int64 [B, T]; default 0..T-1 (or, with a cache, continuing after what it holds is
@@ -20,9 +19,10 @@ experts (moe.py).
   depth is reached leave the batch there: the later blocks run on the other rows only (and the
   cache carries only those rows' K/V for them, `narrow`), so one forward serves rows of the full
   graph and of early exits alike (the engine's fast path in one batch with full-graph requests).
-- capture_after: block counts n; the call also returns the residual stream after the first n
-  blocks, [B, T, C] each (zeros for rows that left before n): the engine's gate reads its features,
-  and a fast row's logits (`head`), from a full-depth prefill.
+- route_after: (n, route): depths decided mid-forward. After the first n blocks, route(h_NTC, rows)
+  gets the residual stream of the rows still running (`rows`: their indices) and returns each one's
+  depth from there (>= n): the engine's gate reads a prefill's stream at its probe's block and sends
+  a row to the early exit or on through the full graph, in the one forward.
 - logits_at_BT: bool [B, T]; if given, only those positions get logits, [N, V] in row-major
   order. The output head is a tenth of a small model's compute: SFT needs logits only where the
   loss is (the response), prefill only at each prompt's last token.
@@ -44,7 +44,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -180,8 +180,8 @@ class Transformer(nn.Module):
         skip: LayerSkip | None = None,
         logits_at_BT: torch.Tensor | None = None,
         depth_B: list[int] | None = None,
-        capture_after: Sequence[int] = (),
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        route_after: tuple[int, Callable[[torch.Tensor, list[int]], list[int]]] | None = None,
+    ) -> torch.Tensor:
         B, T = ids_BT.shape
         if positions_BT is None:
             if cache is not None:
@@ -191,18 +191,17 @@ class Transformer(nn.Module):
             raise ValueError(f"positions_BT must have shape {(B, T)}, got {tuple(positions_BT.shape)}")
         ctx = self._context(ids_BT, positions_BT, cache)
         n_layers = self.config.n_layers
-        if not capture_after and (depth_B is None or min(depth_B) >= n_layers):
+        if route_after is None and (depth_B is None or min(depth_B) >= n_layers):
             h_BTC, _ = self._blocks(self.embed(ids_BT), ctx, cache, skip)
             return self._head(h_BTC, logits_at_BT)
         if skip is not None:
-            raise ValueError("give a forward skip, or depth_B and capture_after, not both")
+            raise ValueError("give a forward skip, or depth_B and route_after, not both")
         if depth_B is not None and (len(depth_B) != B or min(depth_B) < 1):
             raise ValueError(f"depth_B must give 1 .. {n_layers} blocks for each of the {B} rows, got {depth_B}")
-        if any(not 0 <= n <= n_layers for n in capture_after):
-            raise ValueError(f"capture_after must lie in 0 .. {n_layers}, got {list(capture_after)}")
-        h_BTC, captured = self._blocks_to_depth(self.embed(ids_BT), ctx, cache, depth_B or [n_layers] * B, capture_after)
-        logits = self._head(h_BTC, logits_at_BT)
-        return (logits, captured) if capture_after else logits
+        if route_after is not None and not 0 <= route_after[0] < n_layers:
+            raise ValueError(f"route_after's block count must lie in 0 .. {n_layers - 1}, got {route_after[0]}")
+        h_BTC = self._blocks_to_depth(self.embed(ids_BT), ctx, cache, list(depth_B or [n_layers] * B), route_after)
+        return self._head(h_BTC, logits_at_BT)
 
     def forward_with_exit(
         self, ids_BT: torch.Tensor, exit_after: int, logits_at_BT: torch.Tensor | None = None,
@@ -250,16 +249,18 @@ class Transformer(nn.Module):
         return h_BTC, captured_BTC
 
     def _blocks_to_depth(self, h_BTC, ctx: AttentionContext, cache: KVCacheLike | None, depth_B: list[int],
-                         capture_after: Sequence[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(the residual stream of each row after its own number of blocks, the streams captured after
-        `capture_after` blocks): before block i, the rows of depth i leave (their stream is kept for
-        the head) and the rest go on alone."""
+                         route_after: tuple[int, Callable] | None = None) -> torch.Tensor:
+        """The residual stream of each row after its own number of blocks: before block i, the rows
+        of depth i leave (their stream is kept for the head) and the rest go on alone; `route_after`
+        may set the depths of the rows still running on the way (forward's docstring)."""
         out_BTC = h_BTC.new_empty(h_BTC.shape)
-        captured = {n: h_BTC.new_zeros(h_BTC.shape) for n in capture_after}
         alive = list(range(len(depth_B)))  # rows still running, in the order of h_BTC's rows
         for i, block in enumerate(self.layers):
-            if i in captured and alive:
-                captured[i][alive] = h_BTC
+            if route_after is not None and i == route_after[0] and alive:
+                for row, depth in zip(alive, route_after[1](h_BTC, list(alive))):
+                    if depth < i:
+                        raise ValueError(f"route_after: row {row} cannot stop after {depth} blocks, {i} have run")
+                    depth_B[row] = depth
             staying = [j for j, row in enumerate(alive) if depth_B[row] > i]
             if len(staying) < len(alive):
                 leaving = [j for j, row in enumerate(alive) if depth_B[row] <= i]
@@ -274,13 +275,7 @@ class Transformer(nn.Module):
             h_BTC = block(h_BTC, ctx, cache)
         if alive:
             out_BTC[alive] = h_BTC
-            if len(self.layers) in captured:
-                captured[len(self.layers)][alive] = h_BTC
-        return out_BTC, [captured[n] for n in capture_after]
-
-    def head(self, h_BTC: torch.Tensor) -> torch.Tensor:
-        """The final norm and output head: logits of a residual stream (an early exit's, say)."""
-        return self.lm_head(self.norm(h_BTC))
+        return out_BTC
 
     def _head(self, h_BTC: torch.Tensor, logits_at_BT: torch.Tensor | None) -> torch.Tensor:
         if logits_at_BT is not None:
