@@ -129,12 +129,12 @@ def test_demo_data_is_the_recipe_and_the_readme_command_writes_the_same_files(tm
     # RL's sets: harder problems, its training ones without steps, no question shared with any other set
     rl_out, hard_out = tmp_path / "cli" / "rl_train.jsonl", tmp_path / "cli" / "hard.jsonl"
     earlier = [arg for name in names for arg in ("--exclude", str(tmp_path / "cli" / f"{name}.jsonl"))]
-    assert main(["data", "synth", "--n", "50", "--seed", "0", "--steps", "2-5", "--test-steps", "5", "--max-operand", "100",
+    assert main(["data", "synth", "--n", "50", "--seed", "0", "--steps", "3-5", "--test-steps", "5", "--max-operand", "100",
                  "--answers-only", *earlier, "--out", str(rl_out), "--test-n", "20", "--test-out", str(hard_out)]) == 0
     assert rl_out.read_bytes() == paths["rl_train"].read_bytes() and hard_out.read_bytes() == paths["hard"].read_bytes()
     rl_train, hard = (load_examples(paths[k]).examples for k in ("rl_train", "hard"))
     assert all(not e.steps for e in rl_train) and all(len(e.steps) == 5 for e in hard)
-    assert {e.optimal_steps for e in rl_train} == {2, 3, 4, 5}
+    assert {e.optimal_steps for e in rl_train} == {3, 4, 5}
     hashes += [{question_hash(e.context) for e in split} for split in (rl_train, hard)]
     assert sum(map(len, hashes)) == len(set().union(*hashes)) == 300 + 40 + 30 + 20 + 50 + 20
 
