@@ -23,7 +23,7 @@ class ContiguousBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
                  gate: PrefillGate | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
-        self.gate = gate  # routes undecided requests at the end of their prefill
+        self.gate = gate  # routes undecided requests inside their prefill's forward
         self.device = next(model.parameters()).device
         self.max_seq_len, self.n_layers = model.config.max_seq_len, model.config.n_layers
         self.waiting: deque[Request] = deque()

@@ -265,7 +265,7 @@ class Engine:
             if graph is None:  # the gate decides at the end of its prefill
                 request.undecided = True
             else:
-                request.run_on(graph, self.fast_path.exit_after if graph == "fast" else None)
+                request.run_on(self.fast_path.exit_after if graph == "fast" else None)
             self._batch(precision).add(request)
             self._outputs[request_id] = output
         return request_id

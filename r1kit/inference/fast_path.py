@@ -21,7 +21,7 @@ and its reliability table (and expected calibration error) measured on the other
 matches the article: a request takes the fast path iff p > complexity_threshold, so a lower
 threshold sends more requests there (1.0: none; 0.0: all).
 
-Shape legend: N problems, F features, C model dim.
+Shape legend: N problems, R rows the gate routes in one forward, T tokens, F features, C model dim.
 """
 
 from __future__ import annotations
@@ -143,23 +143,20 @@ class PrefillGate:
         if fast is None or not fast.gated or threshold >= 1.0:
             for request, _ in undecided.values():
                 request.undecided = False
-                request.run_on("full", None)
+                request.run_on(None)
             return None
 
         def route(h_NTC: torch.Tensor, rows: list[int]) -> list[int]:
-            depths = []
-            for j, row in enumerate(rows):
-                if row not in undecided:
-                    depths.append(depth_B[row])
-                    continue
-                request, last = undecided[row]
-                prompt_T = torch.tensor(request.prompt_ids, device=h_NTC.device)
-                p = float(fast.probability(features(h_NTC[j, last][None], self.model.embed(prompt_T).mean(0)[None],
-                                                    [len(request.prompt_ids)]))[0])
+            routed = [(j, row) for j, row in enumerate(rows) if row in undecided]  # (position in h_NTC, row)
+            requests = [undecided[row][0] for _, row in routed]
+            h_last_RC = torch.stack([h_NTC[j, undecided[row][1]] for j, row in routed])
+            mean_embedding_RC = torch.stack([self.model.embed(torch.tensor(r.prompt_ids, device=h_NTC.device)).mean(0)
+                                             for r in requests])
+            p_R = fast.probability(features(h_last_RC, mean_embedding_RC, [len(r.prompt_ids) for r in requests])).tolist()
+            for request, p in zip(requests, p_R):
                 request.undecided, request.output.fast_p = False, p
-                request.run_on(*(("fast", fast.exit_after) if p > threshold else ("full", None)))
-                depths.append(depth_B[row] if request.exit_after is None else request.exit_after)
-            return depths
+                request.run_on(fast.exit_after if p > threshold else None)
+            return [(undecided[row][0].exit_after or depth_B[row]) if row in undecided else depth_B[row] for row in rows]
 
         return fast.probe_layers, route
 

@@ -4,8 +4,9 @@ turns and samples, a bounded pool, chunked prefill and preemption.
 - **Prefix sharing.** A request's prompt is cut into blocks keyed by content (block_pool.block_key:
   parent key, token ids, symbol flags, and `extra` = (cache salt, precision, the fast path's exit
   or None)). Admission takes the longest chain of cached blocks and computes only the rest; at
-  least the prompt's last token is always computed, for its logits. Full blocks are registered as soon as they are written, in
-  prefill and in decode, so a later request (a re-sent conversation) can find them.
+  least the prompt's last token is always computed, for its logits. Full blocks are registered as
+  soon as they are written, in prefill and in decode, so a later request (a re-sent conversation)
+  can find them.
 - **Samples.** A request's n samples share its prompt's blocks; the last, partial block is copied
   for each sample but the first (copy-on-write), as they write different tokens into it.
 - **Requests arriving together.** A request whose next uncached block is being computed by an
@@ -67,7 +68,7 @@ class PagedBatch:
     def __init__(self, model, precision: str, make_sequences: Callable[[Request], list[SequenceState]],
                  num_blocks: int, block_size: int, decode_kernel: bool = True, gate: PrefillGate | None = None):
         self.model, self.precision, self.make_sequences = model, precision, make_sequences
-        self.gate = gate  # routes undecided requests at the end of their prefill
+        self.gate = gate  # routes undecided requests inside their prefill's forward
         self.device = next(model.parameters()).device
         self.symbol_flags = model.symbol_flags_V.tolist()
         kv_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)

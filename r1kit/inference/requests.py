@@ -112,13 +112,13 @@ class Request:
     stop_ids: dict[int, str | int | None]  # stop token -> the stop_reason it gives
     total_len: int  # prompt + the most new tokens that fit
     precision: str  # "fp32" | "bf16" | "fp16": the batch it runs in
-    graph: str = "full"  # "full" | "fast"
     exit_after: int | None = None  # on the fast graph: the blocks it runs (its early exit); None: all of them
-    undecided: bool = False  # the gate picks its graph at the end of its prefill (which runs the full graph)
+    undecided: bool = False  # the gate picks its graph inside its prefill's forward (PrefillGate)
 
-    def run_on(self, graph: str, exit_after: int | None) -> None:
-        self.graph = self.output.graph = graph
+    def run_on(self, exit_after: int | None) -> None:
+        """Run on the fast path's graph (stopping after `exit_after` blocks), or (None) the full one."""
         self.exit_after = exit_after
+        self.output.graph = "full" if exit_after is None else "fast"
 
 
 @dataclass
