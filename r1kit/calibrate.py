@@ -8,7 +8,7 @@ What it does, on held-out problems (questions with gold answers):
      seeded `fit_share` of the problems;
   3. on the other problems: the reliability table and its expected calibration error, and the
      gated accuracy at each threshold, from which the threshold that keeps the loss within
-     `max_loss` (1 point) is suggested;
+     `max_loss` (1 point) by one standard error is suggested (fast_path.suggest_threshold);
   4. keeps the exit that saves the most time at its suggested threshold (share routed x the measured
      per-token saving at batch 1), and writes it, with its estimator and measurements, to fast_path.json.
 The engine then gates every request of that checkpoint (r1kit.inference.engine).
@@ -126,14 +126,14 @@ def calibrate(checkpoint: str | Path, data: str | Path, n: int = 1000, exits: Se
             "per_threshold": rows, "expected_saving": at["fast_share"] * saving})
         log(f"exit after {k} of {n_layers} blocks: accuracy {fast.correct.double().mean():.3f}, answers agree "
             f"{agree_N.double().mean():.3f}, {fast_ms:.2f} ms/token at batch 1; held-out ECE {ece:.3f}; threshold "
-            f"{threshold} routes {at['fast_share']:.1%} for a loss of {100 * at['loss']:.1f} points")
+            f"{threshold} routes {at['fast_share']:.1%} for a loss of {100 * at['loss']:.1f} +- {100 * at['loss_se']:.1f} points")
         candidates.append(fitted)
     engine.fast_path = None
     best = max(candidates, key=lambda c: (c.report["expected_saving"], c.exit_after))  # a tie: the deeper, surer exit
     best.report["exits"] = {c.exit_after: {k: c.report[k] for k in ("agreement", "fast", "expected_saving")} | {"ece": c.ece,
                             "suggested_threshold": c.suggested_threshold} for c in candidates}
     log(f"kept the exit after {best.exit_after} blocks; suggested complexity_threshold {best.suggested_threshold} "
-        f"(accuracy loss within {100 * max_loss:.0f} point on held-out problems)")
+        f"(accuracy loss within {100 * max_loss:.0f} point by one standard error on held-out problems)")
     if write:
         log(f"wrote {best.save(checkpoint)}")
     return best

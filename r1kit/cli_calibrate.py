@@ -24,7 +24,7 @@ def add_calibrate(sub, at_least: Callable, fraction: Callable) -> None:
     p.add_argument("--n", type=at_least(20), default=1000, help="first N problems of --data (default 1000)")
     p.add_argument("--exits", metavar="K,K", help="early exits to measure, in blocks run (default: every one, 1 .. n_layers-1)")
     p.add_argument("--max-new-tokens", type=at_least(1), default=128)
-    p.add_argument("--max-loss", type=fraction, default=0.01, help="accuracy loss the suggested threshold allows (default 0.01: 1 point)")
+    p.add_argument("--max-loss", type=fraction, default=0.01, help="accuracy loss the suggested threshold allows, by one standard error (default 0.01: 1 point)")
     p.add_argument("--fit-share", type=fraction, default=0.6,
                    help="share of the problems the estimator is fitted on; the rest measure its calibration (default 0.6)")
     p.add_argument("--seed", type=int, default=0, help="which problems are fitted on")

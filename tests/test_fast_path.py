@@ -292,7 +292,10 @@ def test_reliability_table_and_threshold_rules():
     rows = accuracy_at_thresholds(p, y, full, fast, [0.0, 0.5, 0.9, 1.0])
     assert [r["routed"] for r in rows] == [5, 3, 2, 0]
     assert [r["loss"] for r in rows] == pytest.approx([0.4, 0.2, 0.2, 0.0])
-    assert suggest_threshold(rows, max_loss=0.2) == 0.5  # the most traffic within the loss
+    # paired standard error: per-problem losses [1, 0, 0, 1, 0] at t = 0, [0, 0, 0, 1, 0] at 0.5 and 0.9
+    assert [r["loss_se"] for r in rows] == pytest.approx([math.sqrt(0.3 / 5), 0.2, 0.2, 0.0])
+    assert suggest_threshold(rows, max_loss=0.4) == 0.5  # the most traffic within the loss by one standard error
+    assert suggest_threshold(rows, max_loss=0.2) == 1.0  # 0.2 measured at 0.5, but not by a standard error: shut
     assert suggest_threshold(rows, max_loss=0.01) == 1.0  # none within it: shut
     assert same_answer("12", "12.0") and not same_answer("12", "13") and same_answer(None, None) and not same_answer("x", None)
 
