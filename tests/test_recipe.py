@@ -16,7 +16,7 @@ from r1kit.data.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
 from r1kit.recipes import claims
 from r1kit.recipes.configs import CONFIG_DIR, DEMO_FILE, RL_DEMO_FILE, demo_configs
 from r1kit.recipes.data import N_TEST, N_TRAIN, demo_data
-from r1kit.recipes.demo import QUICK, RL_SHARE, SFT_SHARE, plan, resolve
+from r1kit.recipes.demo import PLANNED_OTHER_MINUTES, QUICK, REPORT_MINUTES, RL_EVAL_MARGIN, SFT_SHARE, plan, resolve, rl_minutes
 from r1kit.train.sft import SFTConfig
 
 PATHS = {"train_data", "eval_data", "out_dir", "seed"}
@@ -54,11 +54,20 @@ def test_a_full_demo_trains_with_the_files_settings_but_budgets_paths_and_seed(m
             assert getattr(rl, key) == value, key
     _, file_sft, file_rl = demo_configs()  # and every field the files leave to the defaults
     assert _changed(sft, file_sft) <= SFT_BUDGET | PATHS and _changed(rl, file_rl) <= RL_BUDGET | PATHS
-    assert sft.max_minutes == pytest.approx(SFT_SHARE * minutes) and rl.max_minutes == pytest.approx(RL_SHARE * minutes)
+    assert sft.max_minutes == pytest.approx(SFT_SHARE * minutes)
+    assert rl.max_minutes == pytest.approx((1 - SFT_SHARE) * minutes - PLANNED_OTHER_MINUTES)  # planned; measured at run time
     assert (sft.train_data, sft.out_dir, rl.out_dir) == ("runs/x/data/train.jsonl", "runs/x/sft", "runs/x/rl")
     assert sft.seed == rl.seed == 3
     p = plan(minutes)
     assert (p.n_train, p.n_test) == (N_TRAIN, N_TEST) == (90_000, 500)
+
+
+def test_rl_gets_what_the_budget_has_left():
+    # 10.5 of 20 minutes spent, the SFT model's evaluation took 0.4: RL's evaluation (with margin)
+    # and the report come off the rest
+    assert rl_minutes(20.0, 10.5, 0.4) == pytest.approx(20.0 - 10.5 - RL_EVAL_MARGIN * 0.4 - REPORT_MINUTES)
+    assert rl_minutes(20.0, 9.0, 0.4) - rl_minutes(20.0, 10.5, 0.4) == pytest.approx(1.5)  # a faster SFT stage: more RL
+    assert rl_minutes(20.0, 19.5, 0.4) == 1.0  # a slow CPU still trains RL for a minute
 
 
 def test_quick_differs_from_the_files_only_in_its_named_overrides():

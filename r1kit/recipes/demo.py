@@ -9,11 +9,11 @@ Stages (each shows progress; the time budget is split between the two trainings)
                 RL's problems (3-5 steps, a third one step past SFT's traces), questions and
                 answers only, and 500 held-out 5-step ones;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
-                model (MoE with load-penalty routing + multi-scale attention), ~55% of the budget;
+                model (MoE with load-penalty routing + multi-scale attention), 45% of the budget;
   3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on each
                 held-out set (recipes.data.EVAL_SETS: test, unseen, follow_up, hard);
-  4. GRPO       RL from the SFT checkpoint with the composite reward on the harder problems, ~20%
-                of the budget;
+  4. GRPO       RL from the SFT checkpoint with the composite reward on the harder problems, for
+                what the budget has left (less RL's evaluation and the report; `rl_minutes`);
   5. eval       the same evaluation on the RL model;
   6. report     runs/demo/report.md with its plots (r1kit.recipes.report), runs/demo/summary.json
                 (minutes and accuracies per stage and set, for scripts) and runs/demo/final, the
@@ -59,8 +59,15 @@ class DemoPlan:
     rl: dict  # changes to the rl section
 
 
-# Shares of the budget: evaluation, data and the report take the rest (about a quarter).
-SFT_SHARE, RL_SHARE = 0.55, 0.2
+# SFT's share of the budget. RL gets what is left once SFT is evaluated, less RL's own evaluation
+# and the report (`rl_minutes`): the RL gain on the hard set grows with its minutes (+3.4 points in
+# 4, +12 in 12 from an 11-minute SFT; docs/benchmarks.md), and a fixed share left minutes unused.
+SFT_SHARE = 0.45
+# What a full run spends outside the trainings, planned before it starts: data, the tokenizer, two
+# evaluations and the report took 0.9 minutes on 2 cores (docs/benchmarks.md); margin for slower CPUs.
+PLANNED_OTHER_MINUTES = 1.5
+# The report's minutes and a margin for RL's evaluation writing longer answers than SFT's.
+REPORT_MINUTES, RL_EVAL_MARGIN = 0.25, 1.25
 # A cap on RL's steps, above the 8-17 a minute measured on 2 CPU cores (16 prompts x 8 samples,
 # 2 passes, with and without dynamic sampling): the clock ends the run. (SFT's schedule decays
 # over its minutes.)
@@ -107,9 +114,22 @@ def plan(minutes: float = 20.0, quick: bool = False) -> DemoPlan:
     between the trainings, RL's step cap) and the data recipe's sizes; for --quick, QUICK."""
     if quick:
         return DemoPlan(**QUICK["data"], model=dict(QUICK["model"]), sft=dict(QUICK["sft"]), rl=dict(QUICK["rl"]))
-    sft_minutes, rl_minutes = SFT_SHARE * minutes, RL_SHARE * minutes
+    sft_minutes = SFT_SHARE * minutes
     return DemoPlan(n_train=N_TRAIN, n_test=N_TEST, n_rl=N_RL, model={}, sft={"max_minutes": sft_minutes},
-                    rl={"max_minutes": rl_minutes, "max_steps": max(5, int(RL_STEPS_PER_MINUTE * rl_minutes))})
+                    rl=rl_budget(minutes - sft_minutes - PLANNED_OTHER_MINUTES))
+
+
+def rl_budget(rl_minutes: float) -> dict:
+    """RL's budget keys: its minutes (at least one) and the step cap that goes with them."""
+    rl_minutes = max(1.0, rl_minutes)
+    return {"max_minutes": rl_minutes, "max_steps": max(5, int(RL_STEPS_PER_MINUTE * rl_minutes))}
+
+
+def rl_minutes(budget: float, elapsed: float, sft_eval_minutes: float) -> float:
+    """RL's training minutes, measured rather than planned: what the budget has left after `elapsed`
+    minutes, less RL's evaluation (the SFT model's took `sft_eval_minutes`) and the report. A fast
+    CPU so spends its budget on RL rather than ending early; a slow one still gets a minute."""
+    return max(1.0, budget - elapsed - RL_EVAL_MARGIN * sft_eval_minutes - REPORT_MINUTES)
 
 
 def resolve(p: DemoPlan, out: Path, seed: int) -> tuple[ModelConfig, SFTConfig, RLConfig]:
@@ -153,6 +173,10 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     sft_eval = _evaluate_sets(sft_final, data, sft_cfg, out / "sft")
 
     stage("rl", "4/6 GRPO: reinforcement learning with the composite reward, on harder problems")
+    if not quick:  # the minutes the budget has left, now that SFT's are spent
+        budget = rl_budget(rl_minutes(minutes, (timings["rl"] - started) / 60, (timings["rl"] - timings["sft_eval"]) / 60))
+        rl_cfg = rl_cfg.model_copy(update=budget)
+        print(f"{budget['max_minutes']:.1f} minutes of RL: what the budget has left after its evaluation and the report")
     rl_final = train_rl(rl_cfg, sft_final, progress=progress, overwrite=overwrite)
 
     stage("rl_eval", "5/6 evaluation of the RL model")

@@ -20,7 +20,7 @@ BRANCHES = ("local", "global", "symbolic")
 
 
 # GRPO against SFT continued for the same minutes, measured by benchmarks/rl_beyond.py
-RL_BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "rl_beyond.json"
+RL_BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "rl_beyond_mix35.json"  # the recipe's 3-5-step mix
 
 
 def _json(path: Path) -> dict | None:
