@@ -29,8 +29,9 @@ ALLOWED = {
     "calibrate": {"inference", "reward", "data", "evaluate"},
     "cli_routing": {"train"},
     "cli_calibrate": {"calibrate"},
+    "cli_data": {"data"},
     "cli": {"config", "format", "device", "model", "data", "reward", "interop", "inference", "evaluate", "train", "recipes", "cli_generate",
-            "cli_routing", "cli_calibrate"},
+            "cli_routing", "cli_calibrate", "cli_data"},
 }
 NO_TORCH = {"config", "format", "data", "reward"}  # pure Python: usable without torch installed
 
