@@ -12,8 +12,8 @@ CHECKPOINT must be calibrated (`r1kit calibrate`, fast_path.json). What it measu
   the gated workload, and its accuracy is reported beside the paired figure;
 - batch-1 latency on simple inputs (--simple: 1-step problems) that the gate sends to the fast path
   at the calibrated threshold: the same prompts on each graph, one at a time (ms per request, ms per
-  token, tokens): forced onto each graph, and gated as the engine serves them (a full-depth
-  prefill, where the gate reads p, then the exit); the article: 120 ms -> 35 ms (3.4x);
+  token, tokens): forced onto each graph, and gated as the engine serves them (the gate reads p
+  inside the prefill's forward, which then stops at the exit); the article: 120 ms -> 35 ms (3.4x);
 - throughput of a mixed batch (the first --batch-n mixed problems submitted at once): all on the
   full graph against gated, tokens/s and the share routed to the fast path;
 - S8: the plain engine (memory_reuse off, gate shut, fp32) against every dynamic feature on (memory

@@ -107,7 +107,7 @@ class ContiguousBatch:
         depth_B = row_depths(requests, self.n_layers)
         # the gate, for undecided requests: read mid-forward, at the probe's block
         undecided = {row: (r, len(r.prompt_ids) - 1) for row, r in enumerate(requests) if r.undecided}
-        route = self.gate.route_after(depth_B or [self.n_layers] * B, undecided) if undecided and self.gate else None
+        route = self.gate.route_after(depth_B, undecided) if self.gate else None
         with autocast(self.device, self.precision):
             logits_BV = self.model(ids_BP, torch.arange(P, device=self.device).expand(B, P), cache, logits_at_BT=last_BP,
                                    depth_B=depth_B, route_after=route).float()

@@ -71,7 +71,7 @@ from r1kit.format import SPECIAL_TOKENS
 from r1kit.inference.contiguous_batch import ContiguousBatch
 from r1kit.inference.dynamic import DynamicInference, check_precision, engine_precision, load_dynamic_inference
 from r1kit.inference.experts import activate_experts
-from r1kit.inference.fast_path import FastPath, PrefillGate
+from r1kit.inference.fast_path import FastPath, PrefillGate, gate_open
 from r1kit.inference.paged_batch import PagedBatch
 from r1kit.inference.requests import (  # noqa: F401  (re-exported: the engine's public types)
     FinishReason,
@@ -211,7 +211,7 @@ class Engine:
             raise ValueError("graph='fast' needs a calibrated checkpoint (r1kit calibrate writes its fast_path.json)")
         if params.graph != "auto":
             return params.graph
-        if self.fast_path is None or not self.fast_path.gated or self.complexity_threshold >= 1.0:
+        if not gate_open(self.fast_path, self.complexity_threshold):
             return "full"  # no gate, or a shut one: no estimate
         return None
 

@@ -135,12 +135,15 @@ class PrefillGate:
     def __init__(self, fast_path: Callable[[], "FastPath | None"], threshold: Callable[[], float], model: Transformer):
         self.fast_path, self.threshold, self.model = fast_path, threshold, model  # the first two read at each call: both may change
 
-    def route_after(self, depth_B: list[int], undecided: dict[int, tuple]) -> tuple[int, Callable] | None:
+    def route_after(self, depth_B: list[int] | None, undecided: dict[int, tuple]) -> tuple[int, Callable] | None:
         """The model's route_after for a prefill whose rows `undecided` (row -> (request, the index of
-        its last prompt token in the forward)) await the gate, the others running at `depth_B`; None,
-        with those requests put on the full graph, when the gate is shut."""
+        its last prompt token in the forward)) await the gate, the others running at `depth_B` (None:
+        all of the model's blocks); None when no row awaits it, and when the gate is shut (those
+        requests then run on the full graph)."""
+        if not undecided:
+            return None
         fast, threshold = self.fast_path(), self.threshold()
-        if fast is None or not fast.gated or threshold >= 1.0:
+        if not gate_open(fast, threshold):
             for request, _ in undecided.values():
                 request.undecided = False
                 request.run_on(None)
@@ -156,9 +159,15 @@ class PrefillGate:
             for request, p in zip(requests, p_R):
                 request.undecided, request.output.fast_p = False, p
                 request.run_on(fast.exit_after if p > threshold else None)
-            return [(undecided[row][0].exit_after or depth_B[row]) if row in undecided else depth_B[row] for row in rows]
+            depths = depth_B or [self.model.config.n_layers] * (max(rows) + 1)
+            return [(undecided[row][0].exit_after or depths[row]) if row in undecided else depths[row] for row in rows]
 
         return fast.probe_layers, route
+
+
+def gate_open(fast_path: FastPath | None, threshold: float) -> bool:
+    """Whether the gate has anything to decide: a fitted estimator and a threshold below 1.0 (1.0: never fast)."""
+    return fast_path is not None and fast_path.gated and threshold < 1.0
 
 
 def features(h_last_NC: torch.Tensor, mean_embedding_NC: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
@@ -292,9 +301,8 @@ def suggest_threshold(rows: list[dict], max_loss: float = 0.01) -> float:
     threshold on a tie); 1.0 (shut) when none sends any.
 
     Why the standard error: the loosest threshold whose measured loss fits is picked from a noisy
-    curve, so its measured loss is optimistic (an 8 x 96 model's 1.0 point on 400 calibration
-    problems was 1.1 on a 1,000-problem workload; docs/benchmarks.md). One standard error is the
-    usual guard against that selection (Breiman's one-standard-error rule)."""
+    curve, so its measured loss is optimistic (docs/benchmarks.md); one standard error is the usual
+    guard against that selection (Breiman's one-standard-error rule)."""
     ok = [r for r in rows if r["loss"] + r["loss_se"] <= max_loss + 1e-12 and r["routed"] > 0]  # 1e-12: shares are float sums
     if not ok:
         return 1.0

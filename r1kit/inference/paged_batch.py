@@ -265,7 +265,7 @@ class PagedBatch:
         # the gate, for requests whose prompt completes here: read mid-forward, at the probe's block
         undecided = {row: (item.request, end - start - 1) for row, (item, start, end) in enumerate(chunks)
                      if item.request.undecided and end == len(item.tokens())}
-        route = self.gate.route_after(depth_B or [self.n_layers] * B, undecided) if undecided and self.gate else None
+        route = self.gate.route_after(depth_B, undecided) if self.gate else None
         with autocast(self.device, self.precision):
             logits_NV = self.model(ids_BT.to(self.device), positions_BT.to(self.device), self.cache,
                                    logits_at_BT=logits_at_BT.to(self.device), depth_B=depth_B, route_after=route).float()
