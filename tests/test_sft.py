@@ -13,7 +13,8 @@ from r1kit.evaluate import evaluate
 from r1kit.data.synth import synth
 from r1kit.train import loop as loop_module
 from r1kit.train.loop import batch_indices, out_of_time
-from r1kit.train.sft import SFTConfig, decayed_lr, load_run_config, make_batch, train_sft
+from r1kit.data.schema import Example
+from r1kit.train.sft import SFTConfig, decayed_lr, load_run_config, make_batch, reasoning_text, train_sft
 from r1kit.data.tokenizer import Tokenizer
 
 TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
@@ -45,6 +46,16 @@ def test_batches_mask_prompt_and_padding():
     assert weights.tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
     _, _, weights = make_batch(encoded, [0, 1], pad_id=0, prompt_weight=0.25)
     assert weights.tolist() == [[0.25, 0.25, 1, 1], [0.25, 1, 0, 0]]
+
+
+def test_operands_first_trace_names_what_the_steps_read_before_computing():
+    # a product, then a sum of a stated number and an earlier result, then a division
+    ex = Example("q", ["4 * 70 = 280", "9 + 280 = 289", "289 / 17 = 17"], "17", 3)
+    assert reasoning_text(ex) == "4 * 70 = 280\n9 + 280 = 289\n289 / 17 = 17"
+    assert reasoning_text(ex, "operands_first") == "Given: 4, 70, 9, 17\n4 * 70 = 280\n9 + 280 = 289\n289 / 17 = 17"
+    # the line is prose to the verifier: the completion's steps are the same
+    from r1kit.reward.steps import extract_steps
+    assert [s.value for s in extract_steps(reasoning_text(ex, "operands_first"))] == ["280", "289", "17"]
 
 
 @pytest.mark.parametrize("window", [1, 4])

@@ -29,6 +29,7 @@ on the steps' timing. Nothing is pickled: tensors go to safetensors, the rest to
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -82,6 +83,9 @@ class SFTConfig(RunConfig):
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
     grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
     prompt_loss_weight: float = Field(0.0, ge=0, le=1, description="weight of the question's tokens in the loss (0 = response only)")
+    trace: Literal["steps", "operands_first"] = Field(
+        "steps", description="the reasoning SFT teaches: 'steps', one `a op b = c` a line; 'operands_first', a first line naming the "
+        "numbers the steps take from the text, in the order they use them, then the steps (reading apart from computing)")
     early_exit_layers: list[int] = Field(
         default_factory=list, description="also train the early exits after these many blocks (the engine's fast path; r1kit calibrate "
         "picks one), one exit per step in turn as LayerSkip rotates them, each step's exit loss added with early_exit_weight; [] = off")
@@ -119,17 +123,30 @@ def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig
 # ----------------------------------------------------------------------------- data
 
 
-def reasoning_text(example: Example) -> str:
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def reasoning_text(example: Example, trace: str = "steps") -> str:
     """The trace SFT teaches: the steps, one per line. (A trace quoting the sentences each step reads,
-    meta["reading"], was measured and bought nothing at 20 minutes: docs/benchmarks.md.)"""
-    return "\n".join(example.steps)
+    meta["reading"], was measured and bought nothing at 20 minutes: docs/benchmarks.md.) With
+    trace='operands_first', a first line names the operands no earlier step computed, in the order
+    the steps use them ("Given: 4, 70, 9, 96"): what is read from the text, before what is computed."""
+    if trace == "steps" or not example.steps:
+        return "\n".join(example.steps)
+    computed, read = set(), []
+    for step in example.steps:
+        expression, _, value = step.rpartition("=")
+        read += [n for n in _NUMBER.findall(expression) if n not in computed]
+        computed.add(value.strip())
+    return "\n".join([f"Given: {', '.join(read)}", *example.steps])
 
 
-def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int) -> tuple[list[tuple[list[int], int]], int]:
+def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int,
+                    trace: str = "steps") -> tuple[list[tuple[list[int], int]], int]:
     """(ids, n_prompt) per example; examples over max_len tokens are dropped and counted."""
     encoded, dropped = [], 0
     for ex in examples:
-        enc = tok.encode_example(ex.question, reasoning_text(ex), ex.answer, ex.history)
+        enc = tok.encode_example(ex.question, reasoning_text(ex, trace), ex.answer, ex.history)
         if len(enc.ids) > max_len:
             dropped += 1
         else:
@@ -237,14 +254,14 @@ def train_sft(
         if cfg.tokenizer:
             tok = Tokenizer.load(cfg.tokenizer)
         else:
-            tok = Tokenizer.train(training_corpus(train_examples), vocab_size=cfg.vocab_size)
+            tok = Tokenizer.train(training_corpus(train_examples, cfg.trace), vocab_size=cfg.vocab_size)
         model = model_for_tokenizer(model_cfg, tok)
     model.to(device)
     bad_exits = [k for k in cfg.early_exit_layers if not 1 <= k < model.config.n_layers]
     if bad_exits:
         raise ValueError(f"sft.early_exit_layers {bad_exits}: an early exit runs 1 .. {model.config.n_layers - 1} of the model's "
                          f"{model.config.n_layers} blocks")
-    encoded, dropped = encode_examples(tok, train_examples, cfg.max_len)
+    encoded, dropped = encode_examples(tok, train_examples, cfg.max_len, cfg.trace)
     if not encoded:
         raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")
 
@@ -284,7 +301,7 @@ def train_sft(
         return dict(loss=f"{line['loss']:.3f}", tok_s=f"{line['tokens_per_s']:.0f}", util=f"{line.get('utilisation', float('nan')):.2f}")
 
     def evaluate_heldout() -> dict:
-        loss = heldout_loss(model, tok, eval_examples, cfg.eval_batch_size)
+        loss = heldout_loss(model, tok, eval_examples, cfg.eval_batch_size, cfg.trace)
         result = evaluate(model, tok, eval_examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
         return {"loss": loss, **result.summary()}
 
@@ -293,12 +310,12 @@ def train_sft(
 
 
 @torch.no_grad()
-def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int) -> float:
+def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int, trace: str = "steps") -> float:
     """Mean response-token cross-entropy on held-out examples (teacher forcing): a smoother
     signal than greedy accuracy early in training."""
     model.eval()
     device = next(model.parameters()).device
-    encoded, _ = encode_examples(tok, examples, max_len=model.config.max_seq_len)
+    encoded, _ = encode_examples(tok, examples, model.config.max_seq_len, trace)
     total, count = 0.0, 0.0
     for start in range(0, len(encoded), batch_size):
         batch = make_batch(encoded, list(range(start, min(start + batch_size, len(encoded)))), tok.pad_id, 0.0)
@@ -308,8 +325,8 @@ def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], ba
     return total / max(count, 1.0)
 
 
-def training_corpus(examples: list[Example]):
+def training_corpus(examples: list[Example], trace: str = "steps"):
     """The texts a tokenizer is trained on: questions and responses as the model will see them."""
     for ex in examples:
         yield ex.context
-        yield format_completion(reasoning_text(ex), ex.answer)
+        yield format_completion(reasoning_text(ex, trace), ex.answer)
