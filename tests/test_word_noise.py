@@ -1,0 +1,79 @@
+"""Word noise (r1kit.data.synth.word_noise): made-up words in training questions keep every number,
+step and answer, stay grounded as the verifier reads them, never write a word of the held-out side,
+and only touch the training file `r1kit data synth --word-noise` writes."""
+
+import json
+import random
+import re
+
+import pytest
+
+from r1kit.cli import main
+from r1kit.data.synth import synth
+from r1kit.data.synth.grammar import FOLLOW_UP, GRAMMAR
+from r1kit.data.synth.lexicon import NUMBER_WORDS
+from r1kit.data.synth.word_noise import made_up_word, with_word_noise
+from r1kit.reward.steps import check_steps, extract_steps
+
+NUMBER = re.compile(r"\d+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
+WORD = re.compile(r"[A-Za-z]+")
+
+
+def _unseen_only_words() -> set[str]:
+    """Words the unseen side's text uses and the training side's never does."""
+    unseen = synth(400, 1, steps=(1, 4), templates=[GRAMMAR["unseen"]]) + synth(100, 1, steps=1, templates=[FOLLOW_UP["unseen"]])
+    train = synth(3000, 1, steps=(1, 4), templates=[GRAMMAR["train"]]) + synth(300, 1, steps=1, templates=[FOLLOW_UP["train"]])
+    words = lambda examples: {w.lower() for e in examples for w in WORD.findall(e.context)}  # noqa: E731
+    return words(unseen) - words(train)
+
+
+def test_noise_keeps_numbers_steps_and_grounding_and_writes_no_held_out_word():
+    clean = synth(400, 3, steps=(1, 4), templates=[GRAMMAR["train"]]) + synth(100, 3, steps=1, templates=[FOLLOW_UP["train"]])
+    noisy = with_word_noise(clean, 0.3, seed=0)
+    changed = [(c, n) for c, n in zip(clean, noisy) if c.question != n.question]
+    assert len(changed) > 0.9 * len(clean)  # at p = 0.3 nearly every question has a made-up word
+    for c, n in zip(clean, noisy):
+        assert NUMBER.findall(n.question) == NUMBER.findall(c.question)  # digits and number words, in order
+        assert (n.steps, n.answer, n.optimal_steps, n.history) == (c.steps, c.answer, c.optimal_steps, c.history)
+        assert len(WORD.findall(n.question)) == len(WORD.findall(c.question))  # word for word
+        assert n.meta.get("noised", False) == (n.question != c.question)
+        checks = check_steps(extract_steps("\n".join(n.steps)), n.context)
+        assert all(ch.valid for ch in checks), (n.question, n.steps)
+    replaced = sum(a != b for c, n in changed for a, b in zip(WORD.findall(c.question), WORD.findall(n.question)))
+    total = sum(len(WORD.findall(c.question)) for c in clean)
+    assert 0.2 < replaced / total < 0.35  # about p of the words (number words are never drawn)
+    held_out = _unseen_only_words()
+    assert "apiece" in held_out
+    noise_words = {w for _, n in changed for w in WORD.findall(n.question)}
+    assert not noise_words & held_out
+    rng = random.Random(0)
+    assert not {made_up_word(rng) for _ in range(20_000)} & held_out  # "vase" fits the pattern: never drawn
+
+
+def test_noise_is_reproducible_and_zero_changes_nothing():
+    clean = synth(50, 4, steps=(1, 3), templates=[GRAMMAR["train"]])
+    assert [e.question for e in with_word_noise(clean, 0.2, 1)] == [e.question for e in with_word_noise(clean, 0.2, 1)]
+    assert [e.question for e in with_word_noise(clean, 0.2, 1)] != [e.question for e in with_word_noise(clean, 0.2, 2)]
+    assert with_word_noise(clean, 0.0, 1) == clean
+    with pytest.raises(ValueError, match="probability"):
+        with_word_noise(clean, 1.5, 1)
+
+
+def test_cli_noises_the_training_file_only(tmp_path, capsys):
+    def synth_to(out, *extra):
+        main(["data", "synth", "--n", "60", "--seed", "0", "--steps", "1-3", "--grammar-share", "0.5",
+              "--out", str(out / "train.jsonl"), "--test-n", "20", "--test-out", str(out / "test.jsonl"),
+              "--unseen-n", "20", "--unseen-out", str(out / "unseen.jsonl"), *extra])
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    synth_to(tmp_path / "a")
+    synth_to(tmp_path / "b", "--word-noise", "0.2")
+    read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
+    for held_out in ("test.jsonl", "unseen.jsonl"):
+        assert read(tmp_path / "a" / held_out) == read(tmp_path / "b" / held_out)
+    clean, noisy = read(tmp_path / "a" / "train.jsonl"), read(tmp_path / "b" / "train.jsonl")
+    assert [r["steps"] for r in clean] == [r["steps"] for r in noisy]
+    assert sum(c["question"] != n["question"] for c, n in zip(clean, noisy)) > 40
+    with pytest.raises(SystemExit):
+        synth_to(tmp_path / "b", "--word-noise", "2")
+    assert "probability" in capsys.readouterr().err
