@@ -26,7 +26,8 @@ STEP = re.compile(r"(\d+)\s*[-+*/]\s*(\d+)\s*=\s*(\d+)")
 WORDS = {w: i for i, w in enumerate(NUMBER_WORDS)}
 
 
-def stated_numbers(text: str) -> list[int]:
+def grammar_numbers(text: str) -> list[int]:
+    """The numbers a grammar question writes: digits and number words (not the verifier's wider reading)."""
     return [int(x) for x in re.findall(r"\d+", text)] + [WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in WORDS]
 
 
@@ -37,7 +38,7 @@ def kind_of_answer(row: dict) -> str:
     steps = STEP.findall(row["completion"])
     if not steps:
         return "no step"
-    available, used, misread = set(stated_numbers(row["question"])), set(), False
+    available, used, misread = set(grammar_numbers(row["question"])), set(), False
     for a, b, c in steps:
         for operand in (int(a), int(b)):
             misread |= operand not in available
@@ -47,7 +48,7 @@ def kind_of_answer(row: dict) -> str:
         return "an operand neither stated nor computed"
     if len(steps) != row["optimal_steps"]:
         return "more steps than needed" if len(steps) > row["optimal_steps"] else "fewer steps than needed"
-    if set(stated_numbers(row["question"])) - used:
+    if set(grammar_numbers(row["question"])) - used:
         return "a stated number unused"
     return "right numbers, wrong operation or order"
 

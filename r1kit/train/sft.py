@@ -50,6 +50,10 @@ from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_
 from r1kit.train.optim import adamw, muon_adamw
 
 
+# the reasoning SFT writes after the question (SFTConfig.trace says what each is)
+Trace = Literal["steps", "operands_first"]
+
+
 class SFTConfig(RunConfig):
     """SFT's own fields; the run-level ones (data, out_dir, budgets, logging, saving, evaluation,
     device, dtype) are RunConfig's (r1kit.train.loop)."""
@@ -83,7 +87,7 @@ class SFTConfig(RunConfig):
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
     grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
     prompt_loss_weight: float = Field(0.0, ge=0, le=1, description="weight of the question's tokens in the loss (0 = response only)")
-    trace: Literal["steps", "operands_first"] = Field(
+    trace: Trace = Field(
         "steps", description="the reasoning SFT teaches: 'steps', one `a op b = c` a line; 'operands_first', a first line naming the "
         "numbers the steps take from the text, in the order they use them, then the steps (reading apart from computing)")
     early_exit_layers: list[int] = Field(
@@ -126,7 +130,7 @@ def load_run_config(path: str | None, overrides: list[str]) -> tuple[ModelConfig
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def reasoning_text(example: Example, trace: str = "steps") -> str:
+def reasoning_text(example: Example, trace: Trace = "steps") -> str:
     """The trace SFT teaches: the steps, one per line. (A trace quoting the sentences each step reads,
     meta["reading"], was measured and bought nothing at 20 minutes: docs/benchmarks.md.) With
     trace='operands_first', a first line names the operands no earlier step computed, in the order
@@ -142,7 +146,7 @@ def reasoning_text(example: Example, trace: str = "steps") -> str:
 
 
 def encode_examples(tok: Tokenizer, examples: list[Example], max_len: int,
-                    trace: str = "steps") -> tuple[list[tuple[list[int], int]], int]:
+                    trace: Trace = "steps") -> tuple[list[tuple[list[int], int]], int]:
     """(ids, n_prompt) per example; examples over max_len tokens are dropped and counted."""
     encoded, dropped = [], 0
     for ex in examples:
@@ -310,7 +314,7 @@ def train_sft(
 
 
 @torch.no_grad()
-def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int, trace: str = "steps") -> float:
+def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], batch_size: int, trace: Trace = "steps") -> float:
     """Mean response-token cross-entropy on held-out examples (teacher forcing): a smoother
     signal than greedy accuracy early in training."""
     model.eval()
@@ -325,7 +329,7 @@ def heldout_loss(model: Transformer, tok: Tokenizer, examples: list[Example], ba
     return total / max(count, 1.0)
 
 
-def training_corpus(examples: list[Example], trace: str = "steps"):
+def training_corpus(examples: list[Example], trace: Trace = "steps"):
     """The texts a tokenizer is trained on: questions and responses as the model will see them."""
     for ex in examples:
         yield ex.context
