@@ -59,6 +59,26 @@ def test_noise_is_reproducible_and_zero_changes_nothing():
         with_word_noise(clean, 1.5, 1)
 
 
+def test_insertion_puts_one_or_two_made_up_words_into_sentences_and_keeps_the_rest_in_order():
+    clean = synth(300, 6, steps=(1, 4), templates=[GRAMMAR["train"]])
+    inserted = with_word_noise(clean, 0.0, seed=3, insert=1.0)  # every sentence of two words or more
+    held_out = _unseen_only_words()
+    for c, n in zip(clean, inserted):
+        assert (n.steps, n.answer) == (c.steps, c.answer) and NUMBER.findall(n.question) == NUMBER.findall(c.question)
+        assert all(ch.valid for ch in check_steps(extract_steps("\n".join(n.steps)), n.context)), n.question
+        before, after = re.split(r"(?<=[.?!]) ", c.question), re.split(r"(?<=[.?!]) ", n.question)
+        assert len(before) == len(after)  # sentence for sentence
+        for b, a in zip(before, after):
+            b_words, a_words = b.split(" "), a.split(" ")
+            assert 1 <= len(a_words) - len(b_words) <= 2, (b, a)
+            it = iter(a_words)
+            assert all(w in it for w in b_words), (b, a)  # the sentence's own words, in order
+            extra = [w for w in a_words if w not in b_words]
+            assert extra and not set(extra) & held_out and all(re.fullmatch(r"[a-z]+", w) for w in extra), (b, a)
+    with pytest.raises(ValueError, match="insertion"):
+        with_word_noise(clean, 0.0, 1, insert=-0.1)
+
+
 def test_cli_noises_the_training_file_only(tmp_path, capsys):
     def synth_to(out, *extra):
         main(["data", "synth", "--n", "60", "--seed", "0", "--steps", "1-3", "--grammar-share", "0.5",
@@ -67,7 +87,7 @@ def test_cli_noises_the_training_file_only(tmp_path, capsys):
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     synth_to(tmp_path / "a")
-    synth_to(tmp_path / "b", "--word-noise", "0.2")
+    synth_to(tmp_path / "b", "--word-noise", "0.2", "--word-insert", "0.1")
     read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
     for held_out in ("test.jsonl", "unseen.jsonl"):
         assert read(tmp_path / "a" / held_out) == read(tmp_path / "b" / held_out)

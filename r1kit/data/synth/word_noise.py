@@ -7,8 +7,9 @@ or "throws away". Replacing each word of a training question with a made-up one 
 with a small probability shows it, every step, problems whose unknown words it must read past. The
 numbers (digits and number words) are never replaced, so every step stays grounded in the question
 and the answer is unchanged; earlier turns of a dialogue are left as written. A made-up word is
-never one of the lexicon's (either side of the split). Measured in docs/benchmarks.md, "Made-up
-words in training questions".
+never one of the lexicon's (either side of the split) nor a name. Insertion puts one or two
+made-up words into a sentence instead ("By evening" before a known clause is a phrase never seen
+with known words around it). Measured in docs/benchmarks.md, "Made-up words in training questions".
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import re
 from typing import Iterable
 
 from r1kit.data.schema import Example
+from r1kit.data.synth.draft import PEOPLE
 from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
 
 _WORD = re.compile(r"[A-Za-z]+")
+_SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
 
 
 def _lexicon_words() -> frozenset[str]:
-    """Every word the grammar writes on either side, lower case: made-up words avoid them."""
-    texts = [s for side in (*GAIN.values(), *LOSE.values()) for s in side]
+    """Every word the grammar writes on either side, names included, lower case: made-up words avoid them."""
+    texts = [s for side in (*GAIN.values(), *LOSE.values()) for s in side] + [p.name for p in PEOPLE]
     texts += [f for kind in FRAMES.values() for side in kind.values() for f in side]
     texts += [d for side in DISTRACTORS.values() for d in side]
     for side in SITUATIONS.values():
@@ -47,24 +50,38 @@ def made_up_word(rng: random.Random) -> str:
             return word
 
 
-def noisy_question(question: str, p: float, rng: random.Random) -> str:
-    """`question` with each word that is not a number word replaced by a made-up one with probability p."""
+def noisy_question(question: str, p: float, rng: random.Random, insert: float = 0.0) -> str:
+    """`question` with each word that is not a number word replaced by a made-up one with
+    probability p, and, with probability `insert` per sentence, one or two made-up words put
+    between two of its words (a phrase never seen, where the words around it are known)."""
     def replace(m: re.Match) -> str:
         word = m.group()
         if word.lower() in NUMBER_WORDS or rng.random() >= p:
             return word
         return made_up_word(rng)  # lower case, even where a sentence starts: a word never seen
-    return _WORD.sub(replace, question)
+    question = _WORD.sub(replace, question) if p else question
+    if not insert:
+        return question
+    sentences = _SENTENCE.split(question)
+    for i, sentence in enumerate(sentences):
+        words = sentence.split(" ")
+        if len(words) > 1 and rng.random() < insert:
+            at = rng.randint(0, len(words) - 1)  # before the last word at most: the full stop stays put
+            words[at:at] = [made_up_word(rng) for _ in range(rng.randint(1, 2))]
+            sentences[i] = " ".join(words)
+    return " ".join(sentences)
 
 
-def with_word_noise(examples: Iterable[Example], p: float, seed: int) -> list[Example]:
-    """Training examples with made-up words in their questions (p per word; the same seed, the same
-    words). meta["noised"] marks the questions that changed; steps, answers and history are kept."""
-    if not 0 <= p <= 1:
-        raise ValueError(f"word noise {p} must be a probability in [0, 1]")
+def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: float = 0.0) -> list[Example]:
+    """Training examples with made-up words in their questions: each word replaced with probability
+    p, one or two put into each sentence with probability `insert` (the same seed, the same words).
+    meta["noised"] marks the questions that changed; steps, answers and history are kept."""
+    for name, value in (("word noise", p), ("word insertion", insert)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} {value} must be a probability in [0, 1]")
     rng = random.Random(seed)
     noisy = []
     for e in examples:
-        question = noisy_question(e.question, p, rng) if p else e.question
+        question = noisy_question(e.question, p, rng, insert) if p or insert else e.question
         noisy.append(e if question == e.question else dataclasses.replace(e, question=question, meta={**e.meta, "noised": True}))
     return noisy
