@@ -25,7 +25,13 @@ from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WOR
 
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
-_CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
+# English-like syllables, so that a made-up word breaks into the tokenizer's pieces as a real word
+# it never saw does ("throws" -> th r ows), not only into consonant-vowel pairs
+_ONSETS = ("", "b", "c", "d", "f", "g", "h", "j", "l", "m", "n", "p", "r", "s", "t", "v", "w", "br", "bl", "ch", "cl",
+           "cr", "dr", "fl", "fr", "gr", "pl", "pr", "sh", "sl", "sp", "st", "str", "th", "tr", "wh")
+_NUCLEI = ("a", "e", "i", "o", "u") * 3 + ("ai", "ea", "ee", "oa", "oo", "ou")
+_CODAS = ("", "", "b", "ck", "d", "g", "ll", "m", "n", "nd", "ng", "nt", "p", "r", "rd", "rt", "s", "sk", "st", "t", "x")
+_ENDINGS = ("", "", "", "s", "es", "ed", "ing", "er", "ly")
 
 
 def _lexicon_words() -> frozenset[str]:
@@ -43,9 +49,12 @@ _TAKEN = _lexicon_words() | set(NUMBER_WORDS)
 
 
 def made_up_word(rng: random.Random) -> str:
-    """Two or three consonant-vowel syllables ("bavo", "wofizi"), never a word of the lexicon."""
+    """One or two English-like syllables and an ending ("stouding", "clabes"), never a word of the lexicon."""
     while True:
-        word = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3)))
+        word = rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)
+        if rng.random() < 0.5:  # a second syllable, after a single consonant
+            word += rng.choice(_ONSETS[1:17]) + rng.choice(_NUCLEI[:5]) + rng.choice(_CODAS)
+        word += rng.choice(_ENDINGS)
         if word not in _TAKEN:
             return word
 
