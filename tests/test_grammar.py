@@ -49,12 +49,6 @@ def test_the_unseen_side_shares_no_situation_frame_or_generic_verb_with_training
     for kind, sides in FRAMES.items():
         assert not set(sides["train"]) & set(sides["unseen"]), kind
     assert not set(DISTRACTORS["train"]) & set(DISTRACTORS["unseen"])
-    # the training side's distractors are composed, many more than a fixed list, and never write
-    # what makes the unseen side's its own
-    assert len(DISTRACTORS["train"]) >= 50
-    for phrase in ("the park", "last month", "degrees", "outside"):
-        assert any(phrase in d for d in DISTRACTORS["unseen"]), phrase
-        assert not any(phrase in d.lower() for d in DISTRACTORS["train"]), phrase
     training_verbs = words(train, "gain") | words(train, "lose") | set(GAIN["train"]) | set(LOSE["train"])
     assert not training_verbs & (set(GAIN["unseen"]) | set(LOSE["unseen"]))
     # and in generated text: no training noun in an unseen problem

@@ -207,23 +207,12 @@ FRAMES = {
     },
 }
 
-# sentences with a number that no step uses (TinyGSM: a third of problems carry one). The training
-# side composes them, someone and what they do or a thing and what it measures, so that no fixed
-# sentence stands for "irrelevant": a model must tell a number about something else by its words.
-# None of the unseen side's distinctive phrases is written (tests/test_grammar.py).
-_DISTRACTOR_WHO = ("{S}", "{other}", "{his} friend", "{his} cousin", "{other}'s brother")
-_DISTRACTOR_DOES = ("is {x} years old", "has {x} stickers", "reads {x} pages of a book", "walks {x} metres to school",
-                    "has lived in the town for {x} months", "swims {x} lengths of the pool", "scores {x} points in a game",
-                    "sleeps for {x} hours a week", "knows {x} songs by heart", "draws {x} pictures a year",
-                    "runs {x} laps of the field", "waits {x} minutes for the bus", "sends {x} messages a week",
-                    "has {x} pages left in a comic", "is {x} centimetres taller than a year ago")
-_DISTRACTOR_THINGS = ("The shop is {x} metres from {his} house.", "{his} street has {x} houses.",
-                      "The bus ride takes {x} minutes.", "{other}'s class has {x} students.", "The {cont} weighs {x} grams.",
-                      "The town has {x} shops.", "The trip home takes {x} minutes.", "The room is {x} metres long.",
-                      "The school has {x} classrooms.", "The {cont} is {x} centimetres wide.",
-                      "The clock on the wall is {x} years old.", "A song on the radio lasts {x} minutes.")
+# sentences with a number that no step uses (TinyGSM: a third of problems carry one)
 DISTRACTORS = {
-    "train": tuple(f"{who} {does}." for who in _DISTRACTOR_WHO for does in _DISTRACTOR_DOES) + _DISTRACTOR_THINGS,
+    "train": ("{S} is {x} years old.", "{other} has {x} stickers.", "The shop is {x} metres from {his} house.",
+              "{other} is {x} years old.", "{his} street has {x} houses.", "The bus ride takes {x} minutes.",
+              "{other} reads {x} pages of a book.", "{other}'s class has {x} students.", "The {cont} weighs {x} grams.",
+              "{other} walks {x} metres to school.", "{S} has lived in the town for {x} months."),
     "unseen": ("{other} went to the park {x} times last month.", "It is {x} degrees outside."),
 }
 

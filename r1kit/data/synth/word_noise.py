@@ -7,9 +7,10 @@ or "throws away". Replacing each word of a training question with a made-up one 
 with a small probability shows it, every step, problems whose unknown words it must read past. The
 numbers (digits and number words) are never replaced, so every step stays grounded in the question
 and the answer is unchanged; earlier turns of a dialogue are left as written. A made-up word is
-never one of the lexicon's (either side of the split) nor a name. Insertion puts one or two
-made-up words into a sentence instead ("By evening" before a known clause is a phrase never seen
-with known words around it). Measured in docs/benchmarks.md, "Made-up words in training questions".
+never one of the lexicon's (either side of the split). Insertion (`insert`, off in the recipe)
+puts one or two made-up words into a sentence instead: a phrase never seen among known words, as
+"By evening" before a known clause. Measured in docs/benchmarks.md, "Made-up words in training
+questions" and "Distractors, insertions and English-like made-up words".
 """
 
 from __future__ import annotations
@@ -20,23 +21,16 @@ import re
 from typing import Iterable
 
 from r1kit.data.schema import Example
-from r1kit.data.synth.draft import PEOPLE
 from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
 
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
-# English-like syllables, so that a made-up word breaks into the tokenizer's pieces as a real word
-# it never saw does ("throws" -> th r ows), not only into consonant-vowel pairs
-_ONSETS = ("", "b", "c", "d", "f", "g", "h", "j", "l", "m", "n", "p", "r", "s", "t", "v", "w", "br", "bl", "ch", "cl",
-           "cr", "dr", "fl", "fr", "gr", "pl", "pr", "sh", "sl", "sp", "st", "str", "th", "tr", "wh")
-_NUCLEI = ("a", "e", "i", "o", "u") * 3 + ("ai", "ea", "ee", "oa", "oo", "ou")
-_CODAS = ("", "", "b", "ck", "d", "g", "ll", "m", "n", "nd", "ng", "nt", "p", "r", "rd", "rt", "s", "sk", "st", "t", "x")
-_ENDINGS = ("", "", "", "s", "es", "ed", "ing", "er", "ly")
+_CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
 
 
 def _lexicon_words() -> frozenset[str]:
-    """Every word the grammar writes on either side, names included, lower case: made-up words avoid them."""
-    texts = [s for side in (*GAIN.values(), *LOSE.values()) for s in side] + [p.name for p in PEOPLE]
+    """Every word the grammar writes on either side, lower case: made-up words avoid them."""
+    texts = [s for side in (*GAIN.values(), *LOSE.values()) for s in side]
     texts += [f for kind in FRAMES.values() for side in kind.values() for f in side]
     texts += [d for side in DISTRACTORS.values() for d in side]
     for side in SITUATIONS.values():
@@ -49,12 +43,9 @@ _TAKEN = _lexicon_words() | set(NUMBER_WORDS)
 
 
 def made_up_word(rng: random.Random) -> str:
-    """One or two English-like syllables and an ending ("stouding", "clabes"), never a word of the lexicon."""
+    """Two or three consonant-vowel syllables ("bavo", "wofizi"), never a word of the lexicon."""
     while True:
-        word = rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)
-        if rng.random() < 0.5:  # a second syllable, after a single consonant
-            word += rng.choice(_ONSETS[1:17]) + rng.choice(_NUCLEI[:5]) + rng.choice(_CODAS)
-        word += rng.choice(_ENDINGS)
+        word = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3)))
         if word not in _TAKEN:
             return word
 
