@@ -82,6 +82,6 @@ def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: fl
     rng = random.Random(seed)
     noisy = []
     for e in examples:
-        question = noisy_question(e.question, p, rng, insert) if p or insert else e.question
+        question = noisy_question(e.question, p, rng, insert)  # draws nothing where p and insert are 0
         noisy.append(e if question == e.question else dataclasses.replace(e, question=question, meta={**e.meta, "noised": True}))
     return noisy
