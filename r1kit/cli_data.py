@@ -99,10 +99,10 @@ def cmd_data(args: argparse.Namespace) -> None:
             outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
         else:
             outputs = [(synth.synth(args.n, args.seed, steps=steps, **knobs), args.out, steps)]
-        if args.word_noise or args.word_insert:  # training questions only: held-out sets are read as written
+        if args.word_noise or args.word_insert or args.word_swap:  # training questions only: held-out sets are read as written
             from r1kit.data.synth.word_noise import with_word_noise
 
-            noisy = with_word_noise(outputs[0][0], args.word_noise, args.seed, insert=args.word_insert)
+            noisy = with_word_noise(outputs[0][0], args.word_noise, args.seed, insert=args.word_insert, swap=args.word_swap)
             outputs[0] = (noisy, *outputs[0][1:])
         if args.answers_only:  # RL data: the reward reads the answer, and no trace is given away
             outputs[0] = ([dataclasses.replace(e, steps=[]) for e in outputs[0][0]], *outputs[0][1:])
@@ -158,6 +158,8 @@ def add_data(sub, at_least: Callable) -> None:
                    help="replace each word of --out's questions with a made-up one with probability P (numbers kept; docs/data.md)")
     q.add_argument("--word-insert", type=float, default=0.0, metavar="Q",
                    help="put one or two made-up words into each sentence of --out's questions with probability Q (docs/data.md)")
+    q.add_argument("--word-swap", type=float, default=0.0, metavar="W",
+                   help="replace each word of --out's questions with another word of the training side with probability W (docs/data.md)")
     q.add_argument("--answers-only", action="store_true",
                    help="write --out's problems without their steps: questions and final answers, for RL (held-out sets keep theirs)")
     q.set_defaults(func=cmd_data)

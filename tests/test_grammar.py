@@ -9,7 +9,7 @@ import pytest
 from r1kit.data.schema import question_hash
 from r1kit.data.synth import synth, synth_splits
 from r1kit.data.synth.grammar import FACTORS, FOLLOW_UP, GRAMMAR, ONE_UNSEEN, splits_with_grammar
-from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
+from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
 from r1kit.reward.steps import check_steps, extract_steps
 
 
@@ -55,14 +55,6 @@ def test_the_unseen_side_shares_no_situation_frame_or_generic_verb_with_training
     nouns = {n for s in train for n in s.items}
     for e in synth(300, 2, steps=(2, 3), templates=[GRAMMAR["unseen"]]):
         assert not any(re.search(rf"\b{n}\b", e.question) for n in nouns), e.question
-
-
-# what makes each unseen frame its own: none of it may occur in training's text (its common words,
-# "how many", "of the", may)
-UNSEEN_PHRASES = ("starts the day", "at first", "owns", "contains", "inside", "a day,", "in a row", "after that",
-                  "the next day", "extra", "apiece", "holding", "by evening", "splits", "evenly", "receive?",
-                  "are packed", "are needed", "that number", "what is the number", "find how many", "ends up",
-                  "remain", "what is the total", "next,", "of those")
 
 
 def test_the_training_side_composes_many_frames_and_never_writes_an_unseen_frames_phrases():

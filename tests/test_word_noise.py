@@ -12,7 +12,8 @@ from r1kit.cli import main
 from r1kit.data.synth import synth
 from r1kit.data.synth.grammar import FOLLOW_UP, GRAMMAR
 from r1kit.data.synth.lexicon import NUMBER_WORDS
-from r1kit.data.synth.word_noise import made_up_word, with_word_noise
+from r1kit.data.synth.lexicon import UNSEEN_PHRASES
+from r1kit.data.synth.word_noise import TRAINING_WORDS, made_up_word, with_word_noise
 from r1kit.reward.steps import check_steps, extract_steps
 
 NUMBER = re.compile(r"\d+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
@@ -79,6 +80,26 @@ def test_insertion_puts_one_or_two_made_up_words_into_sentences_and_keeps_the_re
         with_word_noise(clean, 0.0, 1, insert=-0.1)
 
 
+def test_swap_writes_training_side_words_in_place_and_never_an_unseen_phrase():
+    clean = synth(600, 7, steps=(1, 4), templates=[GRAMMAR["train"]])
+    swapped = with_word_noise(clean, 0.0, seed=2, swap=0.3)
+    held_out = _unseen_only_words()
+    assert not set(TRAINING_WORDS) & held_out
+    changed = 0
+    for c, n in zip(clean, swapped):
+        assert (n.steps, n.answer) == (c.steps, c.answer) and NUMBER.findall(n.question) == NUMBER.findall(c.question)
+        before, after = WORD.findall(c.question), WORD.findall(n.question)
+        assert len(before) == len(after)  # word for word
+        new = [a for b, a in zip(before, after) if a != b]
+        assert all(w in TRAINING_WORDS for w in new), n.question
+        changed += len(new)
+        assert not [p for p in UNSEEN_PHRASES if re.search(rf"\b{re.escape(p)}", n.question.lower())], n.question
+    total = sum(len(WORD.findall(c.question)) for c in clean)
+    assert 0.2 < changed / total < 0.35  # about the swap probability (a word drawn for itself now and then)
+    with pytest.raises(ValueError, match="swap"):
+        with_word_noise(clean, 0.95, 1, swap=0.1)
+
+
 def test_cli_noises_the_training_file_only(tmp_path, capsys):
     def synth_to(out, *extra):
         main(["data", "synth", "--n", "60", "--seed", "0", "--steps", "1-3", "--grammar-share", "0.5",
@@ -87,7 +108,7 @@ def test_cli_noises_the_training_file_only(tmp_path, capsys):
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     synth_to(tmp_path / "a")
-    synth_to(tmp_path / "b", "--word-noise", "0.2", "--word-insert", "0.1")
+    synth_to(tmp_path / "b", "--word-noise", "0.2", "--word-insert", "0.1", "--word-swap", "0.05")
     read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
     for held_out in ("test.jsonl", "unseen.jsonl"):
         assert read(tmp_path / "a" / held_out) == read(tmp_path / "b" / held_out)

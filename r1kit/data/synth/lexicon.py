@@ -207,6 +207,14 @@ FRAMES = {
     },
 }
 
+# what makes each unseen frame its own: none of it may occur in training's text (its common words,
+# "how many", "of the", may); tests/test_grammar.py checks that every one is the unseen side's, and
+# word_noise.py that no swap of training words writes one
+UNSEEN_PHRASES = ("starts the day", "at first", "owns", "contains", "inside", "a day,", "in a row", "after that",
+                  "the next day", "extra", "apiece", "holding", "by evening", "splits", "evenly", "receive?",
+                  "are packed", "are needed", "that number", "what is the number", "find how many", "ends up",
+                  "remain", "what is the total", "next,", "of those")
+
 # sentences with a number that no step uses (TinyGSM: a third of problems carry one)
 DISTRACTORS = {
     "train": ("{S} is {x} years old.", "{other} has {x} stickers.", "The shop is {x} metres from {his} house.",

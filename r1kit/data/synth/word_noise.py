@@ -9,8 +9,11 @@ numbers (digits and number words) are never replaced, so every step stays ground
 and the answer is unchanged; earlier turns of a dialogue are left as written. A made-up word is
 never one of the lexicon's (either side of the split). Insertion (`insert`, off in the recipe)
 puts one or two made-up words into a sentence instead: a phrase never seen among known words, as
-"By evening" before a known clause. Measured in docs/benchmarks.md, "Made-up words in training
-questions" and "Distractors, insertions and English-like made-up words".
+"By evening" before a known clause. Swapping (`swap`, off in the recipe) replaces a word with one
+the training side writes elsewhere instead ("more" where "each" stood): a known word in a role it
+never had, as "day" in "The next day" or "with" in "starts the day with". Measured in
+docs/benchmarks.md, "Made-up words in training questions" and "Distractors, insertions and
+English-like made-up words".
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import re
 from typing import Iterable
 
 from r1kit.data.schema import Example
-from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS
+from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
 
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
@@ -42,6 +45,20 @@ def _lexicon_words() -> frozenset[str]:
 _TAKEN = _lexicon_words() | set(NUMBER_WORDS)
 
 
+def _training_words() -> tuple[str, ...]:
+    """Every word the training side of the grammar writes, lower case, number words left out: what
+    a swap draws from, so that it writes no word training does not already have."""
+    texts = [*GAIN["train"], *LOSE["train"], *DISTRACTORS["train"]]
+    texts += [f for kind in FRAMES.values() for f in kind["train"]]
+    for s in SITUATIONS["train"]:  # their names ("car park") are labels, never written
+        texts += [*s.items, *s.cont, *s.gain, *s.lose, *s.sharers]
+    return tuple(sorted({w.lower() for t in texts for w in _WORD.findall(t)} - set(NUMBER_WORDS)))
+
+
+TRAINING_WORDS = _training_words()
+_UNSEEN_PHRASE = re.compile("|".join(rf"\b{re.escape(p)}" for p in UNSEEN_PHRASES))
+
+
 def made_up_word(rng: random.Random) -> str:
     """Two or three consonant-vowel syllables ("bavo", "wofizi"), never a word of the lexicon."""
     while True:
@@ -50,16 +67,26 @@ def made_up_word(rng: random.Random) -> str:
             return word
 
 
-def noisy_question(question: str, p: float, rng: random.Random, insert: float = 0.0) -> str:
+def noisy_question(question: str, p: float, rng: random.Random, insert: float = 0.0, swap: float = 0.0) -> str:
     """`question` with each word that is not a number word replaced by a made-up one with
-    probability p, and, with probability `insert` per sentence, one or two made-up words put
-    between two of its words (a phrase never seen, where the words around it are known)."""
+    probability p or by a training-side word with probability `swap`, and, with probability
+    `insert` per sentence, one or two made-up words put between two of its words (a phrase never
+    seen, where the words around it are known)."""
     def replace(m: re.Match) -> str:
         word = m.group()
-        if word.lower() in NUMBER_WORDS or rng.random() >= p:
+        if word.lower() in NUMBER_WORDS:
             return word
-        return made_up_word(rng)  # lower case, even where a sentence starts: a word never seen
-    question = _WORD.sub(replace, question) if p else question
+        draw = rng.random()  # one draw a word: with swap at 0, the words p replaces are as before
+        if draw < p:
+            return made_up_word(rng)  # lower case, even where a sentence starts: a word never seen
+        if draw < p + swap:
+            return rng.choice(TRAINING_WORDS)
+        return word
+    if p or swap:
+        noisy = _WORD.sub(replace, question)
+        while swap and _UNSEEN_PHRASE.search(noisy.lower()):  # swapped words that happen to write "after that": draw again
+            noisy = _WORD.sub(replace, question)
+        question = noisy
     if not insert:
         return question
     sentences = _SENTENCE.split(question)
@@ -72,16 +99,17 @@ def noisy_question(question: str, p: float, rng: random.Random, insert: float = 
     return " ".join(sentences)
 
 
-def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: float = 0.0) -> list[Example]:
-    """Training examples with made-up words in their questions: each word replaced with probability
-    p, one or two put into each sentence with probability `insert` (the same seed, the same words).
-    meta["noised"] marks the questions that changed; steps, answers and history are kept."""
-    for name, value in (("word noise", p), ("word insertion", insert)):
+def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: float = 0.0, swap: float = 0.0) -> list[Example]:
+    """Training examples with made-up words in their questions: each word replaced by one with
+    probability p, or by a training-side word with probability `swap`; one or two put into each
+    sentence with probability `insert` (the same seed, the same words). meta["noised"] marks the questions that
+    changed; steps, answers and history are kept."""
+    for name, value in (("word noise", p), ("word insertion", insert), ("word swap", swap), ("word noise and swap", p + swap)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} {value} must be a probability in [0, 1]")
     rng = random.Random(seed)
     noisy = []
     for e in examples:
-        question = noisy_question(e.question, p, rng, insert)  # draws nothing where p and insert are 0
+        question = noisy_question(e.question, p, rng, insert, swap)  # draws nothing where all three are 0
         noisy.append(e if question == e.question else dataclasses.replace(e, question=question, meta={**e.meta, "noised": True}))
     return noisy
