@@ -23,7 +23,7 @@ PATHS = {"train_data", "eval_data", "out_dir", "seed"}
 SFT_BUDGET = {"max_minutes"}
 RL_BUDGET = {"max_minutes", "max_steps"}
 README_DATA = ["data", "synth", "--seed", "0", "--steps", "1-4", "--test-steps", "2-3", "--max-operand", "100",
-               "--grammar-share", "0.5", "--follow-up-share", "0.2", "--word-noise", "0.2"]
+               "--grammar-share", "0.5", "--follow-up-share", "0.2", "--word-noise", "0.2", "--word-swap", "0.2"]
 
 
 def _files() -> dict:

@@ -1,16 +1,17 @@
 """The demo's data recipe, the one place it is written: synthetic verifiable maths, training
 problems of 1-4 steps, half from the 27 templates and half from the phrasing grammar's training
 side (a fifth of those are a dialogue's follow-up question), a fifth of their questions' words made
-up (word noise); held-out problems of 2-3 steps (the
-target's) from the templates (`test`) and from the grammar's unseen side (`unseen`: situations,
-sentence frames and verbs never trained on), and held-out follow-ups from that side (`follow_up`);
-operands below 100; no question shared between the sets (by question hash).
+up (word noise) and another fifth swapped for other words of the training side (word swap);
+held-out problems of 2-3 steps (the target's) from the templates (`test`) and from the grammar's
+unseen side (`unseen`: situations, sentence frames and verbs never trained on), and held-out
+follow-ups from that side (`follow_up`); operands below 100; no question shared between the sets
+(by question hash).
 
 `r1kit demo`, `r1kit claims` and the README's data command make the same sets: for a seed S,
 
     r1kit data synth --n 90000 --seed S --steps 1-4 --test-steps 2-3 --max-operand 100 \\
-        --grammar-share 0.5 --follow-up-share 0.2 --word-noise 0.2 --out DIR/train.jsonl --test-n 500 \\
-        --test-out DIR/test.jsonl --unseen-n 500 --unseen-out DIR/unseen.jsonl \\
+        --grammar-share 0.5 --follow-up-share 0.2 --word-noise 0.2 --word-swap 0.2 --out DIR/train.jsonl \\
+        --test-n 500 --test-out DIR/test.jsonl --unseen-n 500 --unseen-out DIR/unseen.jsonl \\
         --follow-up-n 300 --follow-up-out DIR/follow_up.jsonl
 
 writes what `demo_data(DIR, seed=S)` writes (a test checks it). RL's problems come after them:
@@ -41,6 +42,7 @@ N_TEST = 500  # the headline figures' held-out problems: one standard error is ~
 N_UNSEEN = 500  # template-held-out problems, reported beside the test set's
 GRAMMAR_SHARE = 0.5  # of the training problems, from the phrasing grammar (docs/benchmarks.md, "Reading beyond the templates")
 WORD_NOISE = 0.2  # each word of a training question made up with this probability: 30.8% -> 44.4-49.0% template-held-out at 20 minutes (0.1: 44.0%), in-template 90.4-93.6% (docs/benchmarks.md)
+WORD_SWAP = 0.2  # ... or swapped for another training-side word: 44.4% -> 59.0% template-held-out (0.1: 53.2%), in-template 93.6% -> 90.2% (docs/benchmarks.md)
 FOLLOW_UP_SHARE = 0.2  # of the grammar's problems, a dialogue's follow-up question ("Then she gives away 10. How many now?")
 N_FOLLOW_UP = 300  # held-out follow-ups (the grammar's unseen side)
 HARD_STEPS = 5  # RL's held-out set: one step past SFT's longest traces, where the SFT model still solves a few (3.5% greedy, pass@8 6%) and RL gains (docs/benchmarks.md)
@@ -61,7 +63,7 @@ def demo_data(out_dir: str | Path, n_train: int = N_TRAIN, n_test: int = N_TEST,
     paths by name."""
     sets = splits_with_grammar(n_train, n_test, n_unseen, seed, GRAMMAR_SHARE, FOLLOW_UP_SHARE, n_follow_up,
                                steps=TRAIN_STEPS, test_steps=TEST_STEPS, max_operand=MAX_OPERAND)
-    sets["train"] = with_word_noise(sets["train"], WORD_NOISE, seed)  # as `data synth --word-noise` writes it
+    sets["train"] = with_word_noise(sets["train"], WORD_NOISE, seed, swap=WORD_SWAP)  # as `data synth --word-noise --word-swap` writes it
     taken = {question_hash(e.context) for examples in sets.values() for e in examples}
     rl_train, sets["hard"] = synth_splits(n_rl, n_hard, seed, steps=RL_STEPS, test_steps=HARD_STEPS,
                                           max_operand=MAX_OPERAND, exclude=taken)

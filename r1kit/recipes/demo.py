@@ -5,7 +5,7 @@
 Stages (each shows progress; the time budget is split between the two trainings):
   1. data       the demo's data recipe (r1kit.recipes.data): 90,000 training problems (1-4 steps,
                 operands below 100, half from the phrasing grammar, a fifth of their words made
-                up), 500 held-out problems (2-3
+                up and a fifth swapped for other training words), 500 held-out problems (2-3
                 steps) from the templates and 500 template-held-out ones, sharing no question;
                 RL's problems (3-5 steps, a third one step past SFT's traces), questions and
                 answers only, and 500 held-out 5-step ones;
@@ -163,7 +163,7 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
 
     stage("data", "1/6 data: synthetic verifiable maths problems")
     data = demo_data(out / "data", p.n_train, p.n_test, seed, n_unseen=p.n_test, n_follow_up=p.n_test, n_hard=p.n_test, n_rl=p.n_rl)
-    print(f"{p.n_train} training problems (1-4 steps, half from the phrasing grammar, a fifth of their words made up), {p.n_test} held-out (2-3 steps) "
+    print(f"{p.n_train} training problems (1-4 steps, half from the phrasing grammar, a fifth of their words made up and a fifth swapped), {p.n_test} held-out (2-3 steps) "
           f"from the templates, {p.n_test} from the grammar's unseen side and {p.n_test} follow-up questions there; "
           f"for RL {p.n_rl} problems of 3-5 steps (questions and answers only) and {p.n_test} held-out 5-step ones; "
           f"operands below 100 -> {out / 'data'}")

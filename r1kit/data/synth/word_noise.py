@@ -9,11 +9,11 @@ numbers (digits and number words) are never replaced, so every step stays ground
 and the answer is unchanged; earlier turns of a dialogue are left as written. A made-up word is
 never one of the lexicon's (either side of the split). Insertion (`insert`, off in the recipe)
 puts one or two made-up words into a sentence instead: a phrase never seen among known words, as
-"By evening" before a known clause. Swapping (`swap`, off in the recipe) replaces a word with one
+"By evening" before a known clause. Swapping (`swap`, 0.2 in the recipe) replaces a word with one
 the training side writes elsewhere instead ("more" where "each" stood): a known word in a role it
 never had, as "day" in "The next day" or "with" in "starts the day with". Measured in
-docs/benchmarks.md, "Made-up words in training questions" and "Distractors, insertions and
-English-like made-up words".
+docs/benchmarks.md, "Made-up words in training questions", "Distractors, insertions and
+English-like made-up words" and "Known words in new places".
 """
 
 from __future__ import annotations
