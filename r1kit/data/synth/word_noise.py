@@ -31,31 +31,24 @@ _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
 
 
-def _lexicon_words() -> frozenset[str]:
-    """Every word the grammar writes on either side, lower case: made-up words avoid them."""
-    texts = [s for side in (*GAIN.values(), *LOSE.values()) for s in side]
-    texts += [f for kind in FRAMES.values() for side in kind.values() for f in side]
-    texts += [d for side in DISTRACTORS.values() for d in side]
-    for side in SITUATIONS.values():
-        for s in side:
-            texts += [s.name, *s.items, *s.cont, *s.gain, *s.lose, *s.sharers]
-    return frozenset(w.lower() for t in texts for w in _WORD.findall(t))
+def _written(sides: tuple[str, ...]) -> list[str]:
+    """The texts the grammar writes on these sides: verbs, frames, distractors, situations' words."""
+    texts = [t for side in sides for t in (*GAIN[side], *LOSE[side], *DISTRACTORS[side])]
+    texts += [f for kind in FRAMES.values() for side in sides for f in kind[side]]
+    for side in sides:
+        for s in SITUATIONS[side]:  # their names ("car park") are labels, never written
+            texts += [*s.items, *s.cont, *s.gain, *s.lose, *s.sharers]
+    return texts
 
 
-_TAKEN = _lexicon_words() | set(NUMBER_WORDS)
+def _words(texts: list[str]) -> set[str]:
+    return {w.lower() for t in texts for w in _WORD.findall(t)}
 
 
-def _training_words() -> tuple[str, ...]:
-    """Every word the training side of the grammar writes, lower case, number words left out: what
-    a swap draws from, so that it writes no word training does not already have."""
-    texts = [*GAIN["train"], *LOSE["train"], *DISTRACTORS["train"]]
-    texts += [f for kind in FRAMES.values() for f in kind["train"]]
-    for s in SITUATIONS["train"]:  # their names ("car park") are labels, never written
-        texts += [*s.items, *s.cont, *s.gain, *s.lose, *s.sharers]
-    return tuple(sorted({w.lower() for t in texts for w in _WORD.findall(t)} - set(NUMBER_WORDS)))
-
-
-TRAINING_WORDS = _training_words()
+# made-up words avoid every word of either side, and the situations' names too
+_TAKEN = frozenset(_words(_written(("train", "unseen")) + [s.name for side in SITUATIONS.values() for s in side])) | set(NUMBER_WORDS)
+# what a swap draws from: training's own words, so that it writes no word training does not already have
+TRAINING_WORDS = tuple(sorted(_words(_written(("train",))) - set(NUMBER_WORDS)))
 _UNSEEN_PHRASE = re.compile("|".join(rf"\b{re.escape(p)}" for p in UNSEEN_PHRASES))
 
 
@@ -102,8 +95,8 @@ def noisy_question(question: str, p: float, rng: random.Random, insert: float = 
 def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: float = 0.0, swap: float = 0.0) -> list[Example]:
     """Training examples with made-up words in their questions: each word replaced by one with
     probability p, or by a training-side word with probability `swap`; one or two put into each
-    sentence with probability `insert` (the same seed, the same words). meta["noised"] marks the questions that
-    changed; steps, answers and history are kept."""
+    sentence with probability `insert` (the same seed, the same words). meta["noised"] marks the
+    questions that changed; steps, answers and history are kept."""
     for name, value in (("word noise", p), ("word insertion", insert), ("word swap", swap), ("word noise and swap", p + swap)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} {value} must be a probability in [0, 1]")
