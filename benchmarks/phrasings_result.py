@@ -5,6 +5,8 @@ GSM8K at the demo's scale, with the run's SFT steps and minutes (issue 23).
     r1kit train sft --config configs/demo.yaml sft.train_data=RUN/train.jsonl sft.eval_data=null sft.out_dir=RUN/sft
     r1kit eval RUN/sft/final --data RUN/test.jsonl RUN/unseen.jsonl RUN/follow_up.jsonl GSM8K_2-3.jsonl --n 1000 --out RUN/eval.json
     python benchmarks/phrasings_result.py RUN [--results benchmarks/results/phrasings.json]
+
+Several SFT seeds on one data set: `--sft RUN/sft_s1 --eval RUN/eval_s1.json` name the run's pieces.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a directory holding sft/ (the run) and eval.json (r1kit eval --out, several --data)")
     parser.add_argument("--results", default="benchmarks/results/phrasings.json")
+    parser.add_argument("--sft", help="the SFT run's directory (default RUN/sft)")
+    parser.add_argument("--eval", help="r1kit eval's --out file (default RUN/eval.json)")
     args = parser.parse_args()
     run = Path(args.run_dir)
-    evaluation = json.loads((run / "eval.json").read_text())
-    records = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    evaluation = json.loads(Path(args.eval or run / "eval.json").read_text())
+    records = [json.loads(line) for line in Path(args.sft or run / "sft", "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in records if "loss" in r]
     figures = {"run": str(run), "checkpoint": evaluation["checkpoint"], "sft_steps": trained[-1]["step"],
                "sft_minutes": trained[-1]["train_minutes"],
