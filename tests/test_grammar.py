@@ -61,7 +61,7 @@ def test_the_training_side_composes_many_frames_and_never_writes_an_unseen_frame
     for kind in ("start", "groups", "gain", "lose", "gain_groups", "share", "ask"):
         assert len(FRAMES[kind]["train"]) >= 8, kind
     for phrase in UNSEEN_PHRASES:  # each phrase is the unseen side's: the list itself is checked
-        assert any(phrase in f.lower() for sides in FRAMES.values() for f in sides["unseen"]), phrase
+        assert any(phrase in f.lower() for f in (*DISTRACTORS["unseen"], *(f for sides in FRAMES.values() for f in sides["unseen"]))), phrase
     examples = synth(2000, 5, steps=(1, 5), templates=[GRAMMAR["train"]]) + synth(300, 5, steps=1, templates=[FOLLOW_UP["train"]])
     text = " ".join(e.context.lower() for e in examples)
     assert not [p for p in UNSEEN_PHRASES if re.search(rf"\b{re.escape(p)}", text)]
@@ -79,6 +79,19 @@ def test_the_training_side_composes_many_frames_and_never_writes_an_unseen_frame
                 checked += 1
     assert checked > 500
     assert any(re.match(r"There are \S+ \S+ in each of", e.question) for e in examples)  # {b} before {a} is drawn
+
+
+def test_a_distractor_about_other_things_never_names_the_problems_own_things(monkeypatch):
+    assert sum("{foreign}" in f for f in DISTRACTORS["train"]) >= 200  # composed: no short list stands for "ignore this"
+    monkeypatch.setitem(DISTRACTORS, "train", ("Zd {x} {foreign}.",))
+    training_items = {i for s in SITUATIONS["train"] for i in s.items}
+    foreign = []
+    for e in synth(300, 4, steps=(2, 3), templates=[GRAMMAR["train"]]):
+        situation = next(s for s in SITUATIONS["train"] if s.name == e.meta["situation"])
+        for thing in re.findall(r"Zd \S+ ([^.]+)\.", e.question):
+            assert thing in training_items and thing not in {*situation.items, situation.cont[1]}, e.question
+            foreign.append(thing)
+    assert len(set(foreign)) > 20  # drawn from many situations
 
 
 @pytest.mark.parametrize("factor", FACTORS)

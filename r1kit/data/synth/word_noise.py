@@ -27,6 +27,7 @@ from r1kit.data.schema import Example
 from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
 
 _WORD = re.compile(r"[A-Za-z]+")
+_FIELD = re.compile(r"\{\w+\}")
 _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
 
@@ -42,7 +43,8 @@ def _written(sides: tuple[str, ...]) -> list[str]:
 
 
 def _words(texts: list[str]) -> set[str]:
-    return {w.lower() for t in texts for w in _WORD.findall(t)}
+    """The words of `texts`, without the frames' fields ({items}, {other}): those are never written."""
+    return {w.lower() for t in texts for w in _WORD.findall(_FIELD.sub(" ", t))}
 
 
 # made-up words avoid every word of either side, and the situations' names too
