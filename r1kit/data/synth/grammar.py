@@ -112,11 +112,7 @@ class _Writer:
     def distract(self) -> None:
         """One sentence with a number no step uses, anywhere but first and last."""
         frame = self.d.pick(DISTRACTORS[self.side("distractors")])
-        fields = {"x": self.number(self.d.num(2, 99))}
-        if "{foreign}" in frame:  # things of another situation of this side, never this one's items or containers
-            ours = {*self.situation.items, self.situation.cont[1]}
-            fields["foreign"] = self.d.pick([i for s in SITUATIONS[self.side("situations")] for i in s.items if i not in ours])
-        sentence = self.fill(frame, **fields)
+        sentence = self.fill(frame, x=self.number(self.d.num(2, 99)))
         self.sentences.insert(self.d.rng.randint(1, len(self.sentences) - 1), sentence)
 
 

@@ -215,19 +215,9 @@ UNSEEN_PHRASES = ("starts the day", "at first", "owns", "contains", "inside", "a
                   "are packed", "are needed", "that number", "what is the number", "find how many", "ends up",
                   "remain", "what is the total", "next,", "of those", "went to the park", "degrees outside")
 
-# sentences with a number that no step uses (TinyGSM: a third of problems carry one). The training side
-# also composes them (when, who, what: ~500 sentences) so that no short list of sentences stands for
-# "ignore this": some use an operation verb on other things ({foreign}: another situation's items),
-# so a model must see whose things a number counts, not only which verb comes before it
-_DISTRACT_WHEN = ("", "on Sunday, ", "every morning, ", "this year, ")
-_DISTRACT_WHO = ("{s}", "{other}", "{other}'s brother", "{other}'s aunt", "a neighbour", "{his} friend {other}")
-_DISTRACT_WHAT = (*(f"{v} {{x}} {{foreign}}" for v in GAIN["train"] + LOSE["train"]), "has {x} {foreign}",
-                  "keeps {x} {foreign} at home", "reads {x} pages", "walks {x} metres", "waits {x} minutes for the bus",
-                  "spends {x} minutes on homework", "scores {x} points in a game", "runs {x} laps", "paints {x} pictures",
-                  "sings {x} songs", "lives {x} kilometres away")
+# sentences with a number that no step uses (TinyGSM: a third of problems carry one)
 DISTRACTORS = {
-    "train": tuple(f"{when}{who} {what}." for what in _DISTRACT_WHAT for who in _DISTRACT_WHO for when in _DISTRACT_WHEN) + (
-              "{S} is {x} years old.", "{other} has {x} stickers.", "The shop is {x} metres from {his} house.",
+    "train": ("{S} is {x} years old.", "{other} has {x} stickers.", "The shop is {x} metres from {his} house.",
               "{other} is {x} years old.", "{his} street has {x} houses.", "The bus ride takes {x} minutes.",
               "{other} reads {x} pages of a book.", "{other}'s class has {x} students.", "The {cont} weighs {x} grams.",
               "{other} walks {x} metres to school.", "{S} has lived in the town for {x} months."),

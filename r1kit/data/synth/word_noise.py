@@ -27,7 +27,6 @@ from r1kit.data.schema import Example
 from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
 
 _WORD = re.compile(r"[A-Za-z]+")
-_FIELD = re.compile(r"\{\w+\}")
 _SENTENCE = re.compile(r"(?<=[.?!]) ")  # between sentences
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvwz", "aeiou"
 
@@ -43,8 +42,7 @@ def _written(sides: tuple[str, ...]) -> list[str]:
 
 
 def _words(texts: list[str]) -> set[str]:
-    """The words of `texts`, without the frames' fields ({items}, {other}): those are never written."""
-    return {w.lower() for t in texts for w in _WORD.findall(_FIELD.sub(" ", t))}
+    return {w.lower() for t in texts for w in _WORD.findall(t)}
 
 
 # made-up words avoid every word of either side, and the situations' names too
