@@ -1,0 +1,72 @@
+"""Recipes compared over SFT seeds (issue 23, part A): each arm's runs on one data set with other SFT
+seeds, their held-out figures, mean and spread, and the paired difference of the first two arms
+seed by seed on the same template-held-out problems. One run's paired interval covers the choice
+of problems, not the training run; the seeds show how far the run moves the figure.
+
+    python benchmarks/phrasing_seeds.py --arm "noise 0.2" runs/w20 runs/w20s1 runs/w20s2 \
+        --arm "noise 0.2, swap 0.2" runs/swap20 runs/swap20s1 runs/swap20s2 --results benchmarks/results/phrasings_seeds.json
+
+Each run directory holds sft/ (metrics.jsonl), eval.json (`r1kit eval --out`, the sets below) and
+unseen_rows.jsonl (`r1kit eval --rows-out` on the template-held-out set); the k-th run of each arm
+is SFT seed k's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from paired import paired
+from results_file import write_results
+
+SETS = ("test", "unseen", "follow_up")  # in-template, template-held-out, unseen-side follow-ups
+
+
+def run_figures(run: Path) -> dict:
+    evaluation = json.loads((run / "eval.json").read_text())
+    accuracy = {Path(data).stem: summary["accuracy"] for data, summary in evaluation["sets"].items()}
+    missing = [s for s in SETS if s not in accuracy]
+    if missing:
+        raise SystemExit(f"{run}/eval.json has no {missing} set(s); evaluate on {SETS}")
+    records = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r][-1]
+    return {"run": str(run), "sft_steps": steps, **{s: accuracy[s] for s in SETS}}
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "unseen_rows.jsonl").read_text().splitlines()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
+                        help="an arm's name, then its run directories in SFT seed order")
+    parser.add_argument("--results", default="benchmarks/results/phrasings_seeds.json")
+    args = parser.parse_args()
+    if any(len(arm) < 2 for arm in args.arm):
+        parser.error("each --arm needs a name and at least one run directory")
+    arms = {}
+    for name, *runs in args.arm:
+        per_seed = [run_figures(Path(r)) for r in runs]
+        summary = {s: {"mean": statistics.mean(f[s] for f in per_seed),
+                       "sd": statistics.stdev(f[s] for f in per_seed) if len(per_seed) > 1 else 0.0,
+                       "min": min(f[s] for f in per_seed), "max": max(f[s] for f in per_seed)} for s in SETS}
+        arms[name] = {"seeds": per_seed, "summary": summary}
+        print(f"{name}: " + " | ".join(f"{s} {summary[s]['mean']:.1%} (sd {summary[s]['sd']:.1%}; "
+                                       + ", ".join(f"{f[s]:.1%}" for f in per_seed) + ")" for s in SETS))
+    figures = {"arms": arms}
+    if len(args.arm) >= 2:  # the second arm against the first, seed by seed, on the same problems
+        (first, *runs_a), (second, *runs_b) = args.arm[:2]
+        by_seed = [paired(rows(Path(b)), rows(Path(a))) for a, b in zip(runs_a, runs_b)]
+        figures["paired_unseen"] = {"of": second, "against": first, "by_seed": by_seed,
+                                    "mean_diff": statistics.mean(p["diff"] for p in by_seed)}
+        print(f"{second} - {first}, template-held-out: " + ", ".join(
+            f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
+            + f"; mean {figures['paired_unseen']['mean_diff']:+.1%}")
+    print(f"wrote {write_results(args.results, figures)}")
+
+
+if __name__ == "__main__":
+    main()
