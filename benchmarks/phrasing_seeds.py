@@ -19,20 +19,18 @@ import statistics
 from pathlib import Path
 
 from paired import paired
+from phrasings_result import run_figures
 from results_file import write_results
 
 SETS = ("test", "unseen", "follow_up")  # in-template, template-held-out, unseen-side follow-ups
 
 
-def run_figures(run: Path) -> dict:
-    evaluation = json.loads((run / "eval.json").read_text())
-    accuracy = {Path(data).stem: summary["accuracy"] for data, summary in evaluation["sets"].items()}
-    missing = [s for s in SETS if s not in accuracy]
+def seed_figures(run: Path) -> dict:
+    figures = run_figures(run)
+    missing = [s for s in SETS if s not in figures["sets"]]
     if missing:
         raise SystemExit(f"{run}/eval.json has no {missing} set(s); evaluate on {SETS}")
-    records = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in records if "loss" in r][-1]
-    return {"run": str(run), "sft_steps": steps, **{s: accuracy[s] for s in SETS}}
+    return {"run": str(run), "sft_steps": figures["sft_steps"], **{s: figures["sets"][s]["accuracy"] for s in SETS}}
 
 
 def rows(run: Path) -> list[dict]:
@@ -49,7 +47,7 @@ def main() -> None:
         parser.error("each --arm needs a name and at least one run directory")
     arms = {}
     for name, *runs in args.arm:
-        per_seed = [run_figures(Path(r)) for r in runs]
+        per_seed = [seed_figures(Path(r)) for r in runs]
         summary = {s: {"mean": statistics.mean(f[s] for f in per_seed),
                        "sd": statistics.stdev(f[s] for f in per_seed) if len(per_seed) > 1 else 0.0,
                        "min": min(f[s] for f in per_seed), "max": max(f[s] for f in per_seed)} for s in SETS}

@@ -20,6 +20,17 @@ from results_file import write_results
 KEYS = ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")
 
 
+def run_figures(run: Path, sft: Path | None = None, evaluation_file: Path | None = None) -> dict:
+    """An SFT run's steps, minutes and figures on each evaluated set (by file stem): `sft` (default
+    RUN/sft) holds its metrics.jsonl, `evaluation_file` (default RUN/eval.json) is r1kit eval's --out."""
+    evaluation = json.loads(Path(evaluation_file or run / "eval.json").read_text())
+    records = [json.loads(line) for line in Path(sft or run / "sft", "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "loss" in r]
+    return {"run": str(run), "checkpoint": evaluation["checkpoint"], "sft_steps": trained[-1]["step"],
+            "sft_minutes": trained[-1]["train_minutes"],
+            "sets": {Path(data).stem: {k: summary[k] for k in KEYS} for data, summary in evaluation["sets"].items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a directory holding sft/ (the run) and eval.json (r1kit eval --out, several --data)")
@@ -27,13 +38,7 @@ def main() -> None:
     parser.add_argument("--sft", help="the SFT run's directory (default RUN/sft)")
     parser.add_argument("--eval", help="r1kit eval's --out file (default RUN/eval.json)")
     args = parser.parse_args()
-    run = Path(args.run_dir)
-    evaluation = json.loads(Path(args.eval or run / "eval.json").read_text())
-    records = [json.loads(line) for line in Path(args.sft or run / "sft", "metrics.jsonl").read_text().splitlines()]
-    trained = [r for r in records if "loss" in r]
-    figures = {"run": str(run), "checkpoint": evaluation["checkpoint"], "sft_steps": trained[-1]["step"],
-               "sft_minutes": trained[-1]["train_minutes"],
-               "sets": {Path(data).stem: {k: summary[k] for k in KEYS} for data, summary in evaluation["sets"].items()}}
+    figures = run_figures(Path(args.run_dir), args.sft, args.eval)
     print(" | ".join(f"{name} {s['accuracy']:.1%} (n={s['n']})" for name, s in figures["sets"].items()))
     print(f"wrote {write_results(args.results, figures)}")
 
