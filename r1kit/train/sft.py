@@ -44,8 +44,9 @@ from r1kit.data.tokenizer import Tokenizer
 from r1kit.device import resolve_device
 from r1kit.evaluate import evaluate
 from r1kit.format import format_completion
-from r1kit.interop.checkpoint import load_config, load_pretrained
+from r1kit.interop.checkpoint import load_config, load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
+from r1kit.train.averaging import WeightAverage, parse_average
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_settings
 from r1kit.train.optim import adamw, muon_adamw
 
@@ -94,6 +95,9 @@ class SFTConfig(RunConfig):
         default_factory=list, description="also train the early exits after these many blocks (the engine's fast path; r1kit calibrate "
         "picks one), one exit per step in turn as LayerSkip rotates them, each step's exit loss added with early_exit_weight; [] = off")
     early_exit_weight: float = Field(0.5, ge=0, description="weight of the early exit's cross-entropy beside the full graph's (LayerSkip scales its exits below 1)")
+    weight_averages: list[str] = Field(
+        default_factory=list, description="running weight averages kept beside the trained weights, each saved at the end as "
+        "out_dir/average_<kind>_<value>/ ('ema:D' or 'tail:F', r1kit.train.averaging)")
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
@@ -101,6 +105,8 @@ class SFTConfig(RunConfig):
             raise ValueError("decay_by='minutes' needs max_minutes (the budget the schedule decays over)")
         if self.init is not None and self.tokenizer is not None:
             raise ValueError("init brings its checkpoint's tokenizer; drop tokenizer")
+        for spec in self.weight_averages:
+            parse_average(spec)
         if self.muon_lr is not None and self.optimizer != "muon":
             raise ValueError(f"muon_lr is the Muon group's rate; optimizer={self.optimizer!r} has no Muon group (drop muon_lr or use 'muon')")
         return self
@@ -271,6 +277,9 @@ def train_sft(
 
     lengths = [len(ids) for ids, _ in encoded]
     optimizer = sft_optimizer(model, cfg)
+    if resume and cfg.weight_averages:
+        raise ValueError("sft.weight_averages: --resume does not restore running averages yet")
+    averages = [WeightAverage(model, spec) for spec in cfg.weight_averages]
     loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, overwrite=overwrite, start_record={
         "examples": len(encoded), "dropped_too_long": dropped, "params": model.num_params(),
         "active_params": model.num_params(active=True), "vocab_size": tok.vocab_size,
@@ -295,6 +304,10 @@ def train_sft(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         model.update_balancing()
+        if averages:
+            progress = train_seconds / (60 * cfg.max_minutes) if cfg.decay_by == "minutes" else (step + 1) / cfg.max_steps
+            for average in averages:
+                average.update(model, min(1.0, progress))
         return {"loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens}
 
     def log_line(records: list[dict], seconds: float) -> dict:
@@ -309,8 +322,14 @@ def train_sft(
         result = evaluate(model, tok, eval_examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
         return {"loss": loss, **result.summary()}
 
-    return loop.run(train_step, log_line, postfix, evaluate=evaluate_heldout if eval_examples else None,
-                    stop_at=stop_at, progress=progress)
+    out = loop.run(train_step, log_line, postfix, evaluate=evaluate_heldout if eval_examples else None,
+                   stop_at=stop_at, progress=progress)
+    if out == loop.final:
+        for average in averages:
+            kind, value = average.kind, average.value
+            save_pretrained(average.averaged_model(model), Path(cfg.out_dir) / f"average_{kind}_{value:g}", tok.save)
+            loop.log({"event": "average", "spec": average.spec, "steps_averaged": average.count})
+    return out
 
 
 @torch.no_grad()
