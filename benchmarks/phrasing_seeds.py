@@ -1,6 +1,6 @@
 """Recipes compared over SFT seeds (issue 23, part A): each arm's runs on one data set with other SFT
-seeds, their held-out figures, mean and spread, and the paired difference of the first two arms
-seed by seed on the same template-held-out problems. One run's paired interval covers the choice
+seeds, their held-out figures, mean and spread, and the paired difference of each later arm
+against the first, seed by seed on the same template-held-out problems. One run's paired interval covers the choice
 of problems, not the training run; the seeds show how far the run moves the figure.
 
     python benchmarks/phrasing_seeds.py --arm "noise 0.2" runs/w20 runs/w20s1 runs/w20s2 \
@@ -8,7 +8,11 @@ of problems, not the training run; the seeds show how far the run moves the figu
 
 Each run directory holds sft/ (metrics.jsonl), eval.json (`r1kit eval --out`, the sets below) and
 unseen_rows.jsonl (`r1kit eval --rows-out` on the template-held-out set); the k-th run of each arm
-is SFT seed k's.
+is SFT seed k's. RUN@NAME is another checkpoint of the same run (a weight average beside final/):
+its figures are RUN/eval_NAME.json and RUN/unseen_rows_NAME.jsonl.
+
+    python benchmarks/phrasing_seeds.py --arm "final" runs/avg_s0@final runs/avg_s1@final runs/avg_s2@final \
+        --arm "ema 0.999" runs/avg_s0@average_ema_0.999 ... --results benchmarks/results/phrasings_averages.json
 """
 
 from __future__ import annotations
@@ -25,16 +29,24 @@ from results_file import write_results
 SETS = ("test", "unseen", "follow_up")  # in-template, template-held-out, unseen-side follow-ups
 
 
-def seed_figures(run: Path) -> dict:
-    figures = run_figures(run)
+def run_files(run: str) -> tuple[Path, Path, Path]:
+    """(run directory, its eval file, its template-held-out rows) for RUN or RUN@NAME."""
+    directory, _, name = run.partition("@")
+    suffix = f"_{name}" if name else ""
+    return Path(directory), Path(directory, f"eval{suffix}.json"), Path(directory, f"unseen_rows{suffix}.jsonl")
+
+
+def seed_figures(run: str) -> dict:
+    directory, evaluation, _ = run_files(run)
+    figures = run_figures(directory, evaluation_file=evaluation)
     missing = [s for s in SETS if s not in figures["sets"]]
     if missing:
-        raise SystemExit(f"{run}/eval.json has no {missing} set(s); evaluate on {SETS}")
-    return {"run": str(run), "sft_steps": figures["sft_steps"], **{s: figures["sets"][s]["accuracy"] for s in SETS}}
+        raise SystemExit(f"{evaluation} has no {missing} set(s); evaluate on {SETS}")
+    return {"run": run, "sft_steps": figures["sft_steps"], **{s: figures["sets"][s]["accuracy"] for s in SETS}}
 
 
-def rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "unseen_rows.jsonl").read_text().splitlines()]
+def rows(run: str) -> list[dict]:
+    return [json.loads(line) for line in run_files(run)[2].read_text().splitlines()]
 
 
 def main() -> None:
@@ -47,7 +59,7 @@ def main() -> None:
         parser.error("each --arm needs a name and at least one run directory")
     arms = {}
     for name, *runs in args.arm:
-        per_seed = [seed_figures(Path(r)) for r in runs]
+        per_seed = [seed_figures(r) for r in runs]
         summary = {s: {"mean": statistics.mean(f[s] for f in per_seed),
                        "sd": statistics.stdev(f[s] for f in per_seed) if len(per_seed) > 1 else 0.0,
                        "min": min(f[s] for f in per_seed), "max": max(f[s] for f in per_seed)} for s in SETS}
@@ -55,14 +67,15 @@ def main() -> None:
         print(f"{name}: " + " | ".join(f"{s} {summary[s]['mean']:.1%} (sd {summary[s]['sd']:.1%}; "
                                        + ", ".join(f"{f[s]:.1%}" for f in per_seed) + ")" for s in SETS))
     figures = {"arms": arms}
-    if len(args.arm) >= 2:  # the second arm against the first, seed by seed, on the same problems
-        (first, *runs_a), (second, *runs_b) = args.arm[:2]
-        by_seed = [paired(rows(Path(b)), rows(Path(a))) for a, b in zip(runs_a, runs_b)]
-        figures["paired_unseen"] = {"of": second, "against": first, "by_seed": by_seed,
-                                    "mean_diff": statistics.mean(p["diff"] for p in by_seed)}
+    (first, *runs_a), later = args.arm[0], args.arm[1:]
+    figures["paired_unseen"] = []  # every later arm against the first, seed by seed, on the same problems
+    for second, *runs_b in later:
+        by_seed = [paired(rows(b), rows(a)) for a, b in zip(runs_a, runs_b)]
+        figures["paired_unseen"].append({"of": second, "against": first, "by_seed": by_seed,
+                                         "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
         print(f"{second} - {first}, template-held-out: " + ", ".join(
             f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
-            + f"; mean {figures['paired_unseen']['mean_diff']:+.1%}")
+            + f"; mean {figures['paired_unseen'][-1]['mean_diff']:+.1%}")
     print(f"wrote {write_results(args.results, figures)}")
 
 

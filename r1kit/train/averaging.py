@@ -1,12 +1,13 @@
-"""Weight averaging over a run's last steps: the weights of several nearby points of the trajectory,
-averaged, often generalise past the training distribution better than the last point alone
-(SWA, Izmailov et al. 2018; SWAD, Cha et al. 2021, for domain shift; LAWA, Kaddour 2022).
+"""Weight averaging over a run's last steps: the mean of several nearby points of the trajectory
+often generalises past the training distribution better than the last point alone (SWA, Izmailov
+et al. 2018; SWAD, Cha et al. 2021, for domain shift; LAWA, Kaddour 2022).
 
-    ema:D    an exponential moving average, decay D per optimiser step (1 / (1 - D) steps of memory);
-    tail:F   the uniform mean of the weights after every step once a fraction F of the budget is spent.
+    ema:D    an exponential moving average, decay D per optimiser step (about 1 / (1 - D) steps of memory);
+    tail:F   the uniform mean of the weights after every step, once a fraction F of the budget is spent.
 
 Only floating-point parameters are averaged; buffers (the MoE load statistics and routing biases,
-the symbol flags) are the model's own at the end, the state its routing was balanced for.
+the symbol flags) stay the model's own, the state its routing was last balanced for. The averages
+are kept in fp32 on the model's device: one copy of the parameters each, and one `lerp_` a step.
 """
 
 from __future__ import annotations
@@ -17,23 +18,26 @@ import re
 import torch
 from torch import nn
 
-_SPEC = re.compile(r"^(ema|tail):(0?\.\d+|0|1(?:\.0*)?)$")
+_SPEC = re.compile(r"^(ema|tail):(\d*\.?\d+)$")
 
 
 def parse_average(spec: str) -> tuple[str, float]:
     """'ema:0.999' -> ('ema', 0.999); a clear error for anything else."""
     match = _SPEC.match(spec.strip())
-    if not match:
+    if not match or float(match.group(2)) >= 1:
         raise ValueError(f"weight average {spec!r}: expected 'ema:D' (decay per step, 0 <= D < 1) or 'tail:F' "
-                         f"(start at fraction F of the budget, 0 <= F < 1)")
-    kind, value = match.group(1), float(match.group(2))
-    if value >= 1:
-        raise ValueError(f"weight average {spec!r}: {value} must be below 1")
-    return kind, value
+                         f"(from a fraction F of the budget, 0 <= F < 1)")
+    return match.group(1), float(match.group(2))
+
+
+def average_dir_name(spec: str) -> str:
+    """The checkpoint directory an extra average is saved in: 'ema:0.999' -> 'average_ema_0.999'."""
+    kind, value = parse_average(spec)
+    return f"average_{kind}_{value:g}"
 
 
 class WeightAverage:
-    """A running average of `model`'s floating-point parameters, kept in fp32 on the model's device."""
+    """A running average of `model`'s floating-point parameters."""
 
     def __init__(self, model: nn.Module, spec: str):
         self.spec = spec
@@ -47,19 +51,52 @@ class WeightAverage:
         if self.kind == "tail" and progress < self.value:
             return
         self.count += 1
-        # ema: weight 1 - D on the newest; tail: the uniform mean of `count` points
+        # ema: weight 1 - D on the newest point; tail: 1 / count makes the uniform mean of all so far
         weight = 1.0 - self.value if self.kind == "ema" else 1.0 / self.count
         for name, p in model.named_parameters():
             if name in self.params:
                 self.params[name].lerp_(p.detach().float(), weight)
 
     @torch.no_grad()
-    def averaged_model(self, model: nn.Module) -> nn.Module:
-        """A copy of `model` with the averaged parameters and `model`'s own buffers; before any
-        update (a tail that never started) it is the model as it is."""
+    def copy_to(self, model: nn.Module) -> None:
+        """Put the averaged parameters into `model` (buffers untouched). Before any update (a tail
+        that never started: a run shorter than its start) the model keeps its own."""
+        if not self.count:
+            return
+        for name, p in model.named_parameters():
+            if name in self.params:
+                p.copy_(self.params[name].to(p.dtype))
+
+    def averaged_copy(self, model: nn.Module) -> nn.Module:
         out = copy.deepcopy(model)
-        if self.count:
-            for name, p in out.named_parameters():
-                if name in self.params:
-                    p.copy_(self.params[name].to(p.dtype))
+        self.copy_to(out)
         return out
+
+
+class WeightAverages:
+    """The run's averages, updated together and saved in (restored from) its trainer state."""
+
+    def __init__(self, model: nn.Module, specs: list[str]):
+        self.items = [WeightAverage(model, spec) for spec in specs]
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def update(self, model: nn.Module, progress: float) -> None:
+        for average in self.items:
+            average.update(model, progress)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for i, average in enumerate(self.items):
+            tensors[f"{i}.count"] = torch.tensor(average.count)
+            tensors.update({f"{i}.param.{name}": value for name, value in average.params.items()})
+        return tensors
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        for i, average in enumerate(self.items):
+            if f"{i}.count" not in tensors:
+                raise ValueError(f"--resume: the trainer state holds no running average {average.spec!r}")
+            average.count = int(tensors[f"{i}.count"])
+            for name, value in average.params.items():
+                value.copy_(tensors[f"{i}.param.{name}"])

@@ -6,13 +6,15 @@ this loop three functions: `train_step` (one optimiser step, returning that step
 The loop owns the rest, once for both:
   - the compute dtype (r1kit.device.choose_dtype, for the device the trainer moved the model to),
     chosen once and logged with its reason and the device; a resumed run keeps the saved dtype;
-  - resume: `last/trainer_state/` holds the optimiser's tensors, torch's RNG state, the step and
-    the dtype (safetensors + JSON, no pickle); the metrics log is cut back to the saved step and
+  - resume: `last/trainer_state/` holds the optimiser's tensors, torch's RNG state, the step,
+    the dtype and whatever `run_state` the trainer adds (SFT's weight averages; safetensors + JSON,
+    no pickle); the metrics log is cut back to the saved step and
     the training time read from it, so budgets and snapshots count from the run's start;
   - metrics: JSONL, a start event, one line per `log_every` steps, evaluation lines (eval_*),
     snapshot events; reports and plots are rebuilt from it;
   - saving, atomically (r1kit.interop.checkpoint): `last/` with trainer state every `save_every`
-    steps and at the end, `final/` at the end, `minutes_<m>/` at the training minutes asked for;
+    steps and at the end, `final/` at the end (after the trainer's `before_final`), `minutes_<m>/`
+    at the training minutes asked for;
   - evaluation every `eval_every` steps and at the end (and at the start, where the trainer asks);
   - stop rules: `max_steps`; `max_minutes` as a budget, not a deadline to overrun (no step starts
     that would end past it at the longest step time so far, so an RL run of 5-second steps asked
@@ -29,7 +31,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,10 +112,13 @@ def _permutation(n: int, seed: int, epoch: int) -> list[int]:
 # ----------------------------------------------------------------------------- trainer state
 
 
-def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: int, dtype: str, config: dict) -> None:
+def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: int, dtype: str, config: dict,
+                       run_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """`run_tensors`: the rest of the run's state that a resumed run needs (SFT's running weight averages)."""
     directory.mkdir()
     state = optimizer.state_dict()
     tensors = {"torch_rng": torch.get_rng_state()}
+    tensors.update({f"run.{k}": v.detach().cpu().contiguous() for k, v in (run_tensors or {}).items()})
     scalars: dict[str, dict] = {}
     for idx, per_param in state["state"].items():
         for name, value in per_param.items():
@@ -126,9 +131,9 @@ def save_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, step: 
     (directory / "state.json").write_text(json.dumps(meta))
 
 
-def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> tuple[int, str | None]:
+def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> tuple[int, str | None, dict[str, torch.Tensor]]:
     """Restores the optimiser and torch's RNG; returns (step, the saved dtype or None for states
-    written before the dtype was saved)."""
+    written before the dtype was saved, the run tensors save_trainer_state was given)."""
     meta = read_trainer_meta(directory)
     tensors = load_file(str(directory / "state.safetensors"))
     per_param: dict[int, dict] = {}
@@ -140,7 +145,8 @@ def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer) -> tup
         per_param.setdefault(int(idx), {}).update(values)
     optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["torch_rng"])
-    return meta["step"], meta.get("dtype")
+    run_tensors = {k.removeprefix("run."): v for k, v in tensors.items() if k.startswith("run.")}
+    return meta["step"], meta.get("dtype"), run_tensors
 
 
 def read_trainer_meta(directory: Path) -> dict:
@@ -206,14 +212,14 @@ def routing_summary(model: Transformer) -> dict:
 
 def start_fresh(out: Path, overwrite: bool) -> None:
     """A new run goes into an empty (or new) out_dir. A non-empty one is refused unless `overwrite`:
-    then the earlier run's checkpoints (last/, final/, minutes_*/, those r1kit wrote) are removed,
+    then the earlier run's checkpoints (last/, final/, minutes_*/, average_*/, those r1kit wrote) are removed,
     so none of them survives to be taken for this run's; other files stay."""
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:
         raise RunDirError(f"{out} is not empty: --resume continues the run in it, --overwrite starts a new one there "
-                          f"(its last/, final/, minutes_*/ and metrics.jsonl are replaced), or choose another out_dir")
-    for d in [out / "last", out / "final", *out.glob("minutes_*")]:
+                          f"(its last/, final/, minutes_*/, average_*/ and metrics.jsonl are replaced), or choose another out_dir")
+    for d in [out / "last", out / "final", *out.glob("minutes_*"), *out.glob("average_*")]:
         if is_r1kit_checkpoint(d):
             shutil.rmtree(d)
 
@@ -222,6 +228,14 @@ def out_of_time(cfg: RunConfig, train_seconds: float, longest_step_seconds: floa
     """max_minutes is a budget, not a deadline to overrun: the run is out of time when another step
     as long as the longest so far would take it past the budget."""
     return cfg.max_minutes is not None and train_seconds + longest_step_seconds > cfg.max_minutes * 60
+
+
+class RunState(Protocol):
+    """Run state beyond the model and optimiser that --resume must restore (torch's Stateful shape)."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
 class RunDirError(ValueError):
@@ -235,8 +249,13 @@ class TrainingLoop:
 
     def __init__(self, cfg: RunConfig, name: str, model: Transformer, optimizer: torch.optim.Optimizer,
                  resume: bool, start_record: dict, save_extra: Callable[[Path], None],
-                 save_model: Callable[[Transformer, Path, Callable], None] = save_pretrained, overwrite: bool = False):
+                 save_model: Callable[[Transformer, Path, Callable], None] = save_pretrained, overwrite: bool = False,
+                 run_state: RunState | None = None, before_final: Callable[[], None] | None = None):
+        """`run_state`: more of the run's state to keep in last/trainer_state and restore on resume;
+        `before_final()`: called once the trained weights are in last/, before final/ is written
+        and the end evaluation runs (SFT puts its weight average into the model there)."""
         self.cfg, self.name, self.model, self.optimizer = cfg, name, model, optimizer
+        self._run_state, self._before_final = run_state, before_final
         self.out = Path(cfg.out_dir)
         self.last, self.final, self.metrics_path = self.out / "last", self.out / "final", self.out / "metrics.jsonl"
         self._save_extra, self._save_model = save_extra, save_model
@@ -246,7 +265,9 @@ class TrainingLoop:
         self.dtype, reason = choose_dtype(cfg.dtype, self.device, model.num_params())
         if resume:
             check_same_settings(read_trainer_meta(self.last / "trainer_state").get("config"), cfg.model_dump(), name)
-            self.step, saved_dtype = load_trainer_state(self.last / "trainer_state", optimizer)
+            self.step, saved_dtype, run_tensors = load_trainer_state(self.last / "trainer_state", optimizer)
+            if run_state is not None:
+                run_state.load_state_dict(run_tensors)
             if saved_dtype is not None and saved_dtype != self.dtype:
                 self.dtype, reason = saved_dtype, "kept from the run being resumed"
             truncate_metrics(self.metrics_path, self.step)
@@ -277,7 +298,8 @@ class TrainingLoop:
         def extra(d: Path) -> None:
             self._save_extra(d)
             if with_state:
-                save_trainer_state(d / "trainer_state", self.optimizer, self.step, self.dtype, self.cfg.model_dump())
+                save_trainer_state(d / "trainer_state", self.optimizer, self.step, self.dtype, self.cfg.model_dump(),
+                                   self._run_state.state_dict() if self._run_state is not None else None)
 
         self._save_model(self.model, directory, extra)
 
@@ -339,6 +361,8 @@ class TrainingLoop:
             self._bar.close()
             self._bar = None
         self.save(self.last, with_state=True)
+        if self._before_final is not None:
+            self._before_final()
         self.save(self.final, with_state=False)
         if evaluate:
             self.evaluate_and_log(evaluate)

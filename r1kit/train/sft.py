@@ -14,8 +14,10 @@ What one run does:
      right-padded batches; the loss is the mean cross-entropy over response tokens (the question's
      tokens count with weight `prompt_loss_weight`, 0 by default); with `early_exit_layers`, plus
      an early exit's loss (LayerSkip), which trains the engine's fast path;
-  5. after each optimiser step applies the MoE balancing updates; layer drop happens in the
-     model's training forward;
+  5. after each optimiser step applies the MoE balancing updates (layer drop happens in the
+     model's training forward) and, with `sft.average`, updates a running average of the weights
+     that final/ then holds in place of the last step's (r1kit.train.averaging; last/ keeps the
+     trained weights, and the average travels in its trainer state for --resume);
   6. hands the rest to the shared loop (r1kit.train.loop): device and dtype, JSONL metrics, greedy
      evaluation on held-out problems every `eval_every` steps, `last/` (with trainer state, for
      --resume) every `save_every` steps and `final/` at the end, atomically, and the stop rules.
@@ -46,7 +48,7 @@ from r1kit.evaluate import evaluate
 from r1kit.format import format_completion
 from r1kit.interop.checkpoint import load_config, load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
-from r1kit.train.averaging import WeightAverage, parse_average
+from r1kit.train.averaging import WeightAverages, average_dir_name, parse_average
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_settings
 from r1kit.train.optim import adamw, muon_adamw
 
@@ -95,9 +97,13 @@ class SFTConfig(RunConfig):
         default_factory=list, description="also train the early exits after these many blocks (the engine's fast path; r1kit calibrate "
         "picks one), one exit per step in turn as LayerSkip rotates them, each step's exit loss added with early_exit_weight; [] = off")
     early_exit_weight: float = Field(0.5, ge=0, description="weight of the early exit's cross-entropy beside the full graph's (LayerSkip scales its exits below 1)")
+    average: str | None = Field(
+        None, description="final/ holds this running average of the weights instead of the last step's: 'ema:D' (decay D a "
+        "step) or 'tail:F' (the uniform mean from a fraction F of the budget on; r1kit.train.averaging); last/ keeps the trained "
+        "weights, and evaluations during the run see those. None = the last step's")
     weight_averages: list[str] = Field(
-        default_factory=list, description="running weight averages kept beside the trained weights, each saved at the end as "
-        "out_dir/average_<kind>_<value>/ ('ema:D' or 'tail:F', r1kit.train.averaging)")
+        default_factory=list, description="more running averages, each saved at the end beside final/ as out_dir/average_<kind>_<value>/, "
+        "to compare several on one trajectory")
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
@@ -105,8 +111,11 @@ class SFTConfig(RunConfig):
             raise ValueError("decay_by='minutes' needs max_minutes (the budget the schedule decays over)")
         if self.init is not None and self.tokenizer is not None:
             raise ValueError("init brings its checkpoint's tokenizer; drop tokenizer")
-        for spec in self.weight_averages:
+        specs = ([self.average] if self.average else []) + self.weight_averages
+        for spec in specs:
             parse_average(spec)
+        if len(set(specs)) < len(specs):
+            raise ValueError(f"sft.average and sft.weight_averages name an average twice: {specs}")
         if self.muon_lr is not None and self.optimizer != "muon":
             raise ValueError(f"muon_lr is the Muon group's rate; optimizer={self.optimizer!r} has no Muon group (drop muon_lr or use 'muon')")
         return self
@@ -277,10 +286,12 @@ def train_sft(
 
     lengths = [len(ids) for ids, _ in encoded]
     optimizer = sft_optimizer(model, cfg)
-    if resume and cfg.weight_averages:
-        raise ValueError("sft.weight_averages: --resume does not restore running averages yet")
-    averages = [WeightAverage(model, spec) for spec in cfg.weight_averages]
-    loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, overwrite=overwrite, start_record={
+    # the average final/ holds first, then the ones saved beside it; they travel in last/trainer_state
+    averages = WeightAverages(model, ([cfg.average] if cfg.average else []) + cfg.weight_averages)
+    final_average = averages.items[0] if cfg.average else None
+    loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, overwrite=overwrite,
+                        run_state=averages if averages else None,
+                        before_final=(lambda: final_average.copy_to(model)) if final_average else None, start_record={
         "examples": len(encoded), "dropped_too_long": dropped, "params": model.num_params(),
         "active_params": model.num_params(active=True), "vocab_size": tok.vocab_size,
         "model": model.config.model_dump(), "sft": cfg.model_dump()})
@@ -305,9 +316,8 @@ def train_sft(
         optimizer.zero_grad(set_to_none=True)
         model.update_balancing()
         if averages:
-            progress = train_seconds / (60 * cfg.max_minutes) if cfg.decay_by == "minutes" else (step + 1) / cfg.max_steps
-            for average in averages:
-                average.update(model, min(1.0, progress))
+            spent = train_seconds / (60 * cfg.max_minutes) if cfg.decay_by == "minutes" else (step + 1) / cfg.max_steps
+            averages.update(model, min(1.0, spent))
         return {"loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens}
 
     def log_line(records: list[dict], seconds: float) -> dict:
@@ -322,14 +332,15 @@ def train_sft(
         result = evaluate(model, tok, eval_examples, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
         return {"loss": loss, **result.summary()}
 
-    out = loop.run(train_step, log_line, postfix, evaluate=evaluate_heldout if eval_examples else None,
-                   stop_at=stop_at, progress=progress)
-    if out == loop.final:
-        for average in averages:
-            kind, value = average.kind, average.value
-            save_pretrained(average.averaged_model(model), Path(cfg.out_dir) / f"average_{kind}_{value:g}", tok.save)
-            loop.log({"event": "average", "spec": average.spec, "steps_averaged": average.count})
-    return out
+    final = loop.run(train_step, log_line, postfix, evaluate=evaluate_heldout if eval_examples else None,
+                     stop_at=stop_at, progress=progress)
+    if final == loop.final:
+        for average in averages.items:
+            if average is not final_average:
+                save_pretrained(average.averaged_copy(model), Path(cfg.out_dir) / average_dir_name(average.spec), tok.save)
+            loop.log({"event": "average", "spec": average.spec, "steps_averaged": average.count,
+                      "saved_in": "final" if average is final_average else average_dir_name(average.spec)})
+    return final
 
 
 @torch.no_grad()
