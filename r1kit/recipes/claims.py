@@ -91,8 +91,9 @@ def _sft_run(name: str, out: Path, data: dict, minutes: float, seed: int, progre
     final = train_sft(model_cfg, cfg, progress=progress, overwrite=True)  # an unfinished run starts over
     log = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in log if "utilisation" in r]
+    last = [r for r in log if "loss" in r][-1]  # the last training line (events such as the average's follow it)
     result = {"kind": "sft", "attention": kind, "balancing": balancing, "minutes": minutes,
-              "steps": log[-1]["step"], "train_minutes": log[-1]["train_minutes"],
+              "steps": last["step"], "train_minutes": last["train_minutes"],
               "train_utilisation": sum(r["utilisation"] for r in train) / max(len(train), 1),
               "train_max_vio": sum(r["max_vio"] for r in train) / max(len(train), 1)}
     return {**result, **_eval(final, data["test"])}
