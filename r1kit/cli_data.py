@@ -99,10 +99,11 @@ def cmd_data(args: argparse.Namespace) -> None:
             outputs = [(train, args.out, steps), (test, args.test_out, test_steps)]
         else:
             outputs = [(synth.synth(args.n, args.seed, steps=steps, **knobs), args.out, steps)]
-        if args.word_noise or args.word_insert or args.word_swap:  # training questions only: held-out sets are read as written
+        if args.word_noise or args.word_insert or args.word_swap or args.new_nouns:  # training questions only: held-out sets are read as written
             from r1kit.data.synth.word_noise import with_word_noise
 
-            noisy = with_word_noise(outputs[0][0], args.word_noise, args.seed, insert=args.word_insert, swap=args.word_swap)
+            noisy = with_word_noise(outputs[0][0], args.word_noise, args.seed, insert=args.word_insert, swap=args.word_swap,
+                                    new_nouns=args.new_nouns)
             outputs[0] = (noisy, *outputs[0][1:])
         if args.answers_only:  # RL data: the reward reads the answer, and no trace is given away
             outputs[0] = ([dataclasses.replace(e, steps=[]) for e in outputs[0][0]], *outputs[0][1:])
@@ -160,6 +161,9 @@ def add_data(sub, at_least: Callable) -> None:
                    help="put one or two made-up words into each sentence of --out's questions with probability Q (docs/data.md)")
     q.add_argument("--word-swap", type=float, default=0.0, metavar="W",
                    help="replace each word of --out's questions with another word of the training side with probability W (docs/data.md)")
+    q.add_argument("--new-nouns", type=float, default=0.0, metavar="N",
+                   help="give this share of --out's grammar problems made-up nouns for their things, containers and sharers, "
+                        "one word each wherever written, and keep noise and swap off every grammar problem's nouns (docs/data.md)")
     q.add_argument("--answers-only", action="store_true",
                    help="write --out's problems without their steps: questions and final answers, for RL (held-out sets keep theirs)")
     q.set_defaults(func=cmd_data)

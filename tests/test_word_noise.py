@@ -11,9 +11,8 @@ import pytest
 from r1kit.cli import main
 from r1kit.data.synth import synth
 from r1kit.data.synth.grammar import FOLLOW_UP, GRAMMAR
-from r1kit.data.synth.lexicon import NUMBER_WORDS
-from r1kit.data.synth.lexicon import UNSEEN_PHRASES
-from r1kit.data.synth.word_noise import TRAINING_WORDS, made_up_word, with_word_noise
+from r1kit.data.synth.lexicon import NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
+from r1kit.data.synth.word_noise import TRAINING_WORDS, made_up_word, situation_nouns, with_word_noise
 from r1kit.reward.steps import check_steps, extract_steps
 
 NUMBER = re.compile(r"\d+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
@@ -108,7 +107,7 @@ def test_cli_noises_the_training_file_only(tmp_path, capsys):
 
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     synth_to(tmp_path / "a")
-    synth_to(tmp_path / "b", "--word-noise", "0.2", "--word-insert", "0.1", "--word-swap", "0.05")
+    synth_to(tmp_path / "b", "--word-noise", "0.2", "--word-insert", "0.1", "--word-swap", "0.05", "--new-nouns", "0.5")
     read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
     for held_out in ("test.jsonl", "unseen.jsonl"):
         assert read(tmp_path / "a" / held_out) == read(tmp_path / "b" / held_out)
@@ -118,3 +117,50 @@ def test_cli_noises_the_training_file_only(tmp_path, capsys):
     with pytest.raises(SystemExit):
         synth_to(tmp_path / "b", "--word-noise", "2")
     assert "probability" in capsys.readouterr().err
+
+
+def _mentions(text: str, noun: str) -> bool:
+    return re.search(rf"\b{re.escape(noun)}\b", text, re.IGNORECASE) is not None
+
+
+def test_new_nouns_rename_each_situation_noun_the_same_way_everywhere_and_keep_the_rest():
+    clean = (synth(300, 5, steps=(1, 4), templates=[GRAMMAR["train"]]) + synth(100, 5, steps=1, templates=[FOLLOW_UP["train"]])
+             + synth(100, 5, steps=(1, 3)))  # the templates' problems: no situation, never renamed
+    renamed = with_word_noise(clean, 0.0, seed=0, new_nouns=1.0)
+    lexicon = {w for side in SITUATIONS.values() for s in side for n in (*s.items, *s.cont, *s.sharers) for w in WORD.findall(n)}
+    n_renamed = 0
+    for c, r in zip(clean, renamed):
+        assert (r.steps, r.answer, r.optimal_steps) == (c.steps, c.answer, c.optimal_steps)
+        assert NUMBER.findall(r.question) == NUMBER.findall(c.question)
+        nouns = situation_nouns(c)
+        if not nouns:
+            assert r == c
+            continue
+        n_renamed += 1
+        names = r.meta["new_nouns"]
+        assert set(names) == set(nouns) and not {w for n in names.values() for w in WORD.findall(n)} & lexicon
+        texts = [(c.question, r.question)] + [(a["content"], b["content"]) for a, b in zip(c.history, r.history)]
+        for before, after in texts:
+            for noun, name in names.items():
+                assert not _mentions(after, noun)  # no original noun is left
+                assert _mentions(before, noun) == _mentions(after, name)  # ... and its one name stands wherever it stood
+        checks = check_steps(extract_steps("\n".join(r.steps)), r.context)
+        assert all(ch.valid for ch in checks), (r.question, r.steps)
+        cont, conts = next(s.cont for side in SITUATIONS.values() for s in side if s.name == c.meta["situation"])
+        if cont in names and conts in names:
+            assert names[conts] == names[cont] + "s"  # one stem for the container, as the unseen side writes "barrel", "barrels"
+    assert n_renamed >= 350
+
+
+def test_new_nouns_keep_noise_and_swap_off_the_situation_nouns_and_zero_changes_nothing():
+    clean = synth(200, 6, steps=(1, 4), templates=[GRAMMAR["train"]])
+    noisy = with_word_noise(clean, 1.0, seed=0, new_nouns=1e-9)  # every other word made up, (nearly) no problem renamed
+    for c, n in zip(clean, noisy):
+        kept = {w.lower() for noun in situation_nouns(c) for w in WORD.findall(noun)}
+        before, after = WORD.findall(c.question), WORD.findall(n.question)
+        assert len(before) == len(after)
+        for a, b in zip(before, after):
+            assert (a == b) == (a.lower() in kept or a.lower() in NUMBER_WORDS), (c.question, n.question)
+    assert with_word_noise(clean, 0.2, 1, swap=0.2, new_nouns=0.0) == with_word_noise(clean, 0.2, 1, swap=0.2)
+    with pytest.raises(ValueError, match="new nouns"):
+        with_word_noise(clean, 0.2, 1, new_nouns=1.5)
