@@ -14,6 +14,7 @@ from r1kit.train import grpo
 from r1kit.train.optim import adamw
 from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.data.schema import load_examples, write_jsonl
+from r1kit.train.averaging import interpolate_from, parameters_of
 from r1kit.train.grpo import (
     MicroBatch, RLConfig, completion_rewards, completion_segments, load_rl_config, make_micro_batches, policy_update,
     train_rl,
@@ -440,8 +441,8 @@ def test_non_finite_loss_skips_the_step(toy):
 
 
 def test_resume_reproduces_the_uninterrupted_run(toy, tmp_path):
-    # KL to the reference, two passes per batch and routing replay: every path of the loop
-    extra = ["rl.beta=0.04", "rl.routing_replay=true"]
+    # KL to the reference, two passes per batch, routing replay and final/ part of the way from the init: every path of the loop
+    extra = ["rl.beta=0.04", "rl.routing_replay=true", "rl.update_share=0.5"]
     train_rl(_cfg(toy, tmp_path / "full", *extra), toy / "init", progress=False, reward_fns=[_distinct_chars])
     full = _records(tmp_path / "full")
     assert len(full) == 4 and all("kl" in r for r in full) and any(r["clip_fraction"] > 0 for r in full)
@@ -455,6 +456,22 @@ def test_resume_reproduces_the_uninterrupted_run(toy, tmp_path):
     assert strip(split) == strip(full)
     a, b = load_pretrained(tmp_path / "full" / "final"), load_pretrained(tmp_path / "split" / "final")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_update_share_puts_final_part_of_the_way_from_the_init_and_last_keeps_the_trained_weights(toy, tmp_path):
+    cfg = _cfg(toy, tmp_path / "run", "rl.max_steps=2", "rl.update_share=0.3")
+    final = train_rl(cfg, toy / "init", progress=False, reward_fns=[_distinct_chars])
+    init, last, mixed = (load_pretrained(d) for d in (toy / "init", tmp_path / "run" / "last", final))
+    trained = dict(last.named_parameters())
+    assert any(not torch.equal(p, trained[n]) for n, p in init.named_parameters())  # RL moved the weights
+    for name, p in init.named_parameters():
+        torch.testing.assert_close(dict(mixed.named_parameters())[name], p + 0.3 * (trained[name] - p))
+    for (name, b_last), b_final in zip(last.named_buffers(), mixed.buffers()):
+        assert torch.equal(b_last, b_final), name  # the MoE load statistics are the trained model's
+    full = train_rl(_cfg(toy, tmp_path / "full", "rl.max_steps=2"), toy / "init", progress=False, reward_fns=[_distinct_chars])
+    assert all(torch.equal(a, b) for a, b in zip(load_pretrained(full).parameters(), last.parameters()))  # share 1: the same run's weights
+    with pytest.raises(ValueError, match="share"):
+        interpolate_from(mixed, parameters_of(init), 1.5)
 
 
 def test_checkpoints_keep_the_init_layer_drop(toy, tmp_path):

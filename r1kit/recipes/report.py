@@ -155,6 +155,11 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
         lines += [f"GRPO: {last['step']} steps in {last['train_minutes']:.1f} training minutes; rollout reward "
                   f"{first['reward']:.3f} at the first step, {last['reward']:.3f} at the last "
                   f"(accuracy of sampled rollouts {first['accuracy']:.2f} -> {last['accuracy']:.2f}).", ""]
+        start = next((r for r in rl_log if r.get("event") == "start"), {})
+        share = start.get("rl", {}).get("update_share", 1.0)
+        if share < 1:
+            lines += [f"The RL rows are final/: the SFT weights plus {share:g} of GRPO's change to them (rl.update_share); "
+                      f"the trained weights are in rl/last.", ""]
     baseline = _json(RL_BASELINE)
     if baseline and evals.get("rl hard"):
         hard = baseline["summary"]["hard"]

@@ -1,6 +1,9 @@
 """Weight averaging over a run's last steps: the mean of several nearby points of the trajectory
 often generalises past the training distribution better than the last point alone (SWA, Izmailov
-et al. 2018; SWAD, Cha et al. 2021, for domain shift; LAWA, Kaddour 2022).
+et al. 2018; SWAD, Cha et al. 2021, for domain shift; LAWA, Kaddour 2022). And interpolation
+between a fine-tuning run's start and end (`interpolate_from`): part of the way keeps most of what
+the run learnt and more of what it forgot (WiSE-FT, Wortsman et al. 2022; WARP's interpolation
+towards the init, Rame et al. 2024).
 
     ema:D    an exponential moving average, decay D per optimiser step (about 1 / (1 - D) steps of memory);
     tail:F   the uniform mean of the weights after every step, once a fraction F of the budget is spent.
@@ -100,3 +103,21 @@ class WeightAverages:
             average.count = int(tensors[f"{i}.count"])
             for name, value in average.params.items():
                 value.copy_(tensors[f"{i}.param.{name}"])
+
+
+def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """fp32 copies of `model`'s floating-point parameters, by name: a run's start for `interpolate_from`."""
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.is_floating_point()}
+
+
+@torch.no_grad()
+def interpolate_from(model: nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
+    """Set `model`'s floating-point parameters to start + share * (model - start): `share` 1 keeps
+    the model, 0 gives the start. Buffers (the MoE load statistics) stay the model's."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"interpolation share {share} must lie in [0, 1]")
+    for name, p in model.named_parameters():
+        if name in start:
+            if start[name].shape != p.shape:
+                raise ValueError(f"cannot interpolate {name}: start has shape {tuple(start[name].shape)}, the model {tuple(p.shape)}")
+            p.copy_(torch.lerp(start[name].to(p.device), p.detach().float(), share).to(p.dtype))

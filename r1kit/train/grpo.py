@@ -18,7 +18,8 @@ What one step does:
      clipped surrogate + beta * k3 KL, summed over every response token of the batch and divided by
      their number; AdamW, gradient clipping, then the MoE balancing update (model.update_balancing);
   7. logs metrics as JSONL, evaluates greedily on held-out problems (evaluate.evaluate), writes
-     `last/` (with trainer state) every `save_every` steps and `final/` at the end, atomically.
+     `last/` (with trainer state) every `save_every` steps and `final/` at the end, atomically;
+     with update_share < 1, final/ lies that share of the way from the init to the trained weights.
 RL never applies layer drop: the model runs with a copy of its config with layer_drop = 0 (a
 dropped layer would change the policy between rollout and update); checkpoints keep the init's value.
 
@@ -137,6 +138,7 @@ from r1kit.format import END_THINK
 from r1kit.inference.engine import Engine, SamplingParams
 from r1kit.interop.checkpoint import load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
+from r1kit.train.averaging import interpolate_from, parameters_of
 from r1kit.train.grpo_loss import (
     clipped_surrogate, group_advantages, k3_kl, process_advantages, routing_mismatch, token_logprobs,
 )
@@ -182,6 +184,9 @@ class RLConfig(RunConfig):
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     dynamic_sampling: int = Field(0, ge=0, description="DAPO's dynamic sampling: up to this many more rollout rounds a step, on fresh problems, until prompts_per_step groups with differing rewards are in hand (an all-equal group has zero advantage and only dilutes the batch); 0 = off")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
+    update_share: float = Field(
+        1.0, gt=0, le=1, description="final/ keeps this share of RL's change to the weights, init + share x (trained - init); "
+        "last/ holds the trained weights (WiSE-FT's interpolation, WARP's towards the init); 1 = the trained weights")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
 
 
@@ -480,8 +485,10 @@ def train_rl(
         finally:
             model_.config = rl_model_cfg
 
+    init_params = parameters_of(load_pretrained(init_checkpoint)) if cfg.update_share < 1 else None  # the init's, on resume too
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))  # SFT's betas
     loop = TrainingLoop(cfg, "rl", model, optimizer, resume, save_extra=tok.save, save_model=save_with_init_config, overwrite=overwrite,
+                        before_final=(lambda: interpolate_from(model, init_params, cfg.update_share)) if init_params else None,
                         start_record={"init": str(init_checkpoint), "problems": len(pool),
                                       "dropped_too_long": len(train_examples) - len(pool), "params": model.num_params(),
                                       "model": saved_model_cfg.model_dump(), "rl": cfg.model_dump()})
