@@ -46,7 +46,7 @@ class WeightAverage:
         self.spec = spec
         self.kind, self.value = parse_average(spec)
         self.count = 0  # steps averaged so far
-        self.params = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.is_floating_point()}
+        self.params = parameters_of(model)
 
     @torch.no_grad()
     def update(self, model: nn.Module, progress: float) -> None:

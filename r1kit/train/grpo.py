@@ -184,9 +184,7 @@ class RLConfig(RunConfig):
     efficiency_only_if_correct: bool = Field(True, description="credit efficiency only to correct completions (open-r1's length reward does): else an empty completion scores 0.1 (see the module docstring)")
     dynamic_sampling: int = Field(0, ge=0, description="DAPO's dynamic sampling: up to this many more rollout rounds a step, on fresh problems, until prompts_per_step groups with differing rewards are in hand (an all-equal group has zero advantage and only dilutes the batch); 0 = off")
     routing_replay: bool = Field(False, description="MoE: update forwards use the rollout's recorded experts (GSPO's Routing Replay); off = standard GRPO")
-    update_share: float = Field(
-        1.0, gt=0, le=1, description="final/ keeps this share of RL's change to the weights, init + share x (trained - init); "
-        "last/ holds the trained weights (WiSE-FT's interpolation, WARP's towards the init); 1 = the trained weights")
+    update_share: float = Field(1.0, gt=0, le=1, description="final/ keeps this share of RL's change to the weights, init + share x (trained - init), last/ the trained weights (WiSE-FT's interpolation); 1 = the trained weights")
     eval_at_start: bool = Field(True, description="evaluate the init model first: the baseline RL has to beat, on the same problems and settings")
 
 

@@ -20,8 +20,8 @@ their container, the people they are shared among) one made-up word each, the sa
 the problem or its dialogue writes them, as an unseen situation writes "plums" in every sentence;
 and where it is on, word noise and swap leave those nouns alone in every grammar problem. Without
 it, noise replaces a counted noun in one sentence and not the next, so a number's noun says
-nothing of whether it counts the problem's things; the held-out errors take a distractor's number
-("went to the park 57 times") into a step in most problems that carry one.
+less of whether it counts the problem's things. Measured in docs/benchmarks.md, "New nouns": no
+gain beyond the runs' spread; off in the recipe.
 """
 
 from __future__ import annotations
@@ -126,16 +126,14 @@ def _rename(text: str, names: dict[str, str]) -> str:
     return pattern.sub(rename, text)
 
 
-def with_new_nouns(e: Example, rng: random.Random) -> Example:
-    """`e` with each of its situation's nouns given one made-up word wherever its question and
-    dialogue write it: the container's plural is its singular's with an "s", as "kezo", "kezos"."""
-    nouns = situation_nouns(e)
-    if not nouns:
-        return e
+def with_new_nouns(e: Example, nouns: dict[str, str], rng: random.Random) -> Example:
+    """`e` with each of `nouns` (`situation_nouns(e)`) given one made-up word wherever its question
+    and dialogue write it: the container's plural is its singular's with an "s", as "kezo", "kezos"."""
+    cont = _SITUATION_BY_NAME[e.meta["situation"]].cont
     stems: dict[str, str] = {}
     names: dict[str, str] = {}
     for noun, ending in nouns.items():
-        base = e.meta["situation"] if noun in _SITUATION_BY_NAME[e.meta["situation"]].cont else noun  # the container's two numbers share a stem
+        base = cont[0] if noun in cont else noun  # the container's two numbers share a stem
         if base not in stems:
             stems[base] = made_up_word(rng)
             while stems[base] + "s" in _TAKEN:  # "cone" is made up, "cones" a lexicon word
@@ -168,7 +166,7 @@ def with_word_noise(examples: Iterable[Example], p: float, seed: int, insert: fl
         keep = frozenset()
         if new_nouns and (nouns := situation_nouns(e)):
             if noun_rng.random() < new_nouns:
-                e = with_new_nouns(e, noun_rng)
+                e = with_new_nouns(e, nouns, noun_rng)
                 nouns = e.meta["new_nouns"].values()
             keep = frozenset(w.lower() for noun in nouns for w in _WORD.findall(noun))
         question = noisy_question(e.question, p, rng, insert, swap, keep)  # draws nothing where all three are 0
