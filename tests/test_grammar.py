@@ -181,3 +181,38 @@ def test_gsm8k_at_the_demo_scale_keeps_exact_whole_number_chains_grounded_in_the
 
         real = demo_scale(load_gsm8k(shared))
         assert 800 <= len(real) <= 900 and {e.optimal_steps for e in real} == {2, 3}
+
+
+def test_the_breakdowns_variants_take_back_one_factor_and_keep_each_problems_steps():
+    """benchmarks/unseen_breakdown.py pairs the held-out set against itself with its verbs swapped for
+    training's or its distractor dropped: every unseen verb has a stand-in of the same sign that
+    training writes, and the variant changes that factor only."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from unseen_breakdown import KNOWN_VERB, sign_steps, variant
+
+    unseen_gain = set(GAIN["unseen"]) | {v for s in SITUATIONS["unseen"] for v in s.gain}
+    unseen_lose = set(LOSE["unseen"]) | {v for s in SITUATIONS["unseen"] for v in s.lose}
+    assert set(KNOWN_VERB) == unseen_gain | unseen_lose
+    train_gain = set(GAIN["train"]) | {v for s in SITUATIONS["train"] for v in s.gain}
+    train_lose = set(LOSE["train"]) | {v for s in SITUATIONS["train"] for v in s.lose}
+    assert all(KNOWN_VERB[v] in (train_gain if v in unseen_gain else train_lose) for v in KNOWN_VERB)
+    examples = [e.to_json() for e in synth(300, 3, steps=(1, 4), templates=[GRAMMAR["unseen"]])]
+    for e in examples:
+        known = variant(e, "known_verbs")
+        assert (known["steps"], known["answer"]) == (e["steps"], e["answer"])
+        assert not any(re.search(rf"\b{v}\b", known["question"]) for v in KNOWN_VERB)
+        checks = check_steps(extract_steps("\n".join(e["steps"])), known["question"])
+        assert all(c.valid for c in checks)  # every number still stated
+        plain = variant(e, "no_distractor")
+        dropped = len(e["question"]) - len(plain["question"])
+        assert (dropped > 0) == e["meta"]["distractor"]
+        if not e["meta"]["distractor"]:
+            assert plain["question"] == e["question"]
+        # the steps on a stated number: + or -, and not the sum after a product of groups (its operand the step before's result)
+        results = [None] + [s.rsplit(" = ", 1)[1] for s in e["steps"]]
+        stated = [s.split()[1] for s, before in zip(e["steps"], results) if s.split()[1] in "+-" and s.split()[2] != before]
+        assert [s["sign"] for s in sign_steps(e)] == stated
+        assert all(s["verb"] in KNOWN_VERB for s in sign_steps(e))  # every such step names its verb

@@ -1,0 +1,166 @@
+"""Where the template-held-out figure is lost (issue 23, part A): accuracy by whether a problem has
+a step that adds or takes away a stated number (its sign told by a verb) and whether it carries a
+distractor, and for every such step whether the model's trace gives that number the gold sign,
+by the verb that tells it. The unseen side's add and take-away verbs are words training never
+writes ("wins", "donates"), so a sign the frame does not give away is a guess for a model without
+outside English: this is how much of the figure rides on that guess.
+
+    r1kit eval CHECKPOINT --data runs/w20/unseen.jsonl --n 500 --rows-out RUN/unseen_rows.jsonl
+    python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl \
+        [--results benchmarks/results/unseen_breakdown.json]
+
+The same problems with one held-out factor taken back, to pair against (`benchmarks/paired.py`): every
+add and take-away verb swapped for a training verb of the same sign, or the distractor sentence
+dropped (the steps and answer do not change):
+
+    python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl --write known_verbs --out runs/w20/unseen_known_verbs.jsonl
+    python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl --write no_distractor --out runs/w20/unseen_no_distractor.jsonl
+    r1kit eval CHECKPOINT --data runs/w20/unseen_known_verbs.jsonl --n 500 --rows-out RUN/unseen_known_verbs_rows.jsonl
+    python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl \
+        --variant known_verbs RUN_A/unseen_known_verbs_rows.jsonl RUN_B/unseen_known_verbs_rows.jsonl
+
+Rows must be in the held-out file's order (as `--rows-out` writes them); the figures are pooled
+over the rows files given (one per SFT run) and listed per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from paired import paired
+from results_file import write_results
+
+from r1kit.data.synth.lexicon import GAIN, LOSE, SITUATIONS
+
+VERBS = sorted({v for side in SITUATIONS for s in SITUATIONS[side] for v in (*s.gain, *s.lose)}
+               | {v for side in GAIN for v in (*GAIN[side], *LOSE[side])}, key=len, reverse=True)
+
+
+# each unseen-side verb and the training verb of the same sign that stands in for it
+KNOWN_VERB = {"acquires": "buys", "wins": "gets", "is handed": "receives", "gathers": "collects", "restocks": "buys",
+              "brings": "gets", "trades for": "finds", "arranges": "collects", "donates": "gives away", "throws away": "loses",
+              "hands out": "gives away", "ships": "sells", "clears out": "sells", "feeds out": "uses", "swaps away": "gives away",
+              "wraps up": "sells"}
+UNSEEN_DISTRACTOR = re.compile(r"\s*[^.?!]*(went to the park|degrees outside)[^.?!]*\.")
+
+
+def variant(example: dict, kind: str) -> dict:
+    """The example with its unseen verbs swapped for training ones ("known_verbs") or its distractor
+    sentence dropped ("no_distractor"); steps and answer unchanged."""
+    question = example["question"]
+    if kind == "known_verbs":
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(KNOWN_VERB, key=len, reverse=True))) + r")\b")
+        question = pattern.sub(lambda m: KNOWN_VERB[m.group(1)], question)
+    elif kind == "no_distractor":
+        question = UNSEEN_DISTRACTOR.sub("", question).strip()
+    else:
+        raise ValueError(f"unknown variant {kind!r}")
+    return {**example, "question": question, "meta": {**example["meta"], "variant": kind}}
+
+
+def verb_of(sentence: str) -> str | None:
+    """The lexicon's add or take-away verb the sentence writes (the longest match)."""
+    return next((v for v in VERBS if re.search(rf"\b{re.escape(v)}\b", sentence)), None)
+
+
+def sign_steps(example: dict) -> list[dict]:
+    """The example's steps that add or take away a number the question states: the operand, the
+    gold sign, the frame and the verb of the sentence that states it. The sum after a product of
+    groups ("3 more boxes of 8") adds no stated number and is left out."""
+    meta, out, previous = example["meta"], [], None
+    sign_frames = iter(f for f in meta["frames"] if f.startswith(("gain", "lose")) and not f.startswith("gain_groups"))
+    for step, reading in zip(example["steps"], meta["reading"]):
+        (a, op, b), result = step.split(" = ")[0].split(), step.split(" = ")[1]
+        if op in "+-" and b != previous:
+            last = re.split(r"(?<=[.?!])\s+", (reading or "").strip())[-1]
+            out.append({"operand": b, "sign": op, "frame": next(sign_frames, None), "verb": verb_of(last)})
+        previous = result
+    return out
+
+
+def traced_sign(completion: str, operand: str) -> str:
+    """The sign the trace gives `operand` in its first + or - step on it: "+", "-", or "unused"."""
+    m = re.search(rf"\d+ ([+-]) {operand} =", completion)
+    return m.group(1) if m else "unused"
+
+
+def breakdown(examples: list[dict], rows: list[dict]) -> dict:
+    classes, verbs = defaultdict(list), defaultdict(lambda: defaultdict(int))
+    for example, row in zip(examples, rows):
+        if example["question"] != row["question"]:
+            raise SystemExit("rows are not in the held-out file's order (use the rows r1kit eval --rows-out wrote for it)")
+        steps = sign_steps(example)
+        key = ("a sign step" if steps else "no sign step") + (", a distractor" if example["meta"].get("distractor") else "")
+        classes[key].append(row["accuracy"])
+        for s in steps:
+            got = traced_sign(row["completion"], s["operand"])
+            counts = verbs[f"{'+' if s['sign'] == '+' else '-'} {s['verb']} ({s['frame']})"]
+            counts["n"] += 1
+            counts["gold sign" if got == s["sign"] else "other sign" if got != "unused" else "operand unused"] += 1
+    return {"classes": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(classes.items())},
+            "sign_steps": {k: dict(v) for k, v in sorted(verbs.items())}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="*", help="r1kit eval --rows-out files of the held-out set, one per run")
+    parser.add_argument("--data", required=True, help="the held-out file the rows were evaluated on")
+    parser.add_argument("--results", default="benchmarks/results/unseen_breakdown.json")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "ROWS"),
+                        help="a variant's name, then its rows files in the order of the rows given: paired with them problem by problem")
+    parser.add_argument("--write", choices=("known_verbs", "no_distractor"), help="write the held-out file's variant to --out, and stop")
+    parser.add_argument("--out", help="where --write puts the variant")
+    args = parser.parse_args()
+    examples = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
+    if args.write:
+        if not args.out or Path(args.out).exists():
+            parser.error("--write needs --out, a file that does not exist yet")
+        Path(args.out).write_text("".join(json.dumps(variant(e, args.write)) + "\n" for e in examples))
+        print(f"wrote {len(examples)} problems ({args.write}) to {args.out}")
+        return
+    if not args.rows:
+        parser.error("give the rows files to break down (or --write a variant)")
+    per_run, pooled_examples, pooled_rows = {}, [], []
+    for path in args.rows:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        per_run[path] = breakdown(examples, rows)
+        pooled_examples += examples[: len(rows)]
+        pooled_rows += rows
+    pooled = breakdown(pooled_examples, pooled_rows)
+    for name, c in pooled["classes"].items():
+        print(f"{name}: {c['accuracy']:.1%} of {c['n']}  (per run: "
+              + ", ".join(f"{r['classes'][name]['accuracy']:.1%}" for r in per_run.values()) + ")")
+    by_sign = defaultdict(lambda: defaultdict(int))
+    for name, c in pooled["sign_steps"].items():
+        print(f"  {name}: gold sign {c.get('gold sign', 0) / c['n']:.0%}, other {c.get('other sign', 0) / c['n']:.0%}, "
+              f"unused {c.get('operand unused', 0) / c['n']:.0%} of {c['n']}")
+        for k, v in c.items():
+            by_sign[name[0]][k] += v
+    for sign, c in by_sign.items():
+        print(f"{sign} steps: gold sign {c.get('gold sign', 0) / c['n']:.1%}, other sign {c.get('other sign', 0) / c['n']:.1%} of {c['n']}")
+    figures = {"data": args.data, "pooled": pooled, "by_sign": {k: dict(v) for k, v in by_sign.items()}, "per_run": per_run,
+               "variants": {}}
+    for name, *paths in args.variant:
+        if len(paths) != len(args.rows):
+            parser.error(f"--variant {name} needs one rows file per rows file given ({len(args.rows)})")
+        by_run = []
+        for path, base in zip(paths, args.rows):
+            rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+            base_rows = [json.loads(line) for line in Path(base).read_text().splitlines()]
+            if [r["gold"] for r in rows] != [r["gold"] for r in base_rows]:
+                raise SystemExit(f"{path} and {base} are not the same problems in the same order")
+            # the variant's questions differ from the set's by design: pair on the problem's place
+            by_run.append({"rows": path, "accuracy": sum(r["accuracy"] for r in rows) / len(rows),
+                           **paired([{**r, "question": i} for i, r in enumerate(rows)],
+                                    [{**r, "question": i} for i, r in enumerate(base_rows)])})
+        figures["variants"][name] = by_run
+        print(f"{name}: " + ", ".join(f"{r['accuracy']:.1%} ({r['diff']:+.1%} [{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}])" for r in by_run))
+    print(f"wrote {write_results(args.results, figures)}")
+
+
+if __name__ == "__main__":
+    main()
