@@ -9,7 +9,7 @@ import pytest
 from r1kit.data.schema import question_hash
 from r1kit.data.synth import synth, synth_splits
 from r1kit.data.synth.grammar import FACTORS, FOLLOW_UP, GRAMMAR, ONE_UNSEEN, splits_with_grammar
-from r1kit.data.synth.lexicon import DISTRACTORS, FOREIGN_THINGS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
+from r1kit.data.synth.lexicon import DISTRACTORS, FRAMES, GAIN, LOSE, NUMBER_WORDS, SITUATIONS, UNSEEN_PHRASES
 from r1kit.reward.steps import check_steps, extract_steps
 
 
@@ -49,10 +49,6 @@ def test_the_unseen_side_shares_no_situation_frame_or_generic_verb_with_training
     for kind, sides in FRAMES.items():
         assert not set(sides["train"]) & set(sides["unseen"]), kind
     assert not set(DISTRACTORS["train"]) & set(DISTRACTORS["unseen"])
-    # a training distractor is about someone or something else: never the problem's person or things
-    fields = ("{S}", "{s}", "{o}", "{his}", "{items}", "{cont}", "{conts}", "{sharers}")
-    assert not [d for d in DISTRACTORS["train"] if any(f in d for f in fields)]
-    assert not set(FOREIGN_THINGS) & {n for side in SITUATIONS.values() for s in side for n in s.items}
     training_verbs = words(train, "gain") | words(train, "lose") | set(GAIN["train"]) | set(LOSE["train"])
     assert not training_verbs & (set(GAIN["unseen"]) | set(LOSE["unseen"]))
     # and in generated text: no training noun in an unseen problem

@@ -215,22 +215,12 @@ UNSEEN_PHRASES = ("starts the day", "at first", "owns", "contains", "inside", "a
                   "are packed", "are needed", "that number", "what is the number", "find how many", "ends up",
                   "remain", "what is the total", "next,", "of those", "went to the park", "degrees outside")
 
-# sentences with a number that no step uses (TinyGSM: a third of problems carry one). On the training
-# side none is about the problem's person or its things: someone else, or something else, so that
-# what tells a distractor is whose it is, as it is on the unseen side, and not a short list of
-# sentences learnt by heart; some use an operation verb on things no situation counts
-FOREIGN_THINGS = ("marbles", "stickers", "coins", "buttons")
-_DISTRACT_WHEN = ("", "on Sunday, ", "every morning, ", "this year, ")
-_DISTRACT_WHO = ("{other}", "{other}'s brother", "{other}'s aunt", "{other}'s cousin", "a neighbour", "the teacher")
-_DISTRACT_WHAT = ("is {x} years old", "reads {x} pages of a book", "walks {x} metres to school", "waits {x} minutes for the bus",
-                  "spends {x} minutes on homework", "scores {x} points in a game", "runs {x} laps", "sings {x} songs",
-                  "lives {x} kilometres away", *(f"{v} {{x}} {thing}" for v in ("buys", "finds", "gives away", "sells")
-                                                 for thing in FOREIGN_THINGS))
+# sentences with a number that no step uses (TinyGSM: a third of problems carry one)
 DISTRACTORS = {
-    "train": tuple(f"{when}{who} {what}." for what in _DISTRACT_WHAT for who in _DISTRACT_WHO for when in _DISTRACT_WHEN) + (
-              "The bus ride takes {x} minutes.", "The school has {x} classrooms.", "The film lasts {x} minutes.",
-              "The town has {x} bridges.", "The train to the city takes {x} minutes.", "{other}'s class has {x} students.",
-              "The nearest shop is {x} metres away."),
+    "train": ("{S} is {x} years old.", "{other} has {x} stickers.", "The shop is {x} metres from {his} house.",
+              "{other} is {x} years old.", "{his} street has {x} houses.", "The bus ride takes {x} minutes.",
+              "{other} reads {x} pages of a book.", "{other}'s class has {x} students.", "The {cont} weighs {x} grams.",
+              "{other} walks {x} metres to school.", "{S} has lived in the town for {x} months."),
     "unseen": ("{other} went to the park {x} times last month.", "It is {x} degrees outside."),
 }
 
