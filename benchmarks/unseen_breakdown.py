@@ -74,7 +74,8 @@ def sign_steps(example: dict) -> list[dict]:
     meta, out, previous = example["meta"], [], None
     sign_frames = iter(f for f in meta["frames"] if f.startswith(("gain", "lose")) and not f.startswith("gain_groups"))
     for step, reading in zip(example["steps"], meta["reading"]):
-        (a, op, b), result = step.split(" = ")[0].split(), step.split(" = ")[1]
+        expression, result = step.split(" = ")
+        _, op, b = expression.split()
         if op in "+-" and b != previous:
             last = re.split(r"(?<=[.?!])\s+", (reading or "").strip())[-1]
             out.append({"operand": b, "sign": op, "frame": next(sign_frames, None), "verb": verb_of(last)})
