@@ -3,7 +3,7 @@ a step that adds or takes away a stated number (its sign told by a verb) and whe
 distractor, and for every such step whether the model's trace gives that number the gold sign,
 by the verb that tells it. The unseen side's add and take-away verbs are words training never
 writes ("wins", "donates"), so a sign the frame does not give away is a guess for a model without
-outside English: this is how much of the figure rides on that guess.
+outside English: this is how much of the figure rides on reading those signs.
 
     r1kit eval CHECKPOINT --data runs/w20/unseen.jsonl --n 500 --rows-out RUN/unseen_rows.jsonl
     python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl \
@@ -26,7 +26,6 @@ over the rows files given (one per SFT run) and listed per file.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 from paired import paired
 from results_file import write_results
 
+from r1kit.data.schema import read_jsonl, write_jsonl
 from r1kit.data.synth.lexicon import GAIN, LOSE, SITUATIONS
 
 VERBS = sorted({v for side in SITUATIONS for s in SITUATIONS[side] for v in (*s.gain, *s.lose)}
@@ -99,7 +99,7 @@ def breakdown(examples: list[dict], rows: list[dict]) -> dict:
         classes[key].append(row["accuracy"])
         for s in steps:
             got = traced_sign(row["completion"], s["operand"])
-            counts = verbs[f"{'+' if s['sign'] == '+' else '-'} {s['verb']} ({s['frame']})"]
+            counts = verbs[f"{s['sign']} {s['verb']} ({s['frame']})"]
             counts["n"] += 1
             counts["gold sign" if got == s["sign"] else "other sign" if got != "unused" else "operand unused"] += 1
     return {"classes": {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(classes.items())},
@@ -116,18 +116,18 @@ def main() -> None:
     parser.add_argument("--write", choices=("known_verbs", "no_distractor"), help="write the held-out file's variant to --out, and stop")
     parser.add_argument("--out", help="where --write puts the variant")
     args = parser.parse_args()
-    examples = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
+    examples = read_jsonl(args.data).rows
     if args.write:
         if not args.out or Path(args.out).exists():
             parser.error("--write needs --out, a file that does not exist yet")
-        Path(args.out).write_text("".join(json.dumps(variant(e, args.write)) + "\n" for e in examples))
+        write_jsonl(args.out, (variant(e, args.write) for e in examples))
         print(f"wrote {len(examples)} problems ({args.write}) to {args.out}")
         return
     if not args.rows:
         parser.error("give the rows files to break down (or --write a variant)")
     per_run, pooled_examples, pooled_rows = {}, [], []
     for path in args.rows:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        rows = read_jsonl(path).rows
         per_run[path] = breakdown(examples, rows)
         pooled_examples += examples[: len(rows)]
         pooled_rows += rows
@@ -150,8 +150,7 @@ def main() -> None:
             parser.error(f"--variant {name} needs one rows file per rows file given ({len(args.rows)})")
         by_run = []
         for path, base in zip(paths, args.rows):
-            rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
-            base_rows = [json.loads(line) for line in Path(base).read_text().splitlines()]
+            rows, base_rows = read_jsonl(path).rows, read_jsonl(base).rows
             if [r["gold"] for r in rows] != [r["gold"] for r in base_rows]:
                 raise SystemExit(f"{path} and {base} are not the same problems in the same order")
             # the variant's questions differ from the set's by design: pair on the problem's place
