@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 
-def paired(rows_x: list[dict], rows_y: list[dict]) -> dict:
+def paired(rows_x: list[dict], rows_y: list[dict], same: str = "question") -> dict:
     """Mean of the per-problem difference in greedy correctness (x - y) with its 95% interval
-    (normal approximation over the paired differences)."""
-    assert [r["question"] for r in rows_x] == [r["question"] for r in rows_y], "paired rows must be the same problems"
+    (normal approximation over the paired differences). Rows are paired by place; `same` names the
+    key that must agree place by place ("gold" where one set rewrites the other's questions)."""
+    assert [r[same] for r in rows_x] == [r[same] for r in rows_y], "paired rows must be the same problems"
     d = [rx["accuracy"] - ry["accuracy"] for rx, ry in zip(rows_x, rows_y)]
     mean = sum(d) / len(d)
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
