@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AttentionKind = Literal["dense", "multiscale"]
 Balancing = Literal["none", "load_penalty", "aux_loss", "bias"]
@@ -42,10 +42,21 @@ class AttentionConfig(_Strict):
         "on first use; fwd+bwd 2.7-3.9x faster per layer at T = 77-130 on 2 CPU cores, docs/benchmarks.md), 'sdpa' runs three masked "
         "SDPA calls; 'auto' = fused where it builds and applies (CPU, float32, one chunk, no cache), else sdpa. Same results to ~1e-6"
     )
+    branches: list[Literal["local", "global", "symbolic"]] = Field(
+        ["local", "global", "symbolic"], min_length=1, description="multiscale: the branches the gate mixes (the article's three); "
+        "an ablation switch: a branch left out gets gate weight exactly 0 (still computed, so every kernel path is unchanged)"
+    )
     gate_local_bias: float = Field(
         0.0, description="initial gate logit of the local branch (others 0): 0 mixes the branches equally at init, which learnt "
         "faster than NSA's local-first start (2.0 gives local ~0.79): 39.2% vs 28.0% at 20 SFT minutes (docs/benchmarks.md)"
     )
+
+    @field_validator("branches")
+    @classmethod
+    def _distinct(cls, branches: list[str]) -> list[str]:
+        if len(set(branches)) != len(branches):
+            raise ValueError(f"{branches} names a branch twice")
+        return branches
 
 
 class MoEConfig(_Strict):

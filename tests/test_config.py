@@ -42,6 +42,9 @@ def test_unknown_key_names_key_and_allowed_keys():
         ("attention.window=0", "greater than or equal to 1"),
         ("moe.top_k=9", "top_k=9 must be <= n_experts=4"),
         ("dim=30", "divisible by n_heads"),
+        ("attention.branches=[local,sparse]", "'local', 'global' or 'symbolic'"),
+        ("attention.branches=[local,local]", "names a branch twice"),
+        ("attention.branches=[]", "at least 1 item"),
     ],
 )
 def test_out_of_range_value_names_key_and_allowed_values(override, expected):

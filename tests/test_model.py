@@ -202,3 +202,36 @@ def test_dense_config_is_exactly_llama():
     ids = torch.randint(0, cfg.vocab_size, (2, 20))
     with torch.no_grad():
         torch.testing.assert_close(model(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_branch_left_out_gets_zero_weight_on_every_path():
+    """attention.branches=[local, global]: the symbolic branch's gate weight is exactly 0, so the
+    symbol flags (read by that branch alone) change nothing, in training (the fused kernel where it
+    builds), in a full forward and in cached decoding; with all three branches they do change it."""
+    def logits_with_symbols(branches, symbol_share, train):
+        model = make_model(symbol_share=symbol_share, attention=dict(chunk_size=64, window=4, topk=6, branches=branches))
+        with torch.no_grad():  # a gate that depends on the token, as after training
+            for block in model.layers:
+                block.attn.gate.weight.normal_(std=0.5)
+        model.train(train)
+        ids = torch.randint(0, model.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(5))
+        if train:
+            logits = model(ids)
+            logits.logsumexp(-1).mean().backward()
+            assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+            return logits.detach(), model
+        with torch.no_grad():
+            cache = KVCache.for_model(model, 2)
+            steps = [model(ids[:, t : t + 1], torch.full((2, 1), t), cache) for t in range(40)]
+            full = model(ids)
+        assert (torch.cat(steps, 1) - full).abs().max() <= 1e-4
+        return full, model
+
+    for train in (True, False):
+        few, model = logits_with_symbols(["local", "global"], 0.1, train)
+        many, _ = logits_with_symbols(["local", "global"], 0.6, train)
+        torch.testing.assert_close(few, many, atol=0, rtol=0)
+        assert all(block.attn.last_gate_mean[2] == 0 for block in model.layers)
+        three_few, _ = logits_with_symbols(["local", "global", "symbolic"], 0.1, train)
+        three_many, _ = logits_with_symbols(["local", "global", "symbolic"], 0.6, train)
+        assert (three_few - three_many).abs().max() > 1e-3

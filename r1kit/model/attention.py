@@ -5,8 +5,9 @@ Multi-scale attention uses one set of q/k/v projections feeding three branches:
   global    causal sparse top-k: each query keeps only its `topk` highest-scoring keys (S3);
   symbolic  only keys whose token is a mathematical symbol (S4);
 mixed per token and head by a learned softmax gate over the three, computed from the hidden state
-(initialised to equal weights; `gate_local_bias` gives NSA's local-first start). A query with no allowed key in a branch
-(no symbol before it, say) gets exactly zero from that branch.
+(initialised to equal weights; `gate_local_bias` gives NSA's local-first start; `branches` leaves
+some out, for ablations). A query with no allowed key in a branch (no symbol before it, say) gets
+exactly zero from that branch.
 
 Each branch is torch's fused SDPA under a boolean mask, so no score matrix is kept for autograd;
 the global branch picks its top-k keys from a chunk's scores without gradient. Queries are
@@ -247,6 +248,9 @@ class Attention(nn.Module):
         if self.kind == "multiscale":
             # gate logits per (head, branch) from the hidden state; the bias sets the starting mix
             self.gate = nn.Linear(cfg.dim, cfg.n_heads * len(BRANCHES), bias=True)
+            # -inf on the gate logit of each branch the config leaves out (an ablation): weight exactly 0
+            left_out_3 = torch.tensor([b not in cfg.attention.branches for b in BRANCHES])
+            self.register_buffer("gate_logit_mask_3", torch.zeros(len(BRANCHES)).masked_fill(left_out_3, float("-inf")), persistent=False)
         # mean gate weight per branch over the last forward's tokens and heads (for reports)
         self.last_gate_mean: torch.Tensor | None = None
 
@@ -275,7 +279,8 @@ class Attention(nn.Module):
         k_BTGD, v_BTGD = k_BTC.view(B, T, self.n_kv_heads, self.head_dim), v_BTC.view(B, T, self.n_kv_heads, self.head_dim)
         gate_BTH3 = None
         if self.kind == "multiscale":
-            gate_BTH3 = torch.softmax(self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float(), dim=-1)
+            gate_logits_BTH3 = self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float() + self.gate_logit_mask_3
+            gate_BTH3 = torch.softmax(gate_logits_BTH3, dim=-1)
             self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
 
         k_BGTD, v_BGTD = self._rotated(k_BTGD, v_BTGD, ctx)
