@@ -18,6 +18,7 @@ from pathlib import Path
 from results_file import write_results
 
 KEYS = ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")
+OPTIONAL_KEYS = ("gate_mean_per_layer",)  # multi-scale models: each layer's mean weight of local, global, symbolic
 
 
 def run_figures(run: Path, sft: Path | None = None, evaluation_file: Path | None = None) -> dict:
@@ -28,7 +29,8 @@ def run_figures(run: Path, sft: Path | None = None, evaluation_file: Path | None
     trained = [r for r in records if "loss" in r]
     return {"run": str(run), "checkpoint": evaluation["checkpoint"], "sft_steps": trained[-1]["step"],
             "sft_minutes": trained[-1]["train_minutes"],
-            "sets": {Path(data).stem: {k: summary[k] for k in KEYS} for data, summary in evaluation["sets"].items()}}
+            "sets": {Path(data).stem: {k: summary[k] for k in KEYS + OPTIONAL_KEYS if k in summary}
+                     for data, summary in evaluation["sets"].items()}}
 
 
 def main() -> None:

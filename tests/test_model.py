@@ -235,3 +235,27 @@ def test_a_branch_left_out_gets_zero_weight_on_every_path():
         three_few, _ = logits_with_symbols(["local", "global", "symbolic"], 0.1, train)
         three_many, _ = logits_with_symbols(["local", "global", "symbolic"], 0.6, train)
         assert (three_few - three_many).abs().max() > 1e-3
+
+
+def test_multiscale_with_two_full_branches_trains_exactly_as_dense_attention():
+    """window and top-k covering every key, no symbolic branch: the multi-scale layer computes dense
+    causal attention, so from the same weights the loss and every shared gradient
+    agree with dense attention's, in training (the fused kernel where it builds); the gate gets none."""
+    T = 48
+    wide = dict(chunk_size=64, window=T, topk=T, branches=["local", "global"])
+    multiscale, dense = make_model(seed=2, attention=wide), make_model(seed=2, attention=dict(kind="dense"))
+    missing, unexpected = multiscale.load_state_dict(dense.state_dict(), strict=False)  # the same weights; the gate as initialised
+    assert not unexpected and missing and all(".attn.gate." in name for name in missing)
+    ids = torch.randint(0, dense.config.vocab_size, (3, T), generator=torch.Generator().manual_seed(6))
+    grads = []
+    for model in (multiscale, dense):
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (loss_m, grads_m), (loss_d, grads_d) = grads
+    torch.testing.assert_close(loss_m, loss_d, atol=1e-6, rtol=1e-6)
+    for name, grad in grads_d.items():
+        torch.testing.assert_close(grads_m[name], grad, atol=1e-6, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+    gate_grads = [g for n, g in grads_m.items() if ".attn.gate." in n]
+    assert gate_grads and all(g.abs().max() < 1e-6 for g in gate_grads)
