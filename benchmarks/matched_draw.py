@@ -13,6 +13,7 @@ initialises them, parameters only the drawn model has are dropped. Train from it
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--out", required=True, help="a new checkpoint directory")
     args = parser.parse_args()
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SystemExit(f"--out {out} exists and is not empty: choose a new directory (nothing was written)")
 
     tok = Tokenizer.load(args.tokenizer)
     torch.manual_seed(args.seed)  # as train_sft seeds before it builds the model

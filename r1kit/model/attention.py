@@ -248,9 +248,11 @@ class Attention(nn.Module):
         if self.kind == "multiscale":
             # gate logits per (head, branch) from the hidden state; the bias sets the starting mix
             self.gate = nn.Linear(cfg.dim, cfg.n_heads * len(BRANCHES), bias=True)
-            # -inf on the gate logit of each branch the config leaves out (an ablation): weight exactly 0
+            # -inf on the gate logit of each branch the config leaves out (an ablation): weight exactly 0;
+            # None with all three, so the default forward does no extra work
             left_out_3 = torch.tensor([b not in cfg.attention.branches for b in BRANCHES])
-            self.register_buffer("gate_logit_mask_3", torch.zeros(len(BRANCHES)).masked_fill(left_out_3, float("-inf")), persistent=False)
+            mask_3 = torch.zeros(len(BRANCHES)).masked_fill(left_out_3, float("-inf")) if left_out_3.any() else None
+            self.register_buffer("gate_logit_mask_3", mask_3, persistent=False)
         # mean gate weight per branch over the last forward's tokens and heads (for reports)
         self.last_gate_mean: torch.Tensor | None = None
 
@@ -279,7 +281,9 @@ class Attention(nn.Module):
         k_BTGD, v_BTGD = k_BTC.view(B, T, self.n_kv_heads, self.head_dim), v_BTC.view(B, T, self.n_kv_heads, self.head_dim)
         gate_BTH3 = None
         if self.kind == "multiscale":
-            gate_logits_BTH3 = self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float() + self.gate_logit_mask_3
+            gate_logits_BTH3 = self.gate(x_BTC).view(B, T, self.n_heads, len(BRANCHES)).float()
+            if self.gate_logit_mask_3 is not None:
+                gate_logits_BTH3 = gate_logits_BTH3 + self.gate_logit_mask_3
             gate_BTH3 = torch.softmax(gate_logits_BTH3, dim=-1)
             self.last_gate_mean = gate_BTH3.detach().mean(dim=(0, 1, 2))
 
