@@ -13,6 +13,9 @@ its figures are RUN/eval_NAME.json and RUN/unseen_rows_NAME.jsonl.
 
     python benchmarks/phrasing_seeds.py --arm "final" runs/avg_s0@final runs/avg_s1@final runs/avg_s2@final \
         --arm "ema 0.999" runs/avg_s0@average_ema_0.999 ... --results benchmarks/results/phrasings_averages.json
+
+--pair OF AGAINST (repeatable) names the differences to take instead, for designs where the first
+arm is not everyone's control (a factorial: each factor against the arm that lacks only it).
 """
 
 from __future__ import annotations
@@ -53,10 +56,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                         help="an arm's name, then its run directories in SFT seed order")
+    parser.add_argument("--pair", nargs=2, action="append", metavar=("OF", "AGAINST"),
+                        help="take arm OF against arm AGAINST (repeatable); default: every later arm against the first")
     parser.add_argument("--results", default="benchmarks/results/phrasings_seeds.json")
     args = parser.parse_args()
     if any(len(arm) < 2 for arm in args.arm):
         parser.error("each --arm needs a name and at least one run directory")
+    runs_of = {name: runs for name, *runs in args.arm}
+    unknown = sorted({name for pair in args.pair or [] for name in pair} - set(runs_of))
+    if unknown:
+        parser.error(f"--pair names no arm called {unknown}; the arms: {sorted(runs_of)}")
     arms = {}
     for name, *runs in args.arm:
         per_seed = [seed_figures(r) for r in runs]
@@ -67,10 +76,10 @@ def main() -> None:
         print(f"{name}: " + " | ".join(f"{s} {summary[s]['mean']:.1%} (sd {summary[s]['sd']:.1%}; "
                                        + ", ".join(f"{f[s]:.1%}" for f in per_seed) + ")" for s in SETS))
     figures = {"arms": arms}
-    (first, *runs_a), later = args.arm[0], args.arm[1:]
-    figures["paired_unseen"] = []  # every later arm against the first, seed by seed, on the same problems
-    for second, *runs_b in later:
-        by_seed = [paired(rows(b), rows(a)) for a, b in zip(runs_a, runs_b)]
+    pairs = args.pair or [(name, args.arm[0][0]) for name, *_ in args.arm[1:]]
+    figures["paired_unseen"] = []  # seed by seed, on the same problems
+    for second, first in pairs:
+        by_seed = [paired(rows(b), rows(a)) for a, b in zip(runs_of[first], runs_of[second])]
         figures["paired_unseen"].append({"of": second, "against": first, "by_seed": by_seed,
                                          "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
         print(f"{second} - {first}, template-held-out: " + ", ".join(
