@@ -19,6 +19,12 @@ dropped (the steps and answer do not change):
     python benchmarks/unseen_breakdown.py --data runs/w20/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl \
         --variant known_verbs RUN_A/unseen_known_verbs_rows.jsonl RUN_B/unseen_known_verbs_rows.jsonl
 
+Runs paired problem by problem, each rows file after the first against the first, on every problem
+and apart on those with a step whose sign only its verb tells ("By evening she donates 24."): there
+a model without outside English guesses, elsewhere the frame gives the sign away ("of the", "also"):
+
+    python benchmarks/unseen_breakdown.py --data runs/u2k/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl --paired
+
 Rows must be in the held-out file's order (as `--rows-out` writes them); the figures are pooled
 over the rows files given (one per SFT run) and listed per file.
 """
@@ -34,7 +40,7 @@ from paired import paired
 from results_file import write_results
 
 from r1kit.data.schema import read_jsonl, write_jsonl
-from r1kit.data.synth.lexicon import GAIN, LOSE, SITUATIONS
+from r1kit.data.synth.lexicon import FRAMES, GAIN, LOSE, SITUATIONS
 
 VERBS = sorted({v for side in SITUATIONS for s in SITUATIONS[side] for v in (*s.gain, *s.lose)}
                | {v for side in GAIN for v in (*GAIN[side], *LOSE[side])}, key=len, reverse=True)
@@ -46,6 +52,8 @@ KNOWN_VERB = {"acquires": "buys", "wins": "gets", "is handed": "receives", "gath
               "hands out": "gives away", "ships": "sells", "clears out": "sells", "feeds out": "uses", "swaps away": "gives away",
               "wraps up": "sells"}
 KNOWN_VERB_PATTERN = re.compile(r"\b(" + "|".join(map(re.escape, sorted(KNOWN_VERB, key=len, reverse=True))) + r")\b")
+# the unseen side's frames that write a sign step with nothing but the verb to tell the sign
+VERB_ONLY_FRAMES = {f"lose{FRAMES['lose']['unseen'].index('By evening {s} {v} {n}.')}"}
 UNSEEN_DISTRACTOR = re.compile(r"\s*[^.?!]*(went to the park|degrees outside)[^.?!]*\.")
 
 
@@ -83,6 +91,19 @@ def sign_steps(example: dict) -> list[dict]:
     return out
 
 
+def sign_by_verb_only(example: dict) -> bool:
+    """Whether one of the problem's steps has a sign that only its (unseen) verb tells."""
+    return any(frame in VERB_ONLY_FRAMES for frame in example["meta"]["frames"])
+
+
+def paired_by_readability(examples: list[dict], rows_x: list[dict], rows_y: list[dict]) -> dict:
+    """x - y on every problem, on those with a sign only a verb tells, and on the rest."""
+    guess = [sign_by_verb_only(e) for e in examples]
+    return {"all": paired(rows_x, rows_y),
+            "a sign only its verb tells": paired(*([r for r, g in zip(rows, guess) if g] for rows in (rows_x, rows_y))),
+            "every sign told by the frame": paired(*([r for r, g in zip(rows, guess) if not g] for rows in (rows_x, rows_y)))}
+
+
 def traced_sign(completion: str, operand: str) -> str:
     """The sign the trace gives `operand` in its first + or - step on it: "+", "-", or "unused"."""
     m = re.search(rf"\d+ ([+-]) {operand} =", completion)
@@ -113,6 +134,8 @@ def main() -> None:
     parser.add_argument("--results", default="benchmarks/results/unseen_breakdown.json")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "ROWS"),
                         help="a variant's name, then its rows files in the order of the rows given: paired with them problem by problem")
+    parser.add_argument("--paired", action="store_true",
+                        help="each rows file after the first against the first, problem by problem, apart where only a verb tells a sign")
     parser.add_argument("--write", choices=("known_verbs", "no_distractor"), help="write the held-out file's variant to --out, and stop")
     parser.add_argument("--out", help="where --write puts the variant")
     args = parser.parse_args()
@@ -158,6 +181,15 @@ def main() -> None:
                            **paired(rows, base_rows, same="gold")})
         figures["variants"][name] = by_run
         print(f"{name}: " + ", ".join(f"{r['accuracy']:.1%} ({r['diff']:+.1%} [{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}])" for r in by_run))
+    if args.paired:
+        first, *later = args.rows
+        base = read_jsonl(first).rows
+        figures["paired"] = {}
+        for path in later:
+            rows = read_jsonl(path).rows
+            figures["paired"][path] = by_part = paired_by_readability(examples[: len(rows)], rows, base)
+            print(f"{path} - {first}: " + "; ".join(f"{part} {p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}] (n={p['n']})"
+                                                   for part, p in by_part.items()))
     print(f"wrote {write_results(args.results, figures)}")
 
 

@@ -216,3 +216,31 @@ def test_the_breakdowns_variants_take_back_one_factor_and_keep_each_problems_ste
         stated = [s.split()[1] for s, before in zip(e["steps"], results) if s.split()[1] in "+-" and s.split()[2] != before]
         assert [s["sign"] for s in sign_steps(e)] == stated
         assert all(s["verb"] in KNOWN_VERB for s in sign_steps(e))  # every such step names its verb
+
+
+def test_the_breakdown_parts_the_problems_whose_sign_only_a_verb_tells():
+    """benchmarks/unseen_breakdown.py --paired splits the held-out set where a model without outside
+    English must guess a sign ("By evening she donates 24.") from where the frame tells it; the two
+    parts are the whole set, and their paired differences weigh up to the whole's."""
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from unseen_breakdown import VERB_ONLY_FRAMES, paired_by_readability, sign_by_verb_only, sign_steps
+
+    examples = [e.to_json() for e in synth(400, 5, steps=(2, 3), templates=[GRAMMAR["unseen"]])]
+    guess = [sign_by_verb_only(e) for e in examples]
+    assert 0 < sum(guess) < len(examples)
+    for e, g in zip(examples, guess):
+        sentences = [s for step in e["meta"]["reading"] for s in re.split(r"(?<=[.?!])\s+", step or "")]
+        assert g == any(s.startswith("By evening") for s in sentences)  # the frame with nothing but its verb
+        # such a step takes a stated number away, with an unseen verb the breakdown names
+        assert g == any(s["frame"] in VERB_ONLY_FRAMES and s["sign"] == "-" and s["verb"] for s in sign_steps(e))
+    rng = random.Random(0)
+    rows_x = [{"question": e["question"], "accuracy": float(rng.random() < 0.6)} for e in examples]
+    rows_y = [{"question": e["question"], "accuracy": float(rng.random() < 0.5)} for e in examples]
+    parts = paired_by_readability(examples, rows_x, rows_y)
+    a, b, whole = parts["a sign only its verb tells"], parts["every sign told by the frame"], parts["all"]
+    assert a["n"] + b["n"] == whole["n"] == len(examples) and a["n"] == sum(guess)
+    assert abs((a["diff"] * a["n"] + b["diff"] * b["n"]) / whole["n"] - whole["diff"]) < 1e-12
