@@ -148,9 +148,11 @@ def main() -> None:
         return
     if not args.rows:
         parser.error("give the rows files to break down (or --write a variant)")
-    per_run, pooled_examples, pooled_rows = {}, [], []
+    if args.paired and len(args.rows) < 2:
+        parser.error("--paired needs two rows files or more: the first and the runs to take against it")
+    per_run, pooled_examples, pooled_rows, rows_of = {}, [], [], {}
     for path in args.rows:
-        rows = read_jsonl(path).rows
+        rows_of[path] = rows = read_jsonl(path).rows
         per_run[path] = breakdown(examples, rows)
         pooled_examples += examples[: len(rows)]
         pooled_rows += rows
@@ -183,10 +185,10 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{r['accuracy']:.1%} ({r['diff']:+.1%} [{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}])" for r in by_run))
     if args.paired:
         first, *later = args.rows
-        base = read_jsonl(first).rows
+        base = rows_of[first]
         figures["paired"] = {}
         for path in later:
-            rows = read_jsonl(path).rows
+            rows = rows_of[path]
             figures["paired"][path] = by_part = paired_by_readability(examples[: len(rows)], rows, base)
             print(f"{path} - {first}: " + "; ".join(f"{part} {p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}] (n={p['n']})"
                                                    for part, p in by_part.items()))
