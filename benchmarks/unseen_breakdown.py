@@ -25,6 +25,10 @@ a model without outside English guesses, elsewhere the frame gives the sign away
 
     python benchmarks/unseen_breakdown.py --data runs/u2k/unseen.jsonl RUN_A/unseen_rows.jsonl RUN_B/unseen_rows.jsonl --paired
 
+With `--tokenizer CHECKPOINT` the paired differences are also taken by the prompt's length in the
+model's tokens, in thirds of the set: the multi-scale layer's local window (32 tokens) covers less of
+a longer question, so what lies further back is read through the global and symbolic branches alone.
+
 Rows must be in the held-out file's order (as `--rows-out` writes them); the figures are pooled
 over the rows files given (one per SFT run) and listed per file.
 """
@@ -104,6 +108,24 @@ def paired_by_readability(examples: list[dict], rows_x: list[dict], rows_y: list
             "every sign told by the frame": paired(*([r for r, g in zip(rows, guess) if not g] for rows in (rows_x, rows_y)))}
 
 
+def length_thirds(lengths: list[int]) -> list[tuple[int, int]]:
+    """[lo, hi) bounds cutting `lengths` into thirds of the set (as near as ties allow)."""
+    ranked = sorted(lengths)
+    cuts = [ranked[0], ranked[len(ranked) // 3], ranked[2 * len(ranked) // 3], ranked[-1] + 1]
+    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if lo < hi]
+
+
+def paired_by_length(lengths: list[int], rows_x: list[dict], rows_y: list[dict]) -> dict:
+    """x - y on the problems of each third of the prompt lengths, keyed "prompt of LO-HI tokens" (a third
+    with fewer than two of the rows given has no interval, and is left out)."""
+    parts = {}
+    for lo, hi in length_thirds(lengths):
+        inside = [i for i, n in enumerate(lengths[: len(rows_x)]) if lo <= n < hi]
+        if len(inside) >= 2:
+            parts[f"prompt of {lo}-{hi - 1} tokens"] = paired([rows_x[i] for i in inside], [rows_y[i] for i in inside])
+    return parts
+
+
 def traced_sign(completion: str, operand: str) -> str:
     """The sign the trace gives `operand` in its first + or - step on it: "+", "-", or "unused"."""
     m = re.search(rf"\d+ ([+-]) {operand} =", completion)
@@ -136,6 +158,7 @@ def main() -> None:
                         help="a variant's name, then its rows files in the order of the rows given: paired with them problem by problem")
     parser.add_argument("--paired", action="store_true",
                         help="each rows file after the first against the first, problem by problem, apart where only a verb tells a sign")
+    parser.add_argument("--tokenizer", help="with --paired: a checkpoint whose tokenizer counts each prompt's tokens, to pair by length too")
     parser.add_argument("--write", choices=("known_verbs", "no_distractor"), help="write the held-out file's variant to --out, and stop")
     parser.add_argument("--out", help="where --write puts the variant")
     args = parser.parse_args()
@@ -150,6 +173,8 @@ def main() -> None:
         parser.error("give the rows files to break down (or --write a variant)")
     if args.paired and len(args.rows) < 2:
         parser.error("--paired needs two rows files or more: the first and the runs to take against it")
+    if args.tokenizer and not args.paired:
+        parser.error("--tokenizer splits the paired differences by prompt length: give --paired too")
     per_run, pooled_examples, pooled_rows, rows_of = {}, [], [], {}
     for path in args.rows:
         rows_of[path] = rows = read_jsonl(path).rows
@@ -187,9 +212,17 @@ def main() -> None:
         first, *later = args.rows
         base = rows_of[first]
         figures["paired"] = {}
+        if args.tokenizer:
+            from r1kit.data.tokenizer import Tokenizer
+
+            tok = Tokenizer.load(args.tokenizer)
+            lengths = [len(tok.encode_prompt(e["question"])) for e in examples]
+            figures["prompt_tokens"] = {"tokenizer": args.tokenizer, "thirds": length_thirds(lengths)}
         for path in later:
             rows = rows_of[path]
             figures["paired"][path] = by_part = paired_by_readability(examples[: len(rows)], rows, base)
+            if args.tokenizer:
+                by_part.update(paired_by_length(lengths, rows, base))
             print(f"{path} - {first}: " + "; ".join(f"{part} {p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}] (n={p['n']})"
                                                    for part, p in by_part.items()))
     print(f"wrote {write_results(args.results, figures)}")

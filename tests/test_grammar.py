@@ -244,3 +244,31 @@ def test_the_breakdown_parts_the_problems_whose_sign_only_a_verb_tells():
     a, b, whole = parts["a sign only its verb tells"], parts["every sign told by the frame"], parts["all"]
     assert a["n"] + b["n"] == whole["n"] == len(examples) and a["n"] == sum(guess)
     assert abs((a["diff"] * a["n"] + b["diff"] * b["n"]) / whole["n"] - whole["diff"]) < 1e-12
+
+
+def test_the_breakdown_pairs_by_prompt_length_in_thirds_that_make_the_whole():
+    """benchmarks/unseen_breakdown.py --paired --tokenizer: the length thirds hold every problem once, and
+    their paired differences weigh up to the whole set's."""
+    import random
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paired import paired
+    from unseen_breakdown import length_thirds, paired_by_length
+
+    rng = random.Random(0)
+    lengths = [rng.randint(45, 130) for _ in range(600)]
+    bounds = length_thirds(lengths)
+    assert len(bounds) == 3 and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    counts = [sum(lo <= n < hi for n in lengths) for lo, hi in bounds]
+    assert sum(counts) == len(lengths) and min(counts) > len(lengths) / 4  # thirds, as ties allow
+    rows_x = [{"question": str(i), "accuracy": float(rng.random() < 0.7 - n / 400)} for i, n in enumerate(lengths)]
+    rows_y = [{"question": str(i), "accuracy": float(rng.random() < 0.5)} for i in range(len(lengths))]
+    parts = paired_by_length(lengths, rows_x, rows_y)
+    whole = paired(rows_x, rows_y)
+    assert [p["n"] for p in parts.values()] == counts
+    assert abs(sum(p["diff"] * p["n"] for p in parts.values()) / whole["n"] - whole["diff"]) < 1e-12
+    # a prefix of the rows (an evaluation of the first N problems) is split by the same bounds
+    prefix = paired_by_length(lengths, rows_x[:300], rows_y[:300])
+    assert sum(p["n"] for p in prefix.values()) == 300

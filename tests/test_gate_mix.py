@@ -1,0 +1,38 @@
+"""benchmarks/gate_mix.py reads the multi-scale gate's branch weights from what r1kit eval writes."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def test_gate_mix_reads_what_evaluation_writes_and_a_branch_left_out_weighs_nothing():
+    from gate_mix import BRANCHES, gate_mix
+
+    from r1kit.config import preset
+    from r1kit.data.schema import Example
+    from r1kit.data.tokenizer import Tokenizer
+    from r1kit.evaluate import evaluate
+    from r1kit.model.attention import BRANCHES as MODEL_BRANCHES
+    from r1kit.train.sft import model_for_tokenizer
+
+    assert BRANCHES == MODEL_BRANCHES
+    tok = Tokenizer.train(["Tom has 12 apples and buys 7 more. How many?", "12 + 7 = 19\n</think>\n#### 19"] * 20, vocab_size=160)
+    examples = [Example(question=f"Tom has {n} apples and buys 7 more. How many?", steps=[f"{n} + 7 = {n + 7}"], answer=str(n + 7), optimal_steps=1)
+                for n in (3, 12, 40)]
+    sets = {}
+    for name, attention in {"two": {"branches": ["local", "global"]}, "three": {}, "dense": {"kind": "dense"}}.items():
+        cfg = preset("tiny")
+        model = model_for_tokenizer(cfg.model_copy(update={"attention": cfg.attention.model_copy(update=attention)}), tok)
+        sets[name] = evaluate(model, tok, examples, batch_size=2, max_new_tokens=8).summary()
+    mix = gate_mix({"sets": sets})
+    assert set(mix) == {"two", "three"}  # dense attention has no gate
+    for name, m in mix.items():
+        assert len(m["per_layer"]) == preset("tiny").n_layers
+        for layer in m["per_layer"]:
+            assert sum(layer.values()) == pytest.approx(1.0, abs=1e-5)
+        assert m["mean"]["global"] == pytest.approx(sum(layer["global"] for layer in m["per_layer"]) / len(m["per_layer"]))
+    assert all(layer["symbolic"] == 0 for layer in mix["two"]["per_layer"])
+    assert all(layer["symbolic"] > 0 for layer in mix["three"]["per_layer"])
