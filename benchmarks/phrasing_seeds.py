@@ -16,6 +16,9 @@ its figures are RUN/eval_NAME.json and RUN/unseen_rows_NAME.jsonl.
 
 --pair OF AGAINST (repeatable) names the differences to take instead, for designs where the first
 arm is not everyone's control (a factorial: each factor against the arm that lacks only it).
+
+Where every run also holds RUN/rows.jsonl (RUN/rows_NAME.jsonl: `r1kit eval --rows-out` over all the
+sets), the in-template and follow-up sets are paired too, seed by seed.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def rows(run: str) -> list[dict]:
     return [json.loads(line) for line in run_files(run)[2].read_text().splitlines()]
 
 
+def rows_by_set(run: str) -> dict[str, list[dict]] | None:
+    """RUN/rows[_NAME].jsonl (every set's rows, each naming its data file) by set, or None without one."""
+    directory, _, name = run.partition("@")
+    path = Path(directory, f"rows_{name}.jsonl" if name else "rows.jsonl")
+    if not path.exists():
+        return None
+    by_set: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        by_set.setdefault(Path(row["data"]).stem, []).append(row)
+    return by_set
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
@@ -85,6 +101,17 @@ def main() -> None:
         print(f"{second} - {first}, template-held-out: " + ", ".join(
             f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
             + f"; mean {figures['paired_unseen'][-1]['mean_diff']:+.1%}")
+    all_rows = {r: rows_by_set(r) for runs in runs_of.values() for r in runs}
+    if all(all_rows.values()):
+        figures["paired_other_sets"] = []
+        for second, first in pairs:
+            for name in ("test", "follow_up"):
+                by_seed = [paired(all_rows[b][name], all_rows[a][name]) for a, b in zip(runs_of[first], runs_of[second])]
+                figures["paired_other_sets"].append({"of": second, "against": first, "set": name, "by_seed": by_seed,
+                                                     "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
+                print(f"{second} - {first}, {name}: " + ", ".join(
+                    f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
+                    + f"; mean {figures['paired_other_sets'][-1]['mean_diff']:+.1%}")
     print(f"wrote {write_results(args.results, figures)}")
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/gate_mix.py reads the multi-scale gate's branch weights from what r1kit eval writes."""
+"""The benchmarks that read r1kit eval's files: gate_mix.py (the multi-scale gate's branch weights) and
+phrasing_seeds.py (every set's rows)."""
 
 import sys
 from pathlib import Path
@@ -36,3 +37,19 @@ def test_gate_mix_reads_what_evaluation_writes_and_a_branch_left_out_weighs_noth
         assert m["mean"]["global"] == pytest.approx(sum(layer["global"] for layer in m["per_layer"]) / len(m["per_layer"]))
     assert all(layer["symbolic"] == 0 for layer in mix["two"]["per_layer"])
     assert all(layer["symbolic"] > 0 for layer in mix["three"]["per_layer"])
+
+
+def test_phrasing_seeds_reads_every_sets_rows_by_the_file_they_came_from(tmp_path):
+    """benchmarks/phrasing_seeds.py pairs the in-template and follow-up sets from RUN/rows[_NAME].jsonl,
+    whose rows name their data file; a run without that file is left unpaired there."""
+    import json
+
+    from phrasing_seeds import rows_by_set
+
+    rows = [{"data": f"runs/x/{name}.jsonl", "question": f"{name} {i}", "accuracy": float(i % 2)}
+            for name in ("test", "unseen", "follow_up") for i in range(3)]
+    (tmp_path / "rows_final.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_set = rows_by_set(f"{tmp_path}@final")
+    assert list(by_set) == ["test", "unseen", "follow_up"]
+    assert all([r["question"] for r in by_set[name]] == [f"{name} {i}" for i in range(3)] for name in by_set)
+    assert rows_by_set(str(tmp_path)) is None  # RUN/rows.jsonl is absent
