@@ -106,6 +106,8 @@ def main() -> None:
         figures["paired_other_sets"] = []
         for second, first in pairs:
             for name in ("test", "follow_up"):
+                if not all(name in all_rows[r] for r in (*runs_of[first], *runs_of[second])):
+                    continue  # a set some run was not evaluated on
                 by_seed = [paired(all_rows[b][name], all_rows[a][name]) for a, b in zip(runs_of[first], runs_of[second])]
                 figures["paired_other_sets"].append({"of": second, "against": first, "set": name, "by_seed": by_seed,
                                                      "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
