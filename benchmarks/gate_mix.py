@@ -14,7 +14,7 @@ import sys
 
 from results_file import write_results
 
-BRANCHES = ("local", "global", "symbolic")  # the order of r1kit.model.attention.BRANCHES
+from r1kit.model.attention import BRANCHES  # the order of each layer's gate weights
 
 
 def gate_mix(evaluation: dict) -> dict:

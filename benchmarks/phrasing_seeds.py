@@ -35,15 +35,16 @@ from results_file import write_results
 SETS = ("test", "unseen", "follow_up")  # in-template, template-held-out, unseen-side follow-ups
 
 
-def run_files(run: str) -> tuple[Path, Path, Path]:
-    """(run directory, its eval file, its template-held-out rows) for RUN or RUN@NAME."""
+def run_files(run: str) -> tuple[Path, Path, Path, Path]:
+    """(run directory, its eval file, its template-held-out rows, every set's rows) for RUN or RUN@NAME."""
     directory, _, name = run.partition("@")
     suffix = f"_{name}" if name else ""
-    return Path(directory), Path(directory, f"eval{suffix}.json"), Path(directory, f"unseen_rows{suffix}.jsonl")
+    return (Path(directory), Path(directory, f"eval{suffix}.json"), Path(directory, f"unseen_rows{suffix}.jsonl"),
+            Path(directory, f"rows{suffix}.jsonl"))
 
 
 def seed_figures(run: str) -> dict:
-    directory, evaluation, _ = run_files(run)
+    directory, evaluation, *_ = run_files(run)
     figures = run_figures(directory, evaluation_file=evaluation)
     missing = [s for s in SETS if s not in figures["sets"]]
     if missing:
@@ -57,8 +58,7 @@ def rows(run: str) -> list[dict]:
 
 def rows_by_set(run: str) -> dict[str, list[dict]] | None:
     """RUN/rows[_NAME].jsonl (every set's rows, each naming its data file) by set, or None without one."""
-    directory, _, name = run.partition("@")
-    path = Path(directory, f"rows_{name}.jsonl" if name else "rows.jsonl")
+    path = run_files(run)[3]
     if not path.exists():
         return None
     by_set: dict[str, list[dict]] = {}

@@ -100,12 +100,17 @@ def sign_by_verb_only(example: dict) -> bool:
     return any(frame in VERB_ONLY_FRAMES for frame in example["meta"]["frames"])
 
 
+def paired_where(rows_x: list[dict], rows_y: list[dict], keep: list[bool]) -> dict:
+    """x - y on the problems whose `keep` flag is set (flags in the rows' order)."""
+    return paired(*([r for r, k in zip(rows, keep) if k] for rows in (rows_x, rows_y)))
+
+
 def paired_by_readability(examples: list[dict], rows_x: list[dict], rows_y: list[dict]) -> dict:
     """x - y on every problem, on those with a sign only a verb tells, and on the rest."""
     guess = [sign_by_verb_only(e) for e in examples]
     return {"all": paired(rows_x, rows_y),
-            "a sign only its verb tells": paired(*([r for r, g in zip(rows, guess) if g] for rows in (rows_x, rows_y))),
-            "every sign told by the frame": paired(*([r for r, g in zip(rows, guess) if not g] for rows in (rows_x, rows_y)))}
+            "a sign only its verb tells": paired_where(rows_x, rows_y, guess),
+            "every sign told by the frame": paired_where(rows_x, rows_y, [not g for g in guess])}
 
 
 def length_thirds(lengths: list[int]) -> list[tuple[int, int]]:
@@ -120,9 +125,9 @@ def paired_by_length(lengths: list[int], rows_x: list[dict], rows_y: list[dict])
     with fewer than two of the rows given has no interval, and is left out)."""
     parts = {}
     for lo, hi in length_thirds(lengths):
-        inside = [i for i, n in enumerate(lengths[: len(rows_x)]) if lo <= n < hi]
-        if len(inside) >= 2:
-            parts[f"prompt of {lo}-{hi - 1} tokens"] = paired([rows_x[i] for i in inside], [rows_y[i] for i in inside])
+        inside = [lo <= n < hi for n in lengths[: len(rows_x)]]
+        if sum(inside) >= 2:
+            parts[f"prompt of {lo}-{hi - 1} tokens"] = paired_where(rows_x, rows_y, inside)
     return parts
 
 

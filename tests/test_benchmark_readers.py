@@ -10,16 +10,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_gate_mix_reads_what_evaluation_writes_and_a_branch_left_out_weighs_nothing():
-    from gate_mix import BRANCHES, gate_mix
+    from gate_mix import gate_mix
 
     from r1kit.config import preset
     from r1kit.data.schema import Example
     from r1kit.data.tokenizer import Tokenizer
     from r1kit.evaluate import evaluate
-    from r1kit.model.attention import BRANCHES as MODEL_BRANCHES
     from r1kit.train.sft import model_for_tokenizer
 
-    assert BRANCHES == MODEL_BRANCHES
     tok = Tokenizer.train(["Tom has 12 apples and buys 7 more. How many?", "12 + 7 = 19\n</think>\n#### 19"] * 20, vocab_size=160)
     examples = [Example(question=f"Tom has {n} apples and buys 7 more. How many?", steps=[f"{n} + 7 = {n + 7}"], answer=str(n + 7), optimal_steps=1)
                 for n in (3, 12, 40)]
