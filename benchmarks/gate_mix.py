@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from results_file import write_results
 
@@ -37,8 +38,12 @@ def main() -> None:
     args = parser.parse_args()
     runs = {}
     for path in args.evals:
-        with open(path) as f:
-            evaluation = json.load(f)
+        try:
+            evaluation = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            parser.error(f"{path}: cannot read it as JSON ({e})")
+        if not isinstance(evaluation, dict) or not isinstance(evaluation.get("sets"), dict):
+            parser.error(f"{path} is not an r1kit eval --out file (it has no 'sets')")
         runs[path] = {"checkpoint": evaluation.get("checkpoint"), "sets": gate_mix(evaluation)}
         if not runs[path]["sets"]:
             sys.exit(f"{path}: no set carries gate weights (a dense-attention model, or not an r1kit eval --out file)")

@@ -51,3 +51,19 @@ def test_phrasing_seeds_reads_every_sets_rows_by_the_file_they_came_from(tmp_pat
     assert list(by_set) == ["test", "unseen", "follow_up"]
     assert all([r["question"] for r in by_set[name]] == [f"{name} {i}" for i in range(3)] for name in by_set)
     assert rows_by_set(str(tmp_path)) is None  # RUN/rows.jsonl is absent
+
+
+def test_gate_mix_names_a_file_that_is_not_an_evaluation_and_writes_nothing(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_mix.py"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"a": 1}\n{"a": 2}\n')
+    other = tmp_path / "other.json"
+    other.write_text('{"runs": {}}')
+    results = tmp_path / "out.json"
+    for bad, why in ((rows, "cannot read it as JSON"), (other, "is not an r1kit eval --out file"),
+                     (tmp_path / "missing.json", "No such file")):
+        done = subprocess.run([sys.executable, str(script), str(bad), "--results", str(results)], capture_output=True, text=True)
+        assert done.returncode == 2 and str(bad) in done.stderr and why in done.stderr
+        assert not results.exists()
