@@ -174,8 +174,9 @@ def _device_overrides(args: argparse.Namespace, section: str) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> None:
     from r1kit.recipes.demo import run_demo
 
+    share = {} if args.sft_share is None else {"sft_share": args.sft_share}  # else the recipe's SFT_SHARE
     run_demo(args.out, minutes=args.minutes, quick=args.quick, seed=args.seed, progress=not args.no_progress,
-             overwrite=args.overwrite)
+             overwrite=args.overwrite, overrides=args.overrides, **share)
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
@@ -412,10 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "settings from configs/demo.yaml and configs/rl_demo.yaml, scaled to the budget")
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--minutes", type=_positive_float, default=20.0, help="time budget; the trainings are sized to it")
+    p.add_argument("--sft-share", type=float, default=None, help="SFT's share of the budget, in (0, 1); RL gets what is left "
+                   "(default: the recipe's, r1kit.recipes.demo.SFT_SHARE)")
     p.add_argument("--quick", action="store_true", help="a one-minute run of the same pipeline on the tiny model")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (else a non-empty --out is refused)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="change the config files' settings for this run: model.dim=96 model.attention.kind=dense sft.lr=2e-3 "
+                        "rl.group_size=4 (budgets, paths and seed come from --minutes, --out and --seed)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("claims", help="ablation runs behind the article's claims -> docs/claims.md (up to an hour; resumable)")

@@ -16,7 +16,8 @@ from r1kit.recipes.data import EVAL_SETS, HARD_STEPS, RL_STEPS
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    # an override of a setting --quick also changes: the user's wins
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "sft.warmup_steps=5"]) == 0
     return out
 
 
@@ -31,6 +32,8 @@ def test_quick_demo_writes_every_artefact(run):
         assert f"plots/{plot}.png" in report
     meta = json.loads((run / "run.json").read_text())
     assert meta["quick"] and set(meta["minutes_per_stage"]) == {"data", "sft", "sft_eval", "rl", "rl_eval", "report"}
+    assert meta["overrides"] == ["sft.warmup_steps=5"] and meta["configs"]["sft"]["warmup_steps"] == 5
+    assert "changed by: `sft.warmup_steps=5`" in report
     # RL trains on the harder problems with questions and answers only, and is evaluated on held-out ones
     assert meta["configs"]["rl"]["train_data"] == str(run / "data" / "rl_train.jsonl")
     rl_train, hard = (load_examples(run / "data" / f"{name}.jsonl").examples for name in ("rl_train", "hard"))
@@ -138,3 +141,42 @@ def test_greedy_samples_give_pass_at_k_equal_to_greedy_accuracy(run, monkeypatch
     for k in (1, 2, 4):
         assert hot[f"pass@{k}"] == pytest.approx(sum(pass_at_k(4, c, k) for c in hot["right_per_problem"]) / len(examples))
     assert sampled_accuracy(model, tok, examples, samples=4, temperature=1.0, batch_size=8, max_new_tokens=48) == hot
+
+
+def test_demo_result_pairs_a_run_with_another_of_its_seed_and_refuses_other_problems(run, tmp_path):
+    """benchmarks/demo_result.py --against: per stage and set, this run's paired difference from the
+    other, read from the rows the demo writes; runs of different problems are refused."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def rewrite(path, change):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        change(rows)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    flipped = rewrite(other / "sft" / "eval_unseen_rows.jsonl", lambda rows: rows[0].update(accuracy=1.0 - rows[0]["accuracy"]))
+    results = tmp_path / "variant.json"
+    command = [sys.executable, str(root / "benchmarks" / "demo_result.py"), str(run), "--against", str(other), "--results", str(results)]
+    subprocess.run(command, check=True, capture_output=True, cwd=root)
+    figures = json.loads(results.read_text())
+    assert figures["overrides"] == ["sft.warmup_steps=5"] and figures["model"]["n_layers"] >= 1
+    pairs = figures["against"]["paired"]
+    assert set(pairs) == {"sft", "rl"} and set(pairs["sft"]) == set(EVAL_SETS)
+    mine = 1.0 - flipped[0]["accuracy"]  # the run's own row 0
+    assert pairs["sft"]["unseen"]["diff"] == pytest.approx((mine - flipped[0]["accuracy"]) / len(flipped))
+    assert all(d["diff"] == 0 for stage, sets in pairs.items() for name, d in sets.items() if (stage, name) != ("sft", "unseen"))
+    for name, change in figures["rl_minus_sft"].items():  # GRPO's change within the run, set by set
+        assert change["diff"] == pytest.approx(figures["sets"]["rl"][name]["accuracy"] - figures["sets"]["sft"][name]["accuracy"])
+
+    rewrite(other / "rl" / "eval_rows.jsonl", lambda rows: rows[0].update(question=rows[0]["question"] + " Then?"))
+    results.unlink()
+    failed = subprocess.run(command, capture_output=True, text=True, cwd=root)
+    assert failed.returncode != 0 and "evaluated different test problems" in failed.stderr
+    assert not results.exists()

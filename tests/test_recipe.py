@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from r1kit.cli import build_parser, main
-from r1kit.config import model_config_from
+from r1kit.config import ConfigError, model_config_from
 from r1kit.data.schema import load_examples, question_hash
 from r1kit.data.synth import synth_splits
 from r1kit.data.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
@@ -60,6 +60,43 @@ def test_a_full_demo_trains_with_the_files_settings_but_budgets_paths_and_seed(m
     assert sft.seed == rl.seed == 3
     p = plan(minutes)
     assert (p.n_train, p.n_test) == (N_TRAIN, N_TEST) == (90_000, 500)
+
+
+def test_overrides_change_only_what_they_name():
+    base_model, base_sft, base_rl = resolve(plan(), Path("runs/x"), seed=3)
+    model_cfg, sft, rl = resolve(plan(), Path("runs/x"), seed=3, overrides=[
+        "model.dim=96", "model.attention.branches=[local,global]", "sft.lr=2e-3", "rl.group_size=4"])
+    assert (model_cfg.dim, model_cfg.attention.branches) == (96, ["local", "global"])
+    assert model_cfg.attention.window == base_model.attention.window  # a nested key leaves its siblings
+    assert _changed(model_cfg, base_model) == {"dim", "attention"}
+    assert _changed(sft, base_sft) == {"lr"} and sft.lr == 2e-3
+    assert _changed(rl, base_rl) == {"group_size"} and rl.group_size == 4
+
+
+@pytest.mark.parametrize("override, flag", [("sft.max_minutes=5", "--minutes"), ("rl.max_steps=10", "--minutes"),
+                                            ("rl.out_dir=elsewhere", "--out"), ("sft.seed=1", "--seed")])
+def test_an_override_of_what_the_demo_sets_itself_is_refused(override, flag):
+    with pytest.raises(ConfigError, match=flag):
+        resolve(plan(), Path("runs/x"), seed=0, overrides=[override])
+
+
+def test_the_sft_share_splits_the_budget_and_must_leave_rl_some():
+    assert plan(20.0, sft_share=0.7).sft["max_minutes"] == pytest.approx(14.0)
+    assert plan(20.0, sft_share=0.7).rl["max_minutes"] == pytest.approx(20.0 - 14.0 - PLANNED_OTHER_MINUTES)
+    for share in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="SFT share"):
+            plan(20.0, sft_share=share)
+
+
+def test_r1kit_demo_refuses_a_bad_override_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--sft-share", "1"]) == 2
+    assert "SFT share" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "dim=96"]) == 2  # no section
+    assert "name their section" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "model.dim=ninety"]) == 2  # not a number
+    assert "dim" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_rl_gets_what_the_budget_has_left():

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from r1kit.config import ModelConfig
+from r1kit.config import ConfigError, ModelConfig
 from r1kit.train.grpo import RLConfig, load_rl_config
 from r1kit.train.sft import SFTConfig, load_run_config
 
@@ -23,11 +23,17 @@ RL_DEMO_FILE = CONFIG_DIR / "rl_demo.yaml"  # rl
 
 
 def demo_configs(model: dict[str, Any] | None = None, sft: dict[str, Any] | None = None,
-                 rl: dict[str, Any] | None = None) -> tuple[ModelConfig, SFTConfig, RLConfig]:
+                 rl: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> tuple[ModelConfig, SFTConfig, RLConfig]:
     """The demo files' configurations with changes to their sections (nested dicts for the model:
-    {"attention": {"kind": "dense"}}), validated as `r1kit train` validates them."""
-    model_cfg, sft_cfg = load_run_config(str(DEMO_FILE), as_overrides("model", model) + as_overrides("sft", sft))
-    return model_cfg, sft_cfg, load_rl_config(str(RL_DEMO_FILE), as_overrides("rl", rl))
+    {"attention": {"kind": "dense"}}), then `overrides` as the command line writes them
+    (model.dim=96, rl.group_size=4; they win), validated as `r1kit train` validates them."""
+    bad = [o for o in overrides if not o.startswith(("model.", "sft.", "rl."))]
+    if bad:
+        raise ConfigError(f"overrides must name their section (model.dim=96, sft.lr=1e-3, rl.group_size=4): {bad}")
+    run_overrides = [o for o in overrides if not o.startswith("rl.")]
+    rl_overrides = [o for o in overrides if o.startswith("rl.")]
+    model_cfg, sft_cfg = load_run_config(str(DEMO_FILE), as_overrides("model", model) + as_overrides("sft", sft) + run_overrides)
+    return model_cfg, sft_cfg, load_rl_config(str(RL_DEMO_FILE), as_overrides("rl", rl) + rl_overrides)
 
 
 def as_overrides(section: str, changes: dict[str, Any] | None) -> list[str]:

@@ -1,6 +1,6 @@
 """`r1kit demo`: the whole system end to end on the demo config, in about 20 minutes on 2 CPU cores.
 
-    r1kit demo [--minutes 20] [--quick] [--out runs/demo]
+    r1kit demo [--minutes 20] [--sft-share 0.55] [--quick] [--out runs/demo] [KEY=VALUE ...]
 
 Stages (each shows progress; the time budget is split between the two trainings):
   1. data       the demo's data recipe (r1kit.recipes.data): 90,000 training problems (1-4 steps,
@@ -10,7 +10,8 @@ Stages (each shows progress; the time budget is split between the two trainings)
                 RL's problems (3-5 steps, a third one step past SFT's traces), questions and
                 answers only, and 500 held-out 5-step ones;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
-                model (MoE with load-penalty routing + multi-scale attention), 55% of the budget;
+                model (MoE with load-penalty routing + multi-scale attention), 55% of the budget
+                (SFT_SHARE; --sft-share);
   3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on each
                 held-out set (recipes.data.EVAL_SETS: test, unseen, follow_up, hard);
   4. GRPO       RL from the SFT checkpoint with the composite reward on the harder problems, for
@@ -24,8 +25,9 @@ runs/demo/data/test.jsonl runs/demo/data/unseen.jsonl runs/demo/data/hard.jsonl 
 
 The settings are configs/demo.yaml's (model, sft) and configs/rl_demo.yaml's (rl), as `r1kit train`
 reads them (r1kit.recipes.configs); the demo changes only the budgets (`plan`), the paths and the
-seed. `--quick` runs the same pipeline on the tiny model with small data (about a minute), a smoke
-run of every stage, not a result: its changes to the files are the one dict QUICK.
+seed, then applies the KEY=VALUE overrides a user gives (model.attention.kind=dense). `--quick`
+runs the same pipeline on the tiny model with small data (about a minute), a smoke run of every
+stage, not a result: its changes to the files are the one dict QUICK.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
-from r1kit.config import ModelConfig
+from r1kit.config import ConfigError, ModelConfig
 from r1kit.data.schema import load_examples, write_json, write_jsonl
 from r1kit.data.tokenizer import Tokenizer
 from r1kit.evaluate import evaluate, print_table
@@ -111,12 +114,15 @@ QUICK = {
 }
 
 
-def plan(minutes: float = 20.0, quick: bool = False) -> DemoPlan:
+def plan(minutes: float = 20.0, quick: bool = False, sft_share: float = SFT_SHARE) -> DemoPlan:
     """The demo's changes to the config files: for a full run the budgets only (the time split
-    between the trainings, RL's step cap) and the data recipe's sizes; for --quick, QUICK."""
+    between the trainings, SFT's `sft_share` of it; RL's step cap) and the data recipe's sizes; for
+    --quick, QUICK."""
+    if not 0 < sft_share < 1:
+        raise ConfigError(f"the SFT share of the budget must lie strictly between 0 and 1 (RL gets the rest), got {sft_share}")
     if quick:
         return DemoPlan(**QUICK["data"], model=dict(QUICK["model"]), sft=dict(QUICK["sft"]), rl=dict(QUICK["rl"]))
-    sft_minutes = SFT_SHARE * minutes
+    sft_minutes = sft_share * minutes
     return DemoPlan(n_train=N_TRAIN, n_test=N_TEST, n_rl=N_RL, model={}, sft={"max_minutes": sft_minutes},
                     rl=rl_budget(minutes - sft_minutes - PLANNED_OTHER_MINUTES))
 
@@ -134,23 +140,34 @@ def rl_minutes(budget: float, elapsed: float, sft_eval_minutes: float) -> float:
     return max(1.0, budget - elapsed - RL_EVAL_MARGIN * sft_eval_minutes - REPORT_MINUTES)
 
 
-def resolve(p: DemoPlan, out: Path, seed: int) -> tuple[ModelConfig, SFTConfig, RLConfig]:
+# Keys the demo sets itself, and the flag that sets each: an override of one would be overwritten
+# by the budget's split or the run's paths, or would silently undo them.
+DEMO_OWNED = {**{f"{section}.{key}": "--out" for section in ("sft", "rl") for key in ("train_data", "eval_data", "out_dir")},
+              "sft.seed": "--seed", "rl.seed": "--seed", "sft.max_minutes": "--minutes", "rl.max_minutes": "--minutes",
+              "rl.max_steps": "--minutes"}
+
+
+def resolve(p: DemoPlan, out: Path, seed: int, overrides: Sequence[str] = ()) -> tuple[ModelConfig, SFTConfig, RLConfig]:
     """The configurations a run trains with: the files' with the plan's changes, the run's paths
-    and its seed."""
+    and its seed, then the user's `overrides` (model.dim=96 sft.lr=2e-3 rl.group_size=4)."""
+    owned = [key for key in (o.split("=", 1)[0].strip() for o in overrides) if key in DEMO_OWNED]
+    if owned:
+        raise ConfigError(f"the demo sets {', '.join(owned)} itself; use {', '.join(sorted({DEMO_OWNED[k] for k in owned}))} instead")
     # eval_data None: the demo evaluates each final model on the whole test set (stages 3 and 5);
     # periodic evaluation during training would spend minutes outside the budget
     sft = {**p.sft, "train_data": str(out / "data" / "train.jsonl"), "eval_data": None, "out_dir": str(out / "sft"), "seed": seed}
     rl = {**p.rl, "train_data": str(out / "data" / "rl_train.jsonl"), "eval_data": None, "out_dir": str(out / "rl"), "seed": seed}
-    return demo_configs(p.model, sft, rl)
+    return demo_configs(p.model, sft, rl, overrides)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bool = False, seed: int = 0,
-             progress: bool = True, overwrite: bool = False) -> Path:
+             progress: bool = True, overwrite: bool = False, overrides: Sequence[str] = (), sft_share: float = SFT_SHARE) -> Path:
     """The whole pipeline into `out_dir`, which must be empty or new unless `overwrite` (then the
-    earlier demo's data, checkpoints and metrics there are replaced)."""
+    earlier demo's data, checkpoints and metrics there are replaced). `overrides` change the
+    config files' settings for this run (`resolve`)."""
     out = Path(out_dir)
-    p = plan(minutes, quick)
-    model_cfg, sft_cfg, rl_cfg = resolve(p, out, seed)  # before any work: a bad config fails at once
+    p = plan(minutes, quick, sft_share)
+    model_cfg, sft_cfg, rl_cfg = resolve(p, out, seed, overrides)  # before any work: a bad config fails at once
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise RunDirError(f"{out} is not empty (an earlier demo?): --overwrite replaces that run, or --out another directory")
     started = time.perf_counter()
@@ -161,6 +178,8 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
         print(f"\n== {title}  (at {elapsed:.1f} min of a {minutes if not quick else 1:.0f}-minute budget)", flush=True)
         timings[name] = time.perf_counter()
 
+    if overrides:
+        print(f"the config files' settings, changed by: {' '.join(overrides)}")
     stage("data", "1/6 data: synthetic verifiable maths problems")
     data = demo_data(out / "data", p.n_train, p.n_test, seed, n_unseen=p.n_test, n_follow_up=p.n_test, n_hard=p.n_test, n_rl=p.n_rl)
     print(f"{p.n_train} training problems (1-4 steps, half from the phrasing grammar, a fifth of their words made up and a fifth swapped), {p.n_test} held-out (2-3 steps) "
@@ -190,7 +209,8 @@ def run_demo(out_dir: str | Path = "runs/demo", minutes: float = 20.0, quick: bo
     names = list(timings)
     minutes_per_stage = {a: (timings[b] - timings[a]) / 60 for a, b in zip(names, names[1:])}
     write_json(out / "run.json", {
-        "quick": quick, "minutes_budget": minutes, "seed": seed, "minutes_per_stage": minutes_per_stage,
+        "quick": quick, "minutes_budget": minutes, "seed": seed, "sft_share": sft_share, "overrides": list(overrides),
+        "minutes_per_stage": minutes_per_stage,
         "total_minutes": (timings["end"] - started) / 60, "plan": asdict(p),
         "configs": {"model": model_cfg.model_dump(), "sft": sft_cfg.model_dump(), "rl": rl_cfg.model_dump()},
     })

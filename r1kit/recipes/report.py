@@ -120,6 +120,8 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
     if meta:
         kind = "quick smoke run (tiny model)" if meta.get("quick") else f"{meta.get('minutes_budget')}-minute demo"
         lines += [f"A {kind}, seed {meta.get('seed')}, finished in {meta.get('total_minutes', 0):.1f} minutes.", ""]
+        if meta.get("overrides"):  # a variant of the demo, not the demo's own settings
+            lines += [f"The config files' settings changed by: `{' '.join(meta['overrides'])}`.", ""]
         if meta.get("minutes_per_stage"):
             lines += ["| stage | minutes |", "|---|---|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in meta["minutes_per_stage"].items()]
