@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-from paired import paired
+from paired import interval, paired
 from results_file import write_results
 
-from r1kit.recipes.data import EVAL_SETS
+from r1kit.recipes.data import EVAL_SETS, rows_file
 
 KEYS = ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps", "reward")
 
@@ -56,27 +56,22 @@ def main() -> None:
         print(f"  {name}: SFT {sft['accuracy']:.1%} -> GRPO {figures['sets']['rl'].get(name, {}).get('accuracy', float('nan')):.1%}"
               + (f" ({interval(change)})" if change else ""))
     if args.against:
-        figures["against"] = {"run": args.against, **against(run, Path(args.against))}
+        figures["against"] = {"run": args.against, "paired": against(run, Path(args.against))}
         for stage, sets in figures["against"]["paired"].items():
             print(f"  {stage} against {args.against}: " + ", ".join(f"{name} {interval(d)}" for name, d in sets.items()))
     print(f"wrote {write_results(args.results, figures)}")
 
 
-def interval(d: dict) -> str:
-    """A paired difference in points with its 95% interval: +3.2 [+0.1, +6.3]."""
-    return f"{d['diff'] * 100:+.1f} [{d['ci95'][0] * 100:+.1f}, {d['ci95'][1] * 100:+.1f}]"
-
-
 def eval_rows(run: Path, stage: str, name: str) -> list[dict] | None:
     """The per-problem rows `r1kit demo` wrote beside a stage's evaluation of one set, if any."""
-    path = run / stage / EVAL_SETS[name].replace(".json", "_rows.jsonl")
+    path = rows_file(run / stage / EVAL_SETS[name])
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else None
 
 
 def against(run: Path, other: Path) -> dict:
-    """This run's paired difference from `other` per stage and set, where both have the rows. Runs
+    """This run's paired difference from `other` by stage, then set, where both have the rows. Runs
     of different seeds hold different problems: that is an error, not a comparison."""
-    out: dict = {"paired": {}}
+    out: dict = {}
     for stage in ("sft", "rl"):
         for name in EVAL_SETS:
             mine, theirs = eval_rows(run, stage, name), eval_rows(other, stage, name)
@@ -84,8 +79,8 @@ def against(run: Path, other: Path) -> dict:
                 continue
             if [r["question"] for r in mine] != [r["question"] for r in theirs]:
                 raise SystemExit(f"{run} and {other} evaluated different {name} problems: runs of one seed pair, not of two")
-            out["paired"].setdefault(stage, {})[name] = paired(mine, theirs)
-    if not out["paired"]:
+            out.setdefault(stage, {})[name] = paired(mine, theirs)
+    if not out:
         raise SystemExit(f"{run} and {other} share no evaluation rows to pair (RUN/sft/eval_rows.jsonl and the like)")
     return out
 

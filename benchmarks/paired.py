@@ -15,3 +15,8 @@ def paired(rows_x: list[dict], rows_y: list[dict], same: str = "question") -> di
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
     half = 1.96 * sd / math.sqrt(len(d))
     return {"n": len(d), "diff": mean, "ci95": [mean - half, mean + half]}
+
+
+def interval(p: dict) -> str:
+    """A paired difference with its 95% interval, as printed: +3.2% [+0.1%, +6.3%]."""
+    return f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]"

@@ -28,7 +28,7 @@ import json
 import statistics
 from pathlib import Path
 
-from paired import paired
+from paired import interval, paired
 from phrasings_result import run_figures
 from results_file import write_results
 
@@ -99,7 +99,7 @@ def main() -> None:
         figures["paired_unseen"].append({"of": second, "against": first, "by_seed": by_seed,
                                          "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
         print(f"{second} - {first}, template-held-out: " + ", ".join(
-            f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
+            interval(p) for p in by_seed)
             + f"; mean {figures['paired_unseen'][-1]['mean_diff']:+.1%}")
     all_rows = {r: rows_by_set(r) for runs in runs_of.values() for r in runs}
     if all(all_rows.values()):
@@ -112,7 +112,7 @@ def main() -> None:
                 figures["paired_other_sets"].append({"of": second, "against": first, "set": name, "by_seed": by_seed,
                                                      "mean_diff": statistics.mean(p["diff"] for p in by_seed)})
                 print(f"{second} - {first}, {name}: " + ", ".join(
-                    f"{p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]" for p in by_seed)
+                    interval(p) for p in by_seed)
                     + f"; mean {figures['paired_other_sets'][-1]['mean_diff']:+.1%}")
     print(f"wrote {write_results(args.results, figures)}")
 

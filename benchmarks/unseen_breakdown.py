@@ -40,7 +40,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from paired import paired
+from paired import interval, paired
 from results_file import write_results
 
 from r1kit.data.schema import read_jsonl, write_jsonl
@@ -212,7 +212,7 @@ def main() -> None:
             by_run.append({"rows": path, "accuracy": sum(r["accuracy"] for r in rows) / len(rows),
                            **paired(rows, base_rows, same="gold")})
         figures["variants"][name] = by_run
-        print(f"{name}: " + ", ".join(f"{r['accuracy']:.1%} ({r['diff']:+.1%} [{r['ci95'][0]:+.1%}, {r['ci95'][1]:+.1%}])" for r in by_run))
+        print(f"{name}: " + ", ".join(f"{r['accuracy']:.1%} ({interval(r)})" for r in by_run))
     if args.paired:
         first, *later = args.rows
         base = rows_of[first]
@@ -228,7 +228,7 @@ def main() -> None:
             figures["paired"][path] = by_part = paired_by_readability(examples[: len(rows)], rows, base)
             if args.tokenizer:
                 by_part.update(paired_by_length(lengths, rows, base))
-            print(f"{path} - {first}: " + "; ".join(f"{part} {p['diff']:+.1%} [{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}] (n={p['n']})"
+            print(f"{path} - {first}: " + "; ".join(f"{part} {interval(p)} (n={p['n']})"
                                                    for part, p in by_part.items()))
     print(f"wrote {write_results(args.results, figures)}")
 

@@ -56,6 +56,13 @@ N_RL = 4000  # RL's training problems, questions and answers only: more than a 1
 EVAL_SETS = {"test": "eval.json", "unseen": "eval_unseen.json", "follow_up": "eval_follow_up.json", "hard": "eval_hard.json"}
 
 
+def rows_file(eval_file: str | Path) -> Path:
+    """Where the demo writes the per-problem rows beside one of its evaluations: eval_unseen.json ->
+    eval_unseen_rows.jsonl."""
+    eval_file = Path(eval_file)
+    return eval_file.with_name(f"{eval_file.stem}_rows.jsonl")
+
+
 def demo_data(out_dir: str | Path, n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = 0,
               n_unseen: int = N_UNSEEN, n_follow_up: int = N_FOLLOW_UP, n_hard: int = N_HARD,
               n_rl: int = N_RL) -> dict[str, Path]:

@@ -44,7 +44,7 @@ from r1kit.data.tokenizer import Tokenizer
 from r1kit.evaluate import evaluate, print_table
 from r1kit.interop.checkpoint import atomic_directory, load_pretrained
 from r1kit.recipes.configs import demo_configs
-from r1kit.recipes.data import EVAL_SETS, N_RL, N_TEST, N_TRAIN, demo_data
+from r1kit.recipes.data import EVAL_SETS, N_RL, N_TEST, N_TRAIN, demo_data, rows_file
 from r1kit.recipes.report import write_report
 from r1kit.train.grpo import RLConfig, train_rl
 from r1kit.train.loop import RunDirError
@@ -245,7 +245,7 @@ def _evaluate(checkpoint: Path, data: Path, settings: SFTConfig, out_json: Path)
     result = evaluate(model, tok, examples, batch_size=settings.eval_batch_size, max_new_tokens=settings.max_new_tokens)
     summary = {"checkpoint": str(checkpoint), "data": str(data), **result.summary()}
     write_json(out_json, summary)
-    write_jsonl(out_json.with_name(f"{out_json.stem}_rows.jsonl"), result.rows)
+    write_jsonl(rows_file(out_json), result.rows)
     print_table(result.summary(), title=f"{checkpoint} on {len(examples)} held-out problems")
     return summary
 
