@@ -6,7 +6,10 @@ time (the schedule decays over them) with a snapshot at half of them, and evalua
 model and the snapshot greedily on the 500 held-out problems, as `r1kit eval` does.
 
     python benchmarks/sft_target.py [--minutes 20] [--seed 0] [--out-dir runs/sft_target] \\
-        [--results benchmarks/results/sft_target_20min.json] [--snapshots 1,2,5] [--overwrite]
+        [--results benchmarks/results/sft_target_20min.json] [--snapshots 1,2,5] [--overwrite] [KEY=VALUE ...]
+
+KEY=VALUE changes the config file's model or sft settings as `r1kit train sft` takes them
+(model.attention.kind=multiscale: the article's attention layer, which the README's figure measured).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ def main() -> None:
     parser.add_argument("--results", default=None, help="default: benchmarks/results/sft_target_<minutes>min.json")
     parser.add_argument("--snapshots", default="", help="more snapshot minutes for benchmarks/sft_curves.py, e.g. 1,2,5")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out-dir (refused without it)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="model.* or sft.* settings, e.g. model.attention.kind=multiscale")
     args = parser.parse_args()
+    if any(o.startswith("rl.") for o in args.overrides):
+        parser.error("only model.* and sft.* settings apply to SFT")
 
     from r1kit.data.schema import load_examples
     from r1kit.data.tokenizer import Tokenizer
@@ -42,10 +48,10 @@ def main() -> None:
     model_cfg, sft_cfg, _ = demo_configs(sft={
         "train_data": str(data["train"]), "eval_data": None, "out_dir": str(out / "sft"), "seed": args.seed,
         "max_minutes": args.minutes,
-        "snapshot_minutes": sorted({half, *(float(m) for m in args.snapshots.split(",") if m)})})
+        "snapshot_minutes": sorted({half, *(float(m) for m in args.snapshots.split(",") if m)})}, overrides=args.overrides)
     final = train_sft(model_cfg, sft_cfg, overwrite=args.overwrite)
     test = load_examples(data["test"]).examples
-    figures = {"sft_config": sft_cfg.model_dump(), "model_config": model_cfg.model_dump()}
+    figures = {"sft_config": sft_cfg.model_dump(), "model_config": model_cfg.model_dump(), "overrides": args.overrides}
     for name, checkpoint in ((f"minute_{half:g}", out / "sft" / f"minutes_{half:g}"), (f"minute_{args.minutes:g}", final)):
         model, tok = load_pretrained(checkpoint), Tokenizer.load(checkpoint)
         summary = evaluate(model, tok, test, batch_size=sft_cfg.eval_batch_size, max_new_tokens=sft_cfg.max_new_tokens).summary()

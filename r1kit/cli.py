@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="change the config files' settings for this run: model.dim=96 model.attention.kind=dense sft.lr=2e-3 "
+                   help="change the config files' settings for this run: model.dim=96 model.attention.kind=multiscale sft.lr=2e-3 "
                         "rl.group_size=4 (budgets, paths and seed come from --minutes, --out and --seed)")
     p.set_defaults(func=cmd_demo)
 

@@ -26,11 +26,14 @@ def test_quick_demo_writes_every_artefact(run):
         model, tok = load_pretrained(run / ckpt), Tokenizer.load(run / ckpt)
         assert model.num_params() > 0 and tok.vocab_size == model.config.vocab_size
     report = (run / "report.md").read_text()
-    for plot in ("sft_loss", "rl_reward", "expert_load", "gates", "sft_vs_rl"):
+    meta = json.loads((run / "run.json").read_text())
+    # the demo's attention is configs/demo.yaml's, dense: no branch gates to plot (a multi-scale model's: below)
+    assert meta["configs"]["model"]["attention"]["kind"] == "dense" and "dense attention" in report
+    assert not (run / "plots" / "gates.png").exists() and "gates.png" not in report
+    for plot in ("sft_loss", "rl_reward", "expert_load", "sft_vs_rl"):
         png = run / "plots" / f"{plot}.png"
         assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG", plot
         assert f"plots/{plot}.png" in report
-    meta = json.loads((run / "run.json").read_text())
     assert meta["quick"] and set(meta["minutes_per_stage"]) == {"data", "sft", "sft_eval", "rl", "rl_eval", "report"}
     assert meta["overrides"] == ["sft.warmup_steps=5"] and meta["configs"]["sft"]["warmup_steps"] == 5
     assert "changed by: `sft.warmup_steps=5`" in report
@@ -71,6 +74,36 @@ def test_report_states_the_equal_minutes_baseline_beside_the_rl_result(run):
     assert "| RL | hard |" in text
     hard = json.loads(RL_BASELINE.read_text())["summary"]["hard"]  # measured, shipped with the repository
     assert f"more minutes of SFT on its own traces gave {hard['b']:.1%}" in text
+
+
+def test_report_plots_the_gates_of_a_multiscale_model(run, tmp_path):
+    """A run of the multi-scale layer (`r1kit demo model.attention.kind=multiscale`) gets the gate
+    plot: the quick run's directory with its evaluations redone by a multi-scale model."""
+    import shutil
+
+    from r1kit.config import preset
+    from r1kit.model.transformer import Transformer
+    from r1kit.recipes.report import write_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    tok = Tokenizer.load(run / "sft" / "final")
+    config = preset("tiny").model_copy(update={"vocab_size": tok.vocab_size, "max_seq_len": 256})
+    model = Transformer(config)
+    assert model.config.attention.kind == "multiscale"
+    examples = load_examples(run / "data" / "test.jsonl").examples[:4]
+    summary = evaluate(model, tok, examples, batch_size=4, max_new_tokens=8).summary()
+    gates = summary["gate_mean_per_layer"]  # per layer: the mean weight of local, global, symbolic
+    assert len(gates) == config.n_layers and all(sum(g) == pytest.approx(1, abs=1e-4) for g in gates)
+    for stage in ("sft", "rl"):  # the saved evaluation, with the multi-scale model's figures
+        saved = copy / stage / EVAL_SETS["test"]
+        saved.write_text(json.dumps({**json.loads(saved.read_text()), **summary}))
+    meta = json.loads((copy / "run.json").read_text())
+    meta["configs"]["model"] = config.model_dump()
+    (copy / "run.json").write_text(json.dumps(meta))
+    report = write_report(copy).read_text()
+    assert (copy / "plots" / "gates.png").stat().st_size > 1000 and "plots/gates.png" in report
+    assert "multi-scale attention (local + global + symbolic, mixed by learned gates)" in report
 
 
 def test_report_rebuilds_from_saved_metrics(run):

@@ -10,9 +10,9 @@ Stages (each shows progress; the time budget is split between the two trainings)
                 RL's problems (3-5 steps, a third one step past SFT's traces), questions and
                 answers only, and 500 held-out 5-step ones;
   2. SFT        tokenizer trained on the training text, then supervised fine-tuning of the demo
-                model (MoE with load-penalty routing + multi-scale attention), 55% of the budget
-                (SFT_SHARE; --sft-share);
-  3. eval       greedy accuracy, step validity, steps, expert use and attention gates, on each
+                model (MoE with load-penalty routing, dense attention: configs/demo.yaml says why),
+                55% of the budget (SFT_SHARE; --sft-share);
+  3. eval       greedy accuracy, step validity, steps, expert use and a multi-scale model's gates, on each
                 held-out set (recipes.data.EVAL_SETS: test, unseen, follow_up, hard);
   4. GRPO       RL from the SFT checkpoint with the composite reward on the harder problems, for
                 what the budget has left (less RL's evaluation and the report; `rl_minutes`);
@@ -25,7 +25,7 @@ runs/demo/data/test.jsonl runs/demo/data/unseen.jsonl runs/demo/data/hard.jsonl 
 
 The settings are configs/demo.yaml's (model, sft) and configs/rl_demo.yaml's (rl), as `r1kit train`
 reads them (r1kit.recipes.configs); the demo changes only the budgets (`plan`), the paths and the
-seed, then applies the KEY=VALUE overrides a user gives (model.attention.kind=dense). `--quick`
+seed, then applies the KEY=VALUE overrides a user gives (model.attention.kind=multiscale). `--quick`
 runs the same pipeline on the tiny model with small data (about a minute), a smoke run of every
 stage, not a result: its changes to the files are the one dict QUICK.
 """

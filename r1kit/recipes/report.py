@@ -115,6 +115,18 @@ def write_report(run_dir: str | Path) -> Path:
     return report
 
 
+def _architecture(model: dict | None) -> str:
+    """"4 x 128, dense attention, MoE 4 experts top-2 (load_penalty); " from run.json's model config."""
+    if not model:
+        return ""
+    attention = model["attention"]
+    kind = (f"multi-scale attention ({' + '.join(attention['branches'])}, mixed by learned gates)"
+            if attention["kind"] == "multiscale" else "dense attention")
+    moe = model["moe"]
+    ffn = (f"MoE {moe['n_experts']} experts top-{moe['top_k']} ({moe['balancing']})" if moe["n_experts"] else "dense FFN")
+    return f"{model['n_layers']} layers x {model['dim']}, {kind}, {ffn}; "
+
+
 def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: list[dict], figures) -> str:
     lines = [f"# r1kit run report: {run}", ""]
     if meta:
@@ -128,7 +140,8 @@ def _markdown(run: Path, meta: dict, evals: dict, sft_log: list[dict], rl_log: l
             lines.append("")
     start = next((r for r in sft_log if r.get("event") == "start"), None)
     if start:
-        lines += [f"Model: {start['params']:,} parameters ({start['active_params']:,} active per token), "
+        shape = _architecture(meta.get("configs", {}).get("model"))
+        lines += [f"Model: {shape}{start['params']:,} parameters ({start['active_params']:,} active per token), "
                   f"vocabulary {start['vocab_size']}; SFT on {start['examples']:,} examples.", ""]
     if evals:
         lines += ["## Held-out evaluation (greedy decoding, the verifier's scores)", "",
