@@ -116,7 +116,8 @@ def write_report(run_dir: str | Path) -> Path:
 
 
 def _architecture(model: dict | None) -> str:
-    """"4 x 128, dense attention, MoE 4 experts top-2 (load_penalty); " from run.json's model config."""
+    """The model line's shape from run.json's model config: '4 layers x 128, dense attention, MoE 4
+    experts top-2 (load_penalty); '."""
     if not model:
         return ""
     attention = model["attention"]
