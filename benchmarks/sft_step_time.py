@@ -40,7 +40,7 @@ def main() -> None:
     encoded, _ = encode_examples(tok, load_examples(args.data).examples[:4000], cfg.max_len)
     lengths = [len(ids) for ids, _ in encoded]
     model = model_for_tokenizer(model_cfg, tok)
-    optimizer = sft_optimizer(model, cfg)
+    optimizer, optimizer_choice = sft_optimizer(model, cfg)
     model.train()
 
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "optimiser": [], "step": []}
@@ -65,7 +65,8 @@ def main() -> None:
                 parts[name].append(seconds)
             tokens.append(int((targets != tok.pad_id).sum()))
     print(f"{' '.join(args.overrides) or 'config as is'}: B={cfg.batch_size}, {statistics.mean(tokens):.0f} tokens a step, "
-          f"{torch.get_num_threads()} threads, medians of {args.steps} steps")
+          f"{torch.get_num_threads()} threads, medians of {args.steps} steps"
+          + (f", Newton-Schulz in {optimizer_choice['muon_ns_dtype']}" if optimizer_choice else ""))
     print("  " + "  ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in parts.items()))
 
 

@@ -57,8 +57,10 @@ def main() -> None:
         summary = evaluate(model, tok, test, batch_size=sft_cfg.eval_batch_size, max_new_tokens=sft_cfg.max_new_tokens).summary()
         figures[name] = {k: summary[k] for k in ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")}
         print(f"{name}: accuracy {summary['accuracy']:.1%} on {summary['n']} held-out problems")
-    metrics = [line for line in (out / "sft" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    last = json.loads(metrics[-1])
+    lines = (out / "sft" / "metrics.jsonl").read_text().splitlines()
+    start = json.loads(lines[0])  # the run's hardware choices (dtype, Newton-Schulz precision) and their reasons
+    figures["choices"] = {k: v for k, v in start.items() if k.startswith(("dtype", "muon_ns_dtype"))}
+    last = json.loads([line for line in lines if '"loss"' in line][-1])
     figures["steps"], figures["train_minutes"] = last["step"], last["train_minutes"]
     path = write_results(args.results or f"benchmarks/results/sft_target_{args.minutes:g}min.json", figures)
     print(f"wrote {path}")

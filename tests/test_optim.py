@@ -7,7 +7,8 @@ import torch
 
 from r1kit.config import preset
 from r1kit.model.transformer import Transformer
-from r1kit.train.optim import MuonAdamW, muon_adamw, muon_param_names, orthogonalize
+import r1kit.train.optim as optim
+from r1kit.train.optim import MuonAdamW, muon_adamw, muon_param_names, ns_dtype, orthogonalize
 
 
 def test_orthogonalize_flattens_singular_values_per_matrix():
@@ -24,6 +25,46 @@ def test_orthogonalize_flattens_singular_values_per_matrix():
         assert torch.allclose(o[1], orthogonalize(x[1]), atol=1e-5)
         u, _, vh = torch.linalg.svd(x[0], full_matrices=False)
         assert torch.nn.functional.cosine_similarity(o[0].flatten(), (u @ vh).flatten(), dim=0) > 0.97
+
+
+def test_orthogonalize_in_bf16_matches_fp32():
+    # the reference Muon iterates in bf16; the result must be the fp32 one up to bf16 rounding
+    torch.manual_seed(0)
+    g = torch.randn(4, 176, 128)
+    exact, low = orthogonalize(g), orthogonalize(g, dtype=torch.bfloat16)
+    assert low.dtype == torch.float32 and low.shape == g.shape
+    s = torch.linalg.svdvals(low)
+    assert s.min() > 0.5 and s.max() < 1.3, (s.min(), s.max())
+    cos = torch.nn.functional.cosine_similarity(exact.flatten(1), low.flatten(1), dim=1)
+    assert cos.min() > 0.999, cos
+
+
+def test_ns_dtype_follows_the_cpu_unless_asked(monkeypatch):
+    assert ns_dtype("fp32", "cpu") == (torch.float32, "asked for")
+    assert ns_dtype("bf16", "cpu")[0] == torch.bfloat16
+    monkeypatch.setattr(optim, "cpu_native_bf16", lambda: (True, "avx512_bf16"))
+    assert ns_dtype("auto", "cpu")[0] == torch.bfloat16
+    monkeypatch.setattr(optim, "cpu_native_bf16", lambda: (False, "no amx_bf16 / avx512_bf16 flag"))
+    dtype, reason = ns_dtype("auto", "cpu")
+    assert dtype == torch.float32 and "without native bf16" in reason
+    with pytest.raises(ValueError, match="fp16"):
+        ns_dtype("fp16", "cpu")
+
+
+def test_muon_step_with_bf16_iterations_tracks_fp32():
+    torch.manual_seed(0)
+    w32 = torch.randn(2, 48, 32, requires_grad=True)
+    w16 = w32.detach().clone().requires_grad_()
+    opts = [MuonAdamW([{"params": [w], "use_muon": True}], lr=1e-2, ns_dtype=d) for w, d in ((w32, torch.float32), (w16, torch.bfloat16))]
+    start = w32.detach().clone()
+    for step in range(3):
+        for opt, w in zip(opts, (w32, w16)):
+            opt.zero_grad()
+            (w.sin() * (step + 1)).sum().backward()
+            opt.step()
+    assert w16.dtype == torch.float32 and opts[1].state[w16]["momentum_buffer"].dtype == torch.float32
+    moved32, moved16 = (w32 - start).detach(), (w16 - start).detach()
+    assert torch.nn.functional.cosine_similarity(moved32.flatten(), moved16.flatten(), dim=0) > 0.999
 
 
 def test_adamw_groups_match_torch_adamw():

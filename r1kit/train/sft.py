@@ -43,14 +43,14 @@ from r1kit import config as config_mod
 from r1kit.config import ModelConfig
 from r1kit.data.schema import Example, load_examples
 from r1kit.data.tokenizer import Tokenizer
-from r1kit.device import resolve_device
+from r1kit.device import DtypeName, resolve_device
 from r1kit.evaluate import evaluate
 from r1kit.format import format_completion
 from r1kit.interop.checkpoint import load_config, load_pretrained, save_pretrained
 from r1kit.model.transformer import Transformer
 from r1kit.train.averaging import WeightAverages, average_dir_name, parse_average
 from r1kit.train.loop import RunConfig, TrainingLoop, batch_indices, check_same_settings
-from r1kit.train.optim import adamw, muon_adamw
+from r1kit.train.optim import adamw, muon_adamw, ns_dtype
 
 
 # the reasoning SFT writes after the question (SFTConfig.trace says what each is)
@@ -85,6 +85,9 @@ class SFTConfig(RunConfig):
         "68.2% vs 16.0% greedy accuracy after 1950 demo steps, ~10% dearer a step (docs/benchmarks.md); 'adamw' everywhere"
     )
     muon_lr: float | None = Field(None, gt=0, description="peak learning rate of the Muon group (optimizer 'muon'); None = lr. It follows the same schedule")
+    muon_ns_dtype: DtypeName = Field(
+        "auto", description="precision of Muon's Newton-Schulz iterations; 'auto': bf16 where the hardware multiplies it natively "
+        "(as the reference Muon), fp32 elsewhere (r1kit.train.optim.ns_dtype; docs/benchmarks.md)")
     weight_decay: float = Field(0.1, ge=0, description="decoupled decay on matrices only (not norms, biases)")
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (Muon's momentum is its own 0.95)")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
@@ -190,10 +193,13 @@ def make_batch(encoded: list[tuple[list[int], int]], indices: list[int], pad_id:
 # ----------------------------------------------------------------------------- optimisation
 
 
-def sft_optimizer(model: Transformer, cfg: SFTConfig) -> torch.optim.Optimizer:
+def sft_optimizer(model: Transformer, cfg: SFTConfig, device="cpu") -> tuple[torch.optim.Optimizer, dict]:
+    """The optimiser, and what it chose from the hardware (for the run's start record)."""
     if cfg.optimizer == "adamw":
-        return adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    return muon_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), muon_lr=cfg.muon_lr)
+        return adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2)), {}
+    dtype, reason = ns_dtype(cfg.muon_ns_dtype, device)
+    optimizer = muon_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), muon_lr=cfg.muon_lr, ns_dtype=dtype)
+    return optimizer, {"muon_ns_dtype": str(dtype).removeprefix("torch."), "muon_ns_dtype_reason": reason}
 
 
 def decayed_lr(step: int, cfg: SFTConfig, train_seconds: float = 0.0) -> float:
@@ -285,7 +291,7 @@ def train_sft(
         raise ValueError(f"no training example fits in max_len={cfg.max_len} tokens ({dropped} dropped)")
 
     lengths = [len(ids) for ids, _ in encoded]
-    optimizer = sft_optimizer(model, cfg)
+    optimizer, optimizer_choice = sft_optimizer(model, cfg, device)
     # the average final/ holds first, then the ones saved beside it; they travel in last/trainer_state
     averages = WeightAverages(model, ([cfg.average] if cfg.average else []) + cfg.weight_averages)
     final_average = averages.items[0] if cfg.average else None
@@ -294,7 +300,7 @@ def train_sft(
                         before_final=(lambda: final_average.copy_to(model)) if final_average else None, start_record={
         "examples": len(encoded), "dropped_too_long": dropped, "params": model.num_params(),
         "active_params": model.num_params(active=True), "vocab_size": tok.vocab_size,
-        "model": model.config.model_dump(), "sft": cfg.model_dump()})
+        "model": model.config.model_dump(), "sft": cfg.model_dump(), **optimizer_choice})
 
     def train_step(step: int, train_seconds: float) -> dict:
         lr = decayed_lr(step, cfg, train_seconds)
