@@ -440,6 +440,41 @@ def test_non_finite_loss_skips_the_step(toy):
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.parametrize("routing_replay", [False, True])
+def test_first_pass_gives_the_rollout_policy_as_a_separate_forward_would(toy, routing_replay):
+    # the old-policy log-probs and experts taken from the first update pass's forward equal a separate
+    # no-grad forward's (the way it was done before), and the two-pass update is the same up to the
+    # float rounding between the two forwards (which AdamW magnifies only where a gradient is ~0)
+    cfg = RLConfig(train_data="x", lr=1e-2, ppo_epochs=2, routing_replay=routing_replay)
+    torch.manual_seed(0)
+    ids = torch.randint(7, 160, (4, 14))
+    mask = torch.zeros(4, 13)
+    mask[:, 6:] = 1
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    runs = []
+    for separate in (True, False):
+        model = load_pretrained(toy / "init")
+        start = [p.detach().clone() for p in model.parameters()]
+        optimizer = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.95))
+        batch = MicroBatch(ids, mask, advantages)
+        if separate:
+            with torch.no_grad():
+                batch.logp_old_BT, _ = token_logprobs(model.train(), ids)
+            batch.topk_old = model.last_routing()
+        passes = [policy_update(model, optimizer, [batch], cfg) for _ in range(cfg.ppo_epochs)]
+        moved = torch.cat([(p.detach() - s0).flatten() for p, s0 in zip(model.parameters(), start)])
+        runs.append((batch, passes, moved))
+    (batch_a, passes_a, moved_a), (batch_b, passes_b, moved_b) = runs
+    torch.testing.assert_close(batch_b.logp_old_BT, batch_a.logp_old_BT, atol=1e-5, rtol=1e-5)
+    assert len(batch_b.topk_old) == len(batch_a.topk_old) > 0
+    assert all(torch.equal(x, y) for x, y in zip(batch_a.topk_old, batch_b.topk_old))
+    assert passes_a[0]["clip_fraction"] == passes_b[0]["clip_fraction"] == 0.0  # ratio 1 on the first pass
+    assert passes_b[0]["routing_mismatch"] == 0.0
+    for pa, pb in zip(passes_a, passes_b):
+        assert pb["loss"] == pytest.approx(pa["loss"], abs=1e-6)
+    assert moved_a.norm() > 0 and (moved_a - moved_b).norm() < 1e-2 * moved_a.norm()
+
+
 def test_resume_reproduces_the_uninterrupted_run(toy, tmp_path):
     # KL to the reference, two passes per batch, routing replay and final/ part of the way from the init: every path of the loop
     extra = ["rl.beta=0.04", "rl.routing_replay=true", "rl.update_share=0.5"]

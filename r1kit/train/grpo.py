@@ -11,10 +11,11 @@ What one step does:
      (below), plus any extra reward functions (`reward_fns`, in TRL's signature
      fn(completions, answer=, question=, optimal_steps=) -> floats, as r1kit.reward.trl's);
   4. turns rewards into advantages within each problem's group (`group_advantages`);
-  5. one no-grad forward over prompt + completion gives the rollout ("old") policy's per-token
-     log-probs and each MoE layer's expert choices; with beta > 0 the frozen init (SFT) model gives
-     reference log-probs (with beta = 0 no reference model is built at all);
-  6. `ppo_epochs` passes over the rollout batch, each one optimiser step over all its micro-batches:
+  5. with beta > 0 the frozen init (SFT) model gives reference log-probs (with beta = 0 no
+     reference model is built at all);
+  6. `ppo_epochs` passes over the rollout batch, each one optimiser step over all its micro-batches;
+     the first pass's forward, on the rollout policy's weights, also gives the rollout ("old")
+     policy's per-token log-probs and each MoE layer's expert choices for the later passes:
      clipped surrogate + beta * k3 KL, summed over every response token of the batch and divided by
      their number; AdamW, gradient clipping, then the MoE balancing update (model.update_balancing);
   7. logs metrics as JSONL, evaluates greedily on held-out problems (evaluate.evaluate), writes
@@ -80,7 +81,7 @@ The trap in the reward
   use, so such steps pay a fraction of the term.
 
 MoE routing: record, measure, replay
-  Rollouts decode with the KV cache; the old-policy forward recomputes the same tokens in one full
+  Rollouts decode with the KV cache; the first update pass recomputes the same tokens in one full
   forward. Routing is per token and causal (load_penalty reads loads frozen between optimiser
   steps; capacity_factor must stay None, its train-mode drops depend on the batch), so the
   forward's expert choices equal the cached decode's up to float rounding: they are recorded as the
@@ -100,7 +101,7 @@ Metrics (out_dir/metrics.jsonl, one line per log_every steps, averaged over them
   clip_fraction, kl (beta > 0), entropy (mean per response token),
   routing_mismatch (MoE), grad_norm, skipped (optimiser steps skipped for a non-finite loss or
   gradient), rollout_tokens_per_s (completion tokens / rollout time), update_tokens_per_s
-  (ppo_epochs x prompt+completion tokens / time of the old, reference and update passes), lr,
+  (ppo_epochs x prompt+completion tokens / time of the reference and update passes), lr,
   utilisation / max_vio (MoE, last forward), train_minutes. Evaluation lines carry eval_* keys
   (evaluate.EvalResult.summary, whose `reward` is the article's R), at step 0 (the init model),
   every eval_every steps and at the end.
@@ -361,18 +362,6 @@ def make_micro_batches(
 
 
 @torch.no_grad()
-def record_rollout_policy(model: Transformer, batches: list[MicroBatch], temperature: float,
-                          autocast: Callable = contextlib.nullcontext) -> None:
-    """The rollout ("old") policy's log-probs and expert choices: one no-grad forward per
-    micro-batch, in train mode like the update forwards, so the first pass's ratio is exactly 1."""
-    model.train()
-    for mb in batches:
-        with autocast():
-            mb.logp_old_BT, _ = token_logprobs(model, mb.ids_BT, temperature)
-        mb.topk_old = model.last_routing()
-
-
-@torch.no_grad()
 def record_reference(ref_model: Transformer, batches: list[MicroBatch], temperature: float,
                      autocast: Callable = contextlib.nullcontext) -> None:
     for mb in batches:
@@ -384,7 +373,10 @@ def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches:
                   autocast: Callable = contextlib.nullcontext) -> dict:
     """One pass over the rollout batch: gradients accumulate over its micro-batches, then one
     optimiser step and the MoE balancing update. A non-finite loss or gradient norm skips the step
-    (gradients dropped, parameters and optimiser untouched) and reports skipped = 1."""
+    (gradients dropped, parameters and optimiser untouched) and reports skipped = 1.
+    The first pass runs on the rollout policy's own weights, so a micro-batch without the rollout
+    ("old") policy's log-probs and experts takes them from that pass's forward (ratio exactly 1, as
+    TRL does) instead of a separate no-grad forward: one forward of the batch fewer a step."""
     model.train()
     n_tokens = sum(float(mb.mask_BT.sum()) for mb in batches)
     sums = {"loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
@@ -394,9 +386,11 @@ def policy_update(model: Transformer, optimizer: torch.optim.Optimizer, batches:
         sums["routing_mismatch"] = 0.0
     skipped = False
     for mb in batches:
-        replay = model.replay_routing(mb.topk_old) if cfg.routing_replay else contextlib.nullcontext()
+        replay = model.replay_routing(mb.topk_old) if cfg.routing_replay and mb.logp_old_BT is not None else contextlib.nullcontext()
         with replay, autocast():
             logp_BT, entropy_BT = token_logprobs(model, mb.ids_BT, cfg.temperature)
+        if mb.logp_old_BT is None:  # the first pass: these weights are the rollout policy
+            mb.logp_old_BT, mb.topk_old = logp_BT.detach(), model.last_routing()
         loss, clip_fraction = clipped_surrogate(logp_BT, mb.logp_old_BT, mb.advantages_B, mb.mask_BT, cfg.epsilon, n_tokens)
         if cfg.beta > 0:
             kl = (k3_kl(logp_BT, mb.logp_ref_BT) * mb.mask_BT).sum() / n_tokens
@@ -542,7 +536,6 @@ def train_rl(
 
         t1 = time.perf_counter()
         batches = make_micro_batches(prompt_rows, completions, advantages_N, tok.pad_id, cfg.micro_batch_size, device)
-        record_rollout_policy(model, batches, cfg.temperature, loop.autocast)
         if ref_model is not None:
             record_reference(ref_model, batches, cfg.temperature, loop.autocast)
         passes = [policy_update(model, optimizer, batches, cfg, loop.autocast) for _ in range(cfg.ppo_epochs)]
