@@ -87,7 +87,8 @@ class SFTConfig(RunConfig):
     muon_lr: float | None = Field(None, gt=0, description="peak learning rate of the Muon group (optimizer 'muon'); None = lr. It follows the same schedule")
     muon_ns_dtype: DtypeName = Field(
         "auto", description="precision of Muon's Newton-Schulz iterations; 'auto': bf16 where the hardware multiplies it natively "
-        "(as the reference Muon), fp32 elsewhere (r1kit.train.optim.ns_dtype; docs/benchmarks.md)")
+        "(as the reference Muon; ~5% more SFT steps a minute here, but a little worse per step on two seeds: about even at equal "
+        "minutes), fp32 elsewhere (r1kit.train.optim.ns_dtype; docs/benchmarks.md, \"Faster steps\")")
     weight_decay: float = Field(0.1, ge=0, description="decoupled decay on matrices only (not norms, biases)")
     beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1 (Muon's momentum is its own 0.95)")
     beta2: float = Field(0.95, ge=0, lt=1, description="AdamW beta2; 0.95 (not 0.999) reacts faster, as in GPT-3 / Llama training")
