@@ -66,6 +66,18 @@ def cpu_native_bf16() -> tuple[bool, str]:
     return bool(native), ", ".join(native) if native else "no amx_bf16 / avx512_bf16 flag"
 
 
+def native_bf16(device) -> tuple[bool, str]:
+    """(whether `device` multiplies bf16 natively, what says so): a CUDA GPU with bf16 (Ampere and
+    later), a CPU with AMX or AVX512-BF16. The one hardware test behind every bf16 choice."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        has = torch.cuda.is_bf16_supported()
+        return has, f"CUDA GPU {'with' if has else 'without'} bf16 ({torch.cuda.get_device_name(device)})"
+    native, flags = cpu_native_bf16()
+    return native, f"CPU {'with' if native else 'without'} native bf16 ({flags})"
+
+
 def choose_dtype(requested: str, device, n_params: int) -> tuple[str, str]:
     """("fp32" | "bf16", the reason) for `requested` ("auto" | "fp32" | "bf16") on `device`, for a
     model of `n_params` parameters."""
@@ -75,16 +87,12 @@ def choose_dtype(requested: str, device, n_params: int) -> tuple[str, str]:
         return requested, "asked for"
     if requested != "auto":
         raise DeviceError(f"unknown dtype {requested!r}; allowed: auto, fp32, bf16")
-    if torch.device(device).type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bf16", f"CUDA GPU with bf16 ({torch.cuda.get_device_name(device)})"
-        return "fp32", f"CUDA GPU without bf16 ({torch.cuda.get_device_name(device)})"
-    native, flags = cpu_native_bf16()
-    if not native:
-        return "fp32", f"CPU without native bf16 ({flags})"
+    native, hardware = native_bf16(device)
+    if not native or torch.device(device).type == "cuda":
+        return ("bf16" if native else "fp32"), hardware
     if n_params < BF16_CPU_MIN_PARAMS:
-        return "fp32", f"CPU with native bf16 ({flags}), but {n_params:,} parameters < {BF16_CPU_MIN_PARAMS:,}, below which bf16 was measured slower"
-    return "bf16", f"CPU with native bf16 ({flags}) and {n_params:,} parameters >= {BF16_CPU_MIN_PARAMS:,}"
+        return "fp32", f"{hardware}, but {n_params:,} parameters < {BF16_CPU_MIN_PARAMS:,}, below which bf16 was measured slower"
+    return "bf16", f"{hardware} and {n_params:,} parameters >= {BF16_CPU_MIN_PARAMS:,}"
 
 
 def autocast(device, dtype: str):

@@ -7,7 +7,7 @@ import torch
 
 from r1kit.config import preset
 from r1kit.model.transformer import Transformer
-import r1kit.train.optim as optim
+import r1kit.device as device
 from r1kit.train.optim import MuonAdamW, muon_adamw, muon_param_names, ns_dtype, orthogonalize
 
 
@@ -42,9 +42,9 @@ def test_orthogonalize_in_bf16_matches_fp32():
 def test_ns_dtype_follows_the_cpu_unless_asked(monkeypatch):
     assert ns_dtype("fp32", "cpu") == (torch.float32, "asked for")
     assert ns_dtype("bf16", "cpu")[0] == torch.bfloat16
-    monkeypatch.setattr(optim, "cpu_native_bf16", lambda: (True, "avx512_bf16"))
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda: (True, "avx512_bf16"))
     assert ns_dtype("auto", "cpu")[0] == torch.bfloat16
-    monkeypatch.setattr(optim, "cpu_native_bf16", lambda: (False, "no amx_bf16 / avx512_bf16 flag"))
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda: (False, "no amx_bf16 / avx512_bf16 flag"))
     dtype, reason = ns_dtype("auto", "cpu")
     assert dtype == torch.float32 and "without native bf16" in reason
     with pytest.raises(ValueError, match="fp16"):

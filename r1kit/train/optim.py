@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from r1kit.device import cpu_native_bf16
+from r1kit.device import native_bf16
 
 # Keller Jordan's quintic coefficients: push singular values of the normalised matrix towards ~1
 # in 5 steps, trading exactness (they land in ~[0.7, 1.2]) for speed.
@@ -71,11 +71,8 @@ def ns_dtype(requested: str, device) -> tuple[torch.dtype, str]:
         return (torch.bfloat16 if requested == "bf16" else torch.float32), "asked for"
     if requested != "auto":
         raise ValueError(f"unknown Newton-Schulz dtype {requested!r}; allowed: auto, fp32, bf16")
-    if torch.device(device).type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        return (torch.bfloat16 if bf16 else torch.float32), f"CUDA GPU {'with' if bf16 else 'without'} bf16"
-    native, flags = cpu_native_bf16()
-    return (torch.bfloat16 if native else torch.float32), f"CPU {'with' if native else 'without'} native bf16 ({flags})"
+    native, hardware = native_bf16(device)
+    return (torch.bfloat16 if native else torch.float32), hardware
 
 
 def muon_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
