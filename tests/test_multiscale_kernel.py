@@ -1,14 +1,17 @@
 """The fused CPU kernel for multi-scale attention in training, against the three-SDPA reference:
-outputs and gradients, empty branches, tied top-k scores, thread count, and the model's choice
-of kernel."""
+outputs and gradients, empty branches, tied top-k scores, thread count, the model's choice of
+kernel, and a later run's load after a build was killed."""
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from r1kit.model.kernels import multiscale as multiscale_kernel
+from r1kit.model.kernels.build import build_directory
 from r1kit.model.attention import multiscale_chunk
 from r1kit.config import preset
 from r1kit.model.transformer import Transformer
@@ -22,6 +25,19 @@ needs_kernel = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler on t
 @needs_kernel
 def test_the_kernel_builds_where_a_compiler_is_present():
     assert multiscale_kernel.available(), f"{COMPILER} is here, yet: {multiscale_kernel.unavailable_reason()}"
+
+
+@needs_kernel
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_run():
+    # torch's lock file, as a build killed mid-compile leaves it: the next process's load (here of
+    # the cached build) would wait for it forever; r1kit's removes it under its own flock and loads
+    assert multiscale_kernel.available()
+    stale = build_directory("r1kit_multiscale") / "lock"
+    stale.touch()
+    run = subprocess.run([sys.executable, "-c", "from r1kit.model.kernels import multiscale; print(multiscale.available())"],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0 and run.stdout.strip() == "True", run.stderr
+    assert "left by a build of the kernel that was killed" in run.stderr and not stale.exists()
 
 
 def _inputs(B, H, T, D, symbol_rate, seed=0):
