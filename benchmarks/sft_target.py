@@ -3,7 +3,9 @@
 Makes the demo's data (r1kit.recipes.data: 90,000 training problems of 1-4 steps, 500 held-out
 2-3-step problems, operands below 100), trains configs/demo.yaml's SFT for --minutes of training
 time (the schedule decays over them) with a snapshot at half of them, and evaluates the final
-model and the snapshot greedily on the 500 held-out problems, as `r1kit eval` does.
+model, the snapshot (the last step's weights) and the weight average at the same minute (the
+config's sft.average, what final/ holds at the end) greedily on the 500 held-out problems, as
+`r1kit eval` does.
 
     python benchmarks/sft_target.py [--minutes 20] [--seed 0] [--out-dir runs/sft_target] \\
         [--results benchmarks/results/sft_target_20min.json] [--snapshots 1,2,5] [--overwrite] [KEY=VALUE ...]
@@ -40,6 +42,7 @@ def main() -> None:
     from r1kit.interop.checkpoint import load_pretrained
     from r1kit.recipes.configs import demo_configs
     from r1kit.recipes.data import demo_data
+    from r1kit.train.averaging import average_dir_name
     from r1kit.train.sft import train_sft
 
     out = Path(args.out_dir)
@@ -52,7 +55,13 @@ def main() -> None:
     final = train_sft(model_cfg, sft_cfg, overwrite=args.overwrite)
     test = load_examples(data["test"]).examples
     figures = {"sft_config": sft_cfg.model_dump(), "model_config": model_cfg.model_dump(), "overrides": args.overrides}
-    for name, checkpoint in ((f"minute_{half:g}", out / "sft" / f"minutes_{half:g}"), (f"minute_{args.minutes:g}", final)):
+    # the snapshot at half the minutes holds the last step's weights; beside it, the same minute's
+    # weight average (sft.average), the kind of weights final/ holds
+    checkpoints = [(f"minute_{half:g}", out / "sft" / f"minutes_{half:g}")]
+    if sft_cfg.average:
+        checkpoints.append((f"minute_{half:g}_{average_dir_name(sft_cfg.average)}",
+                            out / "sft" / f"minutes_{half:g}_{average_dir_name(sft_cfg.average)}"))
+    for name, checkpoint in (*checkpoints, (f"minute_{args.minutes:g}", final)):
         model, tok = load_pretrained(checkpoint), Tokenizer.load(checkpoint)
         summary = evaluate(model, tok, test, batch_size=sft_cfg.eval_batch_size, max_new_tokens=sft_cfg.max_new_tokens).summary()
         figures[name] = {k: summary[k] for k in ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")}

@@ -116,3 +116,18 @@ def test_overwrite_removes_an_earlier_runs_averages(toy_train, tmp_path):
                                             "sft.max_steps=2"])
     train_sft(model_cfg, cfg, progress=False, overwrite=True)
     assert not (tmp_path / "run" / "average_ema_0.5").exists()  # not left to be taken for the new run's
+
+
+def test_snapshots_keep_the_averages_as_they_stood_at_that_minute(toy_train, tmp_path):
+    # the snapshot at minute 0 comes after step 1; a 1-step run ends on the same step (same batch,
+    # same rate at step 0 of either cosine schedule), so its final/ is the EMA as it stood then
+    _run(toy_train, tmp_path / "run", "sft.average=ema:0.5", "sft.weight_averages=['tail:0.5']", "sft.snapshot_minutes=[0]")
+    _run(toy_train, tmp_path / "one", "sft.average=ema:0.5", "sft.max_steps=1")
+    at_minute, one_step = _weights(tmp_path / "run" / "minutes_0_average_ema_0.5"), _weights(tmp_path / "one" / "final")
+    raw = _weights(tmp_path / "run" / "minutes_0")
+    assert all(torch.allclose(at_minute[k], one_step[k], atol=1e-6) for k in raw)
+    assert not torch.equal(at_minute["embed.weight"], raw["embed.weight"])  # half the first weights: not the step's own
+    # the tail starts at half the budget (step 2 of 4): nothing of it to keep at step 1
+    assert not (tmp_path / "run" / "minutes_0_average_tail_0.5").exists()
+    events = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("event") == "snapshot"]
+    assert [(e["step"], e["averages"]) for e in events] == [(1, {"ema:0.5": "minutes_0_average_ema_0.5"})]

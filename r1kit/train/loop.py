@@ -14,7 +14,7 @@ The loop owns the rest, once for both:
     snapshot events; reports and plots are rebuilt from it;
   - saving, atomically (r1kit.interop.checkpoint): `last/` with trainer state every `save_every`
     steps and at the end, `final/` at the end (after the trainer's `before_final`), `minutes_<m>/`
-    at the training minutes asked for;
+    at the training minutes asked for (and whatever the trainer's `on_snapshot` saves beside it);
   - evaluation every `eval_every` steps and at the end (and at the start, where the trainer asks);
   - stop rules: `max_steps`; `max_minutes` as a budget, not a deadline to overrun (no step starts
     that would end past it at the longest step time so far, so an RL run of 5-second steps asked
@@ -65,7 +65,8 @@ class RunConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="generation budget per completion (evaluation, rollouts); the demo's traces take ~60-100")
     save_every: int = Field(500, ge=1, description="steps between last/ checkpoints")
     snapshot_minutes: list[float] = Field(
-        [], description="training minutes at which to keep the weights in out_dir/minutes_<m>/ (accuracy-vs-minutes curves from one run)"
+        [], description="training minutes at which to keep the weights in out_dir/minutes_<m>/ (accuracy-vs-minutes curves from one run); "
+        "SFT keeps its weight averages then too, in out_dir/minutes_<m>_average_<kind>_<value>/"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU (r1kit.device)")
     dtype: Literal["auto", "fp32", "bf16"] = Field(
@@ -250,12 +251,15 @@ class TrainingLoop:
     def __init__(self, cfg: RunConfig, name: str, model: Transformer, optimizer: torch.optim.Optimizer,
                  resume: bool, start_record: dict, save_extra: Callable[[Path], None],
                  save_model: Callable[[Transformer, Path, Callable], None] = save_pretrained, overwrite: bool = False,
-                 run_state: RunState | None = None, before_final: Callable[[], None] | None = None):
+                 run_state: RunState | None = None, before_final: Callable[[], None] | None = None,
+                 on_snapshot: Callable[[Path], dict] | None = None):
         """`run_state`: more of the run's state to keep in last/trainer_state and restore on resume;
         `before_final()`: called once the trained weights are in last/, before final/ is written
-        and the end evaluation runs (SFT puts its weight average into the model there)."""
+        and the end evaluation runs (SFT puts its weight average into the model there);
+        `on_snapshot(directory)`: called once a snapshot's weights are in `directory`, to save more
+        beside it (SFT: its weight averages at that minute); what it returns joins the snapshot event."""
         self.cfg, self.name, self.model, self.optimizer = cfg, name, model, optimizer
-        self._run_state, self._before_final = run_state, before_final
+        self._run_state, self._before_final, self._on_snapshot = run_state, before_final, on_snapshot
         self.out = Path(cfg.out_dir)
         self.last, self.final, self.metrics_path = self.out / "last", self.out / "final", self.out / "metrics.jsonl"
         self._save_extra, self._save_model = save_extra, save_model
@@ -337,8 +341,10 @@ class TrainingLoop:
                 window.append(record)
                 window_time += elapsed
                 for minutes in [m for m in snapshots if self.train_time >= m * 60]:
-                    self.save(snapshots.pop(minutes), with_state=False)
-                    self.log({"event": "snapshot", "step": self.step, "minutes": minutes, "train_minutes": self.train_time / 60})
+                    directory = snapshots.pop(minutes)
+                    self.save(directory, with_state=False)
+                    extra = self._on_snapshot(directory) if self._on_snapshot is not None else {}
+                    self.log({"event": "snapshot", "step": self.step, "minutes": minutes, "train_minutes": self.train_time / 60, **extra})
                 over = out_of_time(cfg, self.train_time, longest_step)
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or over:  # the last steps are logged too
                     line = {"step": self.step, **log_line(window, window_time), "train_minutes": self.train_time / 60,

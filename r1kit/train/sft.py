@@ -296,8 +296,20 @@ def train_sft(
     # the average final/ holds first, then the ones saved beside it; they travel in last/trainer_state
     averages = WeightAverages(model, ([cfg.average] if cfg.average else []) + cfg.weight_averages)
     final_average = averages.items[0] if cfg.average else None
+
+    def save_snapshot_averages(snapshot: Path) -> dict:
+        """Each weight average as it stands at a snapshot's minute, saved beside the snapshot: the
+        kind of weights final/ holds, at that minute (mid-schedule: the learning rate not yet decayed)."""
+        saved = {}
+        for average in averages.items:
+            if average.count:  # a tail average that has not started yet has nothing to save
+                directory = snapshot.with_name(f"{snapshot.name}_{average_dir_name(average.spec)}")
+                save_pretrained(average.averaged_copy(model), directory, tok.save)
+                saved[average.spec] = directory.name
+        return {"averages": saved} if saved else {}
+
     loop = TrainingLoop(cfg, "sft", model, optimizer, resume, save_extra=tok.save, overwrite=overwrite,
-                        run_state=averages if averages else None,
+                        run_state=averages if averages else None, on_snapshot=save_snapshot_averages if averages else None,
                         before_final=(lambda: final_average.copy_to(model)) if final_average else None, start_record={
         "examples": len(encoded), "dropped_too_long": dropped, "params": model.num_params(),
         "active_params": model.num_params(active=True), "vocab_size": tok.vocab_size,
