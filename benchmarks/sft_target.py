@@ -17,7 +17,6 @@ KEY=VALUE changes the config file's model or sft settings as `r1kit train sft` t
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from results_file import write_results
@@ -36,13 +35,12 @@ def main() -> None:
     if any(o.startswith("rl.") for o in args.overrides):
         parser.error("only model.* and sft.* settings apply to SFT")
 
-    from r1kit.data.schema import load_examples
+    from r1kit.data.schema import load_examples, read_metrics
     from r1kit.data.tokenizer import Tokenizer
     from r1kit.evaluate import evaluate
     from r1kit.interop.checkpoint import load_pretrained
     from r1kit.recipes.configs import demo_configs
     from r1kit.recipes.data import demo_data
-    from r1kit.train.averaging import average_dir_name
     from r1kit.train.sft import train_sft
 
     out = Path(args.out_dir)
@@ -55,21 +53,21 @@ def main() -> None:
     final = train_sft(model_cfg, sft_cfg, overwrite=args.overwrite)
     test = load_examples(data["test"]).examples
     figures = {"sft_config": sft_cfg.model_dump(), "model_config": model_cfg.model_dump(), "overrides": args.overrides}
-    # the snapshot at half the minutes holds the last step's weights; beside it, the same minute's
-    # weight average (sft.average), the kind of weights final/ holds
-    checkpoints = [(f"minute_{half:g}", out / "sft" / f"minutes_{half:g}")]
-    if sft_cfg.average:
-        checkpoints.append((f"minute_{half:g}_{average_dir_name(sft_cfg.average)}",
-                            out / "sft" / f"minutes_{half:g}_{average_dir_name(sft_cfg.average)}"))
+    records = read_metrics(out / "sft" / "metrics.jsonl")
+    # the snapshot at half the minutes holds the last step's weights; its event names the weight
+    # averages saved beside it (sft.average among them: the kind of weights final/ holds)
+    snapshot = next(e for e in records if e.get("event") == "snapshot" and e["minutes"] == half)
+    snapshot_dir = f"minutes_{half:g}"
+    checkpoints = [(f"minute_{half:g}", out / "sft" / snapshot_dir)]
+    checkpoints += [(f"minute_{half:g}{d.removeprefix(snapshot_dir)}", out / "sft" / d) for d in snapshot.get("averages", {}).values()]
     for name, checkpoint in (*checkpoints, (f"minute_{args.minutes:g}", final)):
         model, tok = load_pretrained(checkpoint), Tokenizer.load(checkpoint)
         summary = evaluate(model, tok, test, batch_size=sft_cfg.eval_batch_size, max_new_tokens=sft_cfg.max_new_tokens).summary()
         figures[name] = {k: summary[k] for k in ("n", "accuracy", "step_validity", "mean_steps", "mean_optimal_steps")}
         print(f"{name}: accuracy {summary['accuracy']:.1%} on {summary['n']} held-out problems")
-    lines = (out / "sft" / "metrics.jsonl").read_text().splitlines()
-    start = json.loads(lines[0])  # the run's hardware choices (dtype, Newton-Schulz precision) and their reasons
+    start = records[0]  # the run's hardware choices (dtype, Newton-Schulz precision) and their reasons
     figures["choices"] = {k: v for k, v in start.items() if k.startswith(("dtype", "muon_ns_dtype"))}
-    last = json.loads([line for line in lines if '"loss"' in line][-1])
+    last = [r for r in records if "loss" in r][-1]
     figures["steps"], figures["train_minutes"] = last["step"], last["train_minutes"]
     path = write_results(args.results or f"benchmarks/results/sft_target_{args.minutes:g}min.json", figures)
     print(f"wrote {path}")

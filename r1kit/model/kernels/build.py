@@ -81,8 +81,8 @@ def _build_lock(directory: Path):
         fcntl.flock(handle, fcntl.LOCK_EX)  # another r1kit process building this kernel: wait for it
         try:
             stale = directory / "lock"
-            if stale.exists():
-                stale.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
                 print(f"r1kit: removed {stale}, left by a build of the kernel that was killed", file=sys.stderr)
             yield
         finally:
