@@ -51,7 +51,7 @@ def test_ema_and_tail_follow_their_definitions():
             model.weight.fill_(float(t))
         ema.update(model, progress=t / 5)
         tail.update(model, progress=t / 5)
-        expected_ema = 0.5 * expected_ema + 0.5 * t
+        expected_ema = t if t == 1 else 0.5 * expected_ema + 0.5 * t  # the first update replaces the first weights (0)
     assert ema.count == 5 and torch.allclose(ema.params["weight"], torch.full((1, 2), expected_ema))
     assert tail.count == 4 and torch.allclose(tail.params["weight"], torch.full((1, 2), 3.5))  # steps 2..5
     model.load.fill_(7.0)
@@ -60,7 +60,43 @@ def test_ema_and_tail_follow_their_definitions():
     assert model.weight[0, 0].item() == 5.0  # the copy leaves the model alone
 
 
-@pytest.mark.parametrize("spec", ["ema", "ema:1", "ema:1.5", "tail:-0.1", "swa:0.5", "ema:0.9x"])
+def test_an_ema_is_the_plain_mean_until_it_has_its_memorys_steps_and_never_holds_the_first_weights():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(-100.0)  # the random first weights: must not count
+    ema = WeightAverage(model, "ema:0.75")  # 4 steps of memory
+    means = []
+    for t in range(1, 7):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        ema.update(model, progress=t / 6)
+        means.append(ema.params["weight"][0, 0].item())
+    assert means[:4] == pytest.approx([1.0, 1.5, 2.0, 2.5])  # the mean of steps 1..t while 1/t >= 1 - D
+    assert means[4] == pytest.approx(0.75 * 2.5 + 0.25 * 5) and means[5] == pytest.approx(0.75 * means[4] + 0.25 * 6)
+
+
+def test_a_power_ema_weighs_step_i_of_t_by_i_to_the_g_plus_1_minus_i_minus_1_to_the_g_plus_1():
+    # after T steps, step i carries (i^(G+1) - (i-1)^(G+1)) / T^(G+1) (the decays telescope): G = 0 is the
+    # plain mean, larger G leans on recent steps by the same share of a short run as of a long one
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(-100.0)  # the first weights never count
+    averages = {g: WeightAverage(model, f"power:{g}") for g in (0, 2, 8.5)}
+    for t in range(1, 41):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        for average in averages.values():
+            average.update(model, progress=t / 40)
+        for g, average in averages.items():
+            expected = sum(i * (i ** (g + 1) - (i - 1) ** (g + 1)) for i in range(1, t + 1)) / t ** (g + 1)
+            assert average.params["weight"].item() == pytest.approx(expected, rel=1e-5), (g, t)
+    assert averages[0].params["weight"].item() == pytest.approx(20.5)  # the mean of 1..40
+    # the average's mean step sits about T / (G + 2) back from the end: the same share of 200 steps as of 2,000
+    lag = {T: T - sum(i * (i ** 9.5 - (i - 1) ** 9.5) for i in range(1, T + 1)) / T ** 9.5 for T in (200, 2000)}
+    assert lag[200] / 200 == pytest.approx(lag[2000] / 2000, rel=0.05) and lag[2000] / 2000 == pytest.approx(1 / 10.5, rel=0.01)
+
+
+@pytest.mark.parametrize("spec", ["ema", "ema:1", "ema:1.5", "tail:-0.1", "swa:0.5", "ema:0.9x", "power:-1", "power"])
 def test_bad_average_specs_are_named(spec, toy_train):
     with pytest.raises(ValueError, match="weight average"):
         parse_average(spec)
@@ -126,8 +162,32 @@ def test_snapshots_keep_the_averages_as_they_stood_at_that_minute(toy_train, tmp
     at_minute, one_step = _weights(tmp_path / "run" / "minutes_0_average_ema_0.5"), _weights(tmp_path / "one" / "final")
     raw = _weights(tmp_path / "run" / "minutes_0")
     assert all(torch.allclose(at_minute[k], one_step[k], atol=1e-6) for k in raw)
-    assert not torch.equal(at_minute["embed.weight"], raw["embed.weight"])  # half the first weights: not the step's own
+    # after one step the EMA is that step's weights: the first weights never count
+    assert all(torch.allclose(at_minute[k], raw[k], atol=1e-6) for k in raw)
     # the tail starts at half the budget (step 2 of 4): nothing of it to keep at step 1
     assert not (tmp_path / "run" / "minutes_0_average_tail_0.5").exists()
     events = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r.get("event") == "snapshot"]
     assert [(e["step"], e["averages"]) for e in events] == [(1, {"ema:0.5": "minutes_0_average_ema_0.5"})]
+
+
+def test_sft_curves_evaluates_last_step_weights_and_the_average_final_holds(toy_train, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from sft_curves import _checkpoints
+
+    run = tmp_path / "run"
+    _run(toy_train, run, "sft.average=ema:0.5", "sft.weight_averages=['ema:0.9']", "sft.snapshot_minutes=[0]")
+    log = read_metrics(run / "metrics.jsonl")
+    checkpoints = _checkpoints(run, log)
+    # the last step's weights (the snapshot, then last/), then final/'s average (ema:0.5, not ema:0.9) at the same points
+    assert [(c[1], c[2], c[3]) for c in checkpoints] == [
+        (1, run / "minutes_0", "last step"), (4, run / "last", "last step"),
+        (1, run / "minutes_0_average_ema_0.5", "ema:0.5"), (4, run / "final", "ema:0.5")]
+    assert all(c[2].is_dir() for c in checkpoints)
+    assert _checkpoints(run, log, last_step=True) == checkpoints[:2]
+    # a run without an average: its final/ holds the last step's weights, one curve
+    plain = tmp_path / "plain"
+    _run(toy_train, plain, "sft.average=null", "sft.snapshot_minutes=[0]")
+    assert [c[2:] for c in _checkpoints(plain, read_metrics(plain / "metrics.jsonl"))] == \
+        [(plain / "minutes_0", "last step"), (plain / "final", "last step")]

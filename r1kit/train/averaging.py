@@ -5,8 +5,14 @@ between a fine-tuning run's start and end (`interpolate_from`): part of the way 
 the run learnt and more of what it forgot (WiSE-FT, Wortsman et al. 2022; WARP's interpolation
 towards the init, Rame et al. 2024).
 
-    ema:D    an exponential moving average, decay D per optimiser step (about 1 / (1 - D) steps of memory);
-    tail:F   the uniform mean of the weights after every step, once a fraction F of the budget is spent.
+    ema:D    an exponential moving average, decay D per optimiser step (about 1 / (1 - D) steps of memory),
+             the plain mean of the steps so far until there are that many: the random first weights
+             never count (without this, ema:0.999 still held 9% of them after 2,400 steps);
+    tail:F   the uniform mean of the weights after every step, once a fraction F of the budget is spent;
+    power:G  an EMA whose memory grows with the run, about 1 / (G + 1) of the steps so far: decay
+             (1 - 1/t)^(G + 1) after step t (the power-function EMA of Karras et al. 2024, EDM2), so the
+             same G averages the same share of a run on a slow CPU as on a fast one, where a fixed
+             decay's ~1 / (1 - D) steps are a larger share of a shorter run.
 
 Only floating-point parameters are averaged; buffers (the MoE load statistics and routing biases,
 the symbol flags) stay the model's own, the state its routing was last balanced for. The averages
@@ -21,15 +27,15 @@ import re
 import torch
 from torch import nn
 
-_SPEC = re.compile(r"^(ema|tail):(\d*\.?\d+)$")
+_SPEC = re.compile(r"^(ema|tail|power):(\d*\.?\d+)$")
 
 
 def parse_average(spec: str) -> tuple[str, float]:
     """'ema:0.999' -> ('ema', 0.999); a clear error for anything else."""
     match = _SPEC.match(spec.strip())
-    if not match or float(match.group(2)) >= 1:
-        raise ValueError(f"weight average {spec!r}: expected 'ema:D' (decay per step, 0 <= D < 1) or 'tail:F' "
-                         f"(from a fraction F of the budget, 0 <= F < 1)")
+    if not match or (match.group(1) != "power" and float(match.group(2)) >= 1):
+        raise ValueError(f"weight average {spec!r}: expected 'ema:D' (decay per step, 0 <= D < 1), 'tail:F' "
+                         f"(from a fraction F of the budget, 0 <= F < 1) or 'power:G' (memory 1 / (G + 1) of the run so far, G >= 0)")
     return match.group(1), float(match.group(2))
 
 
@@ -54,8 +60,15 @@ class WeightAverage:
         if self.kind == "tail" and progress < self.value:
             return
         self.count += 1
-        # ema: weight 1 - D on the newest point; tail: 1 / count makes the uniform mean of all so far
-        weight = 1.0 - self.value if self.kind == "ema" else 1.0 / self.count
+        # tail: 1 / count makes the uniform mean of all so far; ema: weight 1 - D on the newest point,
+        # or 1 / count while that is larger (the first update replaces the copy of the first weights);
+        # power: 1 - (1 - 1/t)^(G + 1), which is 1 at t = 1 and about (G + 1) / t later
+        if self.kind == "tail":
+            weight = 1.0 / self.count
+        elif self.kind == "ema":
+            weight = max(1.0 - self.value, 1.0 / self.count)
+        else:
+            weight = 1.0 - (1.0 - 1.0 / self.count) ** (self.value + 1.0)
         for name, p in model.named_parameters():
             if name in self.params:
                 self.params[name].lerp_(p.detach().float(), weight)

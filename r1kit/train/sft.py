@@ -103,7 +103,8 @@ class SFTConfig(RunConfig):
     early_exit_weight: float = Field(0.5, ge=0, description="weight of the early exit's cross-entropy beside the full graph's (LayerSkip scales its exits below 1)")
     average: str | None = Field(
         None, description="final/ holds this running average of the weights instead of the last step's: 'ema:D' (decay D a "
-        "step) or 'tail:F' (the uniform mean from a fraction F of the budget on; r1kit.train.averaging); last/ keeps the trained "
+        "step), 'power:G' (an EMA over about 1 / (G + 1) of the steps so far) or 'tail:F' (the uniform mean from a fraction F of "
+        "the budget on; r1kit.train.averaging); last/ keeps the trained "
         "weights, and evaluations during the run see those. None = the last step's")
     weight_averages: list[str] = Field(
         default_factory=list, description="more running averages, each saved at the end beside final/ as out_dir/average_<kind>_<value>/, "
