@@ -8,6 +8,10 @@ loss, clipping, Muon/AdamW, balancing update) after a few warm-up steps.
         --data runs/data/train_1-4_100.jsonl [model.attention.kind=dense model.moe.n_experts=0 ...]
 
 On a shared or noisy machine, run the configurations to compare one after another, more than once.
+`--compile attention` / `--compile model` times the same steps with torch.compile (dynamic shapes)
+around each block's attention or the whole model (the first step, which compiles, reported apart);
+`--examples N` encodes more of the file, so the length-grouped batches pad as a real run's do (the
+padding share is printed). `--results FILE` writes the figures (benchmarks/results_file.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True, help="a directory holding tokenizer.json (a checkpoint)")
     parser.add_argument("--data", required=True, help="training JSONL")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--examples", type=int, default=4000, help="training problems encoded (batches are drawn from these)")
+    parser.add_argument("--compile", choices=("none", "attention", "model"), default="none",
+                        help="torch.compile(dynamic=True) around each block's attention or the whole model")
+    parser.add_argument("--results", help="write the figures to this JSON")
     parser.add_argument("overrides", nargs="*", help="model.x=.. / sft.y=.. as for r1kit train sft")
     args = parser.parse_args()
 
@@ -37,20 +45,26 @@ def main() -> None:
     torch.manual_seed(0)
     model_cfg, cfg = load_run_config(args.config, [f"sft.train_data={args.data}", *args.overrides])
     tok = Tokenizer.load(args.tokenizer)
-    encoded, _ = encode_examples(tok, load_examples(args.data).examples[:4000], cfg.max_len)
+    encoded, _ = encode_examples(tok, load_examples(args.data).examples[: args.examples], cfg.max_len)
     lengths = [len(ids) for ids, _ in encoded]
     model = model_for_tokenizer(model_cfg, tok)
     optimizer, optimizer_choice = sft_optimizer(model, cfg)
     model.train()
+    stepped = model  # what the step calls; `model` keeps the parameters and the balancing state
+    if args.compile == "attention":
+        for block in model.layers:
+            block.attn = torch.compile(block.attn, dynamic=True)
+    elif args.compile == "model":
+        stepped = torch.compile(model, dynamic=True)
 
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "optimiser": [], "step": []}
-    tokens = []
+    tokens, padded, first_step = [], [], None
     for step in range(5 + args.steps):
         idx = batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_window)
         inputs, targets, weights = make_batch(encoded, idx, tok.pad_id, cfg.prompt_loss_weight)
         t0 = time.perf_counter()
         with autocast("cpu", cfg.dtype):  # sft.dtype=bf16 to time bf16 autocast; 'auto' is read as fp32 here
-            loss = weighted_loss(model, inputs, targets, weights)
+            loss = weighted_loss(stepped, inputs, targets, weights)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -60,14 +74,27 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         model.update_balancing()
         t4 = time.perf_counter()
-        if step >= 5:  # the first steps allocate and warm caches
+        first_step = t4 - t0 if first_step is None else first_step
+        if step >= 5:  # the first steps allocate and warm caches (and compile)
             for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
                 parts[name].append(seconds)
             tokens.append(int((targets != tok.pad_id).sum()))
+            padded.append(targets.numel())
     print(f"{' '.join(args.overrides) or 'config as is'}: B={cfg.batch_size}, {statistics.mean(tokens):.0f} tokens a step, "
           f"{torch.get_num_threads()} threads, medians of {args.steps} steps"
           + (f", Newton-Schulz in {optimizer_choice['muon_ns_dtype']}" if optimizer_choice else ""))
-    print("  " + "  ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in parts.items()))
+    print("  " + "  ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in parts.items())
+          + f"  (step mean {statistics.mean(parts['step']) * 1000:.0f} ms; first step {first_step:.1f} s; "
+          f"padding {1 - sum(tokens) / sum(padded):.1%}; compile: {args.compile})")
+    if args.results:
+        from results_file import write_results
+
+        write_results(args.results, {
+            "config": args.config, "overrides": args.overrides, "compile": args.compile, "batch_size": cfg.batch_size,
+            "length_window": cfg.length_window, "examples": len(encoded), "steps_timed": args.steps,
+            "tokens_per_step": statistics.mean(tokens), "padding_share": 1 - sum(tokens) / sum(padded),
+            "first_step_s": first_step, "step_mean_ms": 1000 * statistics.mean(parts["step"]),
+            "median_ms": {name: 1000 * statistics.median(v) for name, v in parts.items()}})
 
 
 if __name__ == "__main__":

@@ -53,6 +53,34 @@ def test_phrasing_seeds_reads_every_sets_rows_by_the_file_they_came_from(tmp_pat
     assert rows_by_set(str(tmp_path)) is None  # RUN/rows.jsonl is absent
 
 
+def test_phrasings_result_pairs_a_run_with_the_demos_sft_on_each_set_it_was_evaluated_on(tmp_path):
+    """benchmarks/phrasings_result.py --against-demo: the run's rows (one file over several of the
+    demo's sets) against the demo's SFT rows of the same set, problem by problem."""
+    import json
+
+    from phrasings_result import against_demo
+
+    demo = tmp_path / "demo"
+    (demo / "sft").mkdir(parents=True)
+
+    def write(path, rows):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    theirs = {name: [{"question": f"{name} {i}", "accuracy": 0.0} for i in range(4)] for name in ("test", "unseen")}
+    write(demo / "sft" / "eval_rows.jsonl", theirs["test"])
+    write(demo / "sft" / "eval_unseen_rows.jsonl", theirs["unseen"])
+    # the run: all of test right, half of unseen; no follow_up rows, so that set is left out
+    mine = [{**r, "accuracy": 1.0, "data": str(demo / "data" / "test.jsonl")} for r in theirs["test"]]
+    mine += [{**r, "accuracy": float(i % 2), "data": str(demo / "data" / "unseen.jsonl")} for i, r in enumerate(theirs["unseen"])]
+    write(tmp_path / "rows.jsonl", mine)
+    result = against_demo(tmp_path / "rows.jsonl", demo)
+    assert list(result) == ["test", "unseen"]
+    assert result["test"]["diff"] == 1.0 and result["unseen"]["diff"] == 0.5 and result["unseen"]["n"] == 4
+    write(tmp_path / "shuffled.jsonl", mine[::-1])  # other problems in each place: refused, not paired
+    with pytest.raises(AssertionError, match="same problems"):
+        against_demo(tmp_path / "shuffled.jsonl", demo)
+
+
 def test_gate_mix_names_a_file_that_is_not_an_evaluation_and_writes_nothing(tmp_path):
     import subprocess
 
