@@ -8,7 +8,7 @@ operands up to 10, 100, 1000; none of their questions is in the training file):
     python benchmarks/sft_curves.py runs/curves20 runs/curves60 --train runs/data/train_1-4_100.jsonl [--n 100]
 
 Prints a markdown table per run, writes benchmarks/results/sft_curves.json and a plot (one panel
-per operand size, one colour per step count, one line style per run). A run's minutes come from
+per operand size, one colour per step count, one line style per run and kind of weights). A run's minutes come from
 its metrics (snapshot events; `final` is the end of the run). Each row names its `weights`: a
 snapshot's last step's weights (`minutes_<m>/`, then last/ at the end), and, where final/ is a
 weight average (`sft.average`) and the snapshots kept it as it stood at their minute (runs since
@@ -102,6 +102,7 @@ def _plot(rows, steps, operands, path: Path, atomic_file) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, len(operands), figsize=(4 * len(operands), 3.6), sharey=True)
+
     def series_of(row: dict) -> tuple[str, str]:
         return row.get("run", ""), row.get("weights", "last step")  # older JSON has neither
 
