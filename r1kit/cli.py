@@ -300,11 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="directory for tokenizer.json and tokenizer_config.json")
     q.set_defaults(func=cmd_tokenizer_train)
 
-    def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    def add_device(p: argparse.ArgumentParser, default: str | None = None, training: bool = False) -> None:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=default,
                        help="auto takes CUDA when torch sees a GPU (training: the config's value unless given)")
-        p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default=default,
-                       help="compute precision (autocast); auto: r1kit.device.choose_dtype")
+        p.add_argument("--dtype", choices=["auto", "fp32", "bf16", *(["bf16-matmul"] if training else [])], default=default,
+                       help="compute precision (autocast" + ("; bf16-matmul: bf16 products only" if training else "")
+                       + "); auto: r1kit.device.choose_dtype")
 
     def add_run_dir_flags(p: argparse.ArgumentParser) -> None:
         how = p.add_mutually_exclusive_group()
@@ -318,14 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     q = tsub.add_parser("sft", help="supervised fine-tuning on reasoning traces")
     q.add_argument("--config", help="YAML/JSON file with model: and sft: sections")
     add_run_dir_flags(q)
-    add_device(q)
+    add_device(q, training=True)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. sft.max_steps=200 model.dim=64")
     q.set_defaults(func=cmd_train_sft)
     q = tsub.add_parser("rl", help="GRPO from an SFT checkpoint with the verifier's composite reward")
     q.add_argument("--init", required=True, help="the SFT checkpoint to start from (and the KL reference when rl.beta > 0)")
     q.add_argument("--config", help="YAML/JSON file with an rl: section (configs/rl_demo.yaml)")
     add_run_dir_flags(q)
-    add_device(q)
+    add_device(q, training=True)
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. rl.max_steps=50 rl.beta=0.04")
     q.set_defaults(func=cmd_train_rl)
 

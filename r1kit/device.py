@@ -4,13 +4,17 @@ its reason go in a run's metrics, and a resumed run keeps the saved choice (r1ki
 
 device  "auto" takes CUDA when torch sees a GPU, else the CPU; "cuda" without one is a DeviceError
         that says why (this torch is a CPU build, or no GPU is visible); "cpu" always works.
-dtype   the compute precision of autocast ("fp32" runs without autocast; weights stay fp32 either way).
+dtype   the compute precision: "fp32" runs without autocast, "bf16" under bf16 autocast, "bf16-matmul"
+        with only the matrix products in bf16 (r1kit.bf16_matmul); weights stay fp32 in every case.
         "auto" on CUDA: bf16 where the GPU has it (Ampere and later), fp32 before.
         "auto" on a CPU: bf16 only where the CPU has native bf16 instructions (AMX or AVX512-BF16)
         and the model has at least BF16_CPU_MIN_PARAMS parameters; fp32 otherwise. Without native
         bf16 a bf16 matmul is emulated (~13x slower than fp32 on an AVX2-only EPYC), and below that
         size the casts around each op and the fp32-only fused multi-scale kernel outweigh faster
-        matmuls (docs/benchmarks.md, "bf16 on CPUs").
+        matmuls (docs/benchmarks.md, "bf16 on CPUs"). For training (`training=True`) a smaller
+        model on such a CPU gets "bf16-matmul": its products alone in bf16 made the demo's SFT step
+        faster where full autocast made it slower (docs/benchmarks.md, "bf16 products for small
+        models"). Inference keeps fp32 there (its decode products are small; not measured).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 DeviceName = Literal["auto", "cpu", "cuda"]
-DtypeName = Literal["auto", "fp32", "bf16"]
+DtypeName = Literal["auto", "fp32", "bf16", "bf16-matmul"]
 
 # Smallest model (parameters) for which "auto" picks bf16 on a CPU with native bf16
 # (docs/benchmarks.md, "bf16 on CPUs"): on an AVX512-BF16 EPYC a training step's bf16/fp32 time was
@@ -78,27 +82,35 @@ def native_bf16(device) -> tuple[bool, str]:
     return native, f"CPU {'with' if native else 'without'} native bf16 ({flags})"
 
 
-def choose_dtype(requested: str, device, n_params: int) -> tuple[str, str]:
-    """("fp32" | "bf16", the reason) for `requested` ("auto" | "fp32" | "bf16") on `device`, for a
-    model of `n_params` parameters."""
+def choose_dtype(requested: str, device, n_params: int, training: bool = False) -> tuple[str, str]:
+    """("fp32" | "bf16" | "bf16-matmul", the reason) for `requested` ("auto" or one of those) on
+    `device`, for a model of `n_params` parameters, to train it (`training`) or to run it."""
     import torch
 
-    if requested in ("fp32", "bf16"):
+    if requested in ("fp32", "bf16", "bf16-matmul"):
         return requested, "asked for"
     if requested != "auto":
-        raise DeviceError(f"unknown dtype {requested!r}; allowed: auto, fp32, bf16")
+        raise DeviceError(f"unknown dtype {requested!r}; allowed: auto, fp32, bf16, bf16-matmul")
     native, hardware = native_bf16(device)
     if not native or torch.device(device).type == "cuda":
         return ("bf16" if native else "fp32"), hardware
     if n_params < BF16_CPU_MIN_PARAMS:
-        return "fp32", f"{hardware}, but {n_params:,} parameters < {BF16_CPU_MIN_PARAMS:,}, below which bf16 was measured slower"
+        below = f"{n_params:,} parameters < {BF16_CPU_MIN_PARAMS:,}, below which bf16 autocast was measured slower"
+        if training:
+            return "bf16-matmul", f"{hardware}; {below}: the matrix products alone in bf16"
+        return "fp32", f"{hardware}, but {below}"
     return "bf16", f"{hardware} and {n_params:,} parameters >= {BF16_CPU_MIN_PARAMS:,}"
 
 
 def autocast(device, dtype: str):
-    """The autocast context for a compute dtype on a device ("fp32": a disabled one)."""
+    """The autocast context for a compute dtype on a device ("fp32": a disabled one; "bf16-matmul":
+    r1kit.bf16_matmul's, bf16 products and fp32 elsewhere)."""
     import torch
 
+    if dtype == "bf16-matmul":
+        from r1kit.bf16_matmul import bf16_matmuls
+
+        return bf16_matmuls()
     device_type = torch.device(device).type
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     return torch.autocast(device_type, dtype=low or torch.bfloat16, enabled=low is not None)

@@ -45,10 +45,16 @@ def test_the_cpu_dtype_follows_native_bf16_and_model_size(monkeypatch):
     monkeypatch.setattr(device_mod, "cpu_native_bf16", lambda: (False, "no amx_bf16 / avx512_bf16 flag"))
     dtype, reason = choose_dtype("auto", "cpu", 10**10)
     assert dtype == "fp32" and "without native bf16" in reason
+    assert choose_dtype("auto", "cpu", 10**6, training=True)[0] == "fp32"  # no bf16 products without native bf16
     monkeypatch.setattr(device_mod, "cpu_native_bf16", lambda: (True, "amx_bf16"))
     assert choose_dtype("auto", "cpu", BF16_CPU_MIN_PARAMS - 1)[0] == "fp32"
     dtype, reason = choose_dtype("auto", "cpu", BF16_CPU_MIN_PARAMS)
     assert dtype == "bf16" and "amx_bf16" in reason
+    # training a smaller model: bf16 products only; a larger one: bf16 autocast, as for inference
+    dtype, reason = choose_dtype("auto", "cpu", BF16_CPU_MIN_PARAMS - 1, training=True)
+    assert dtype == "bf16-matmul" and "amx_bf16" in reason and "products" in reason
+    assert choose_dtype("auto", "cpu", BF16_CPU_MIN_PARAMS, training=True)[0] == "bf16"
+    assert choose_dtype("bf16-matmul", "cpu", 10) == ("bf16-matmul", "asked for")
     with pytest.raises(DeviceError, match="unknown dtype 'fp16'"):
         choose_dtype("fp16", "cpu", 10)
 

@@ -15,7 +15,8 @@ PACKAGE = ROOT / "r1kit"
 ALLOWED = {
     "config": set(),
     "format": set(),
-    "device": set(),
+    "bf16_matmul": set(),
+    "device": {"bf16_matmul"},
     "model": {"config"},
     "data": {"format"},
     "reward": {"format"},

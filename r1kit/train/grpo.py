@@ -497,7 +497,7 @@ def train_rl(
         for round_ in range(1 + cfg.dynamic_sampling):
             idx = batch_indices(lengths, P, step, cfg.seed + 1_000_003 * round_)
             started = time.perf_counter()
-            with loop.autocast():
+            with loop.generation_autocast():
                 completions = rollout(model, tok, [prompts[i] for i in idx], cfg, step, first_prompt=round_ * P)
             sampled["seconds"] += time.perf_counter() - started
             rewards, parts = completion_rewards(tok, completions, [pool[i] for i in idx for _ in range(G)], cfg, reward_fns)

@@ -69,9 +69,10 @@ class RunConfig(BaseModel):
         "SFT keeps its weight averages then too, in out_dir/minutes_<m>_average_<kind>_<value>/"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' takes CUDA when torch sees a GPU, else the CPU (r1kit.device)")
-    dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="autocast precision; 'auto' picks bf16 only on a GPU with bf16 or a CPU with native bf16 and a model past "
-        "the size where it was measured to pay (r1kit.device); without native bf16 units a CPU runs bf16 ~13x slower than fp32"
+    dtype: Literal["auto", "fp32", "bf16", "bf16-matmul"] = Field(
+        "auto", description="training's compute precision; 'auto' picks bf16 only on a GPU with bf16 or a CPU with native bf16 and a model past "
+        "the size where it was measured to pay, and on such a CPU below it bf16-matmul (bf16 products, fp32 elsewhere; r1kit.device); "
+        "without native bf16 units a CPU runs bf16 ~13x slower than fp32"
     )
 
 
@@ -266,7 +267,7 @@ class TrainingLoop:
         self.device = next(model.parameters()).device
         self.resumed = resume
         self.step, self.train_time = 0, 0.0  # train_time: seconds of training so far (evaluation excluded)
-        self.dtype, reason = choose_dtype(cfg.dtype, self.device, model.num_params())
+        self.dtype, reason = choose_dtype(cfg.dtype, self.device, model.num_params(), training=True)
         if resume:
             check_same_settings(read_trainer_meta(self.last / "trainer_state").get("config"), cfg.model_dump(), name)
             self.step, saved_dtype, run_tensors = load_trainer_state(self.last / "trainer_state", optimizer)
@@ -288,8 +289,13 @@ class TrainingLoop:
         self._bar = None
 
     def autocast(self):
-        """The run's compute precision for a forward pass."""
+        """The run's compute precision for a training forward pass."""
         return autocast(self.device, self.dtype)
+
+    def generation_autocast(self):
+        """The precision to generate in (evaluation, rollouts): the run's, except bf16-matmul, which
+        was measured on training steps only; decoding's small products stay fp32, as in the engine."""
+        return autocast(self.device, "fp32" if self.dtype == "bf16-matmul" else self.dtype)
 
     def log(self, record: dict) -> None:
         log_metrics(self.metrics_path, record)
@@ -308,7 +314,7 @@ class TrainingLoop:
         self._save_model(self.model, directory, extra)
 
     def evaluate_and_log(self, evaluate: Callable[[], dict]) -> None:
-        with self.autocast():
+        with self.generation_autocast():
             summary = evaluate()
         self.model.train()
         self.log({"step": self.step, "train_minutes": self.train_time / 60, **{f"eval_{k}": v for k, v in summary.items()}})
