@@ -55,8 +55,10 @@ def _bf16_product(func, x_NK: torch.Tensor, weight: torch.Tensor, rest: tuple, k
     M = x_MK.shape[0]
     x_PK = x_MK.new_zeros(padded_rows(M), K, dtype=torch.bfloat16)  # P >= M rows, the tail zeros
     x_PK[:M] = x_MK  # one pass: cast and copy (differentiable)
-    rest = tuple(a.to(torch.bfloat16) if isinstance(a, torch.Tensor) else a for a in rest)  # F.linear's bias
-    out_PN = func(x_PK, weight.to(torch.bfloat16), *rest, **kwargs)
+    def bf16(a):  # F.linear's bias, positional or by name
+        return a.to(torch.bfloat16) if isinstance(a, torch.Tensor) else a
+
+    out_PN = func(x_PK, weight.to(torch.bfloat16), *map(bf16, rest), **{k: bf16(v) for k, v in kwargs.items()})
     return out_PN[:M].float().view(*lead, out_PN.shape[-1])
 
 
